@@ -1,0 +1,448 @@
+//! Reading CloudTrail from files, directories and stdin, in every shape
+//! CloudTrail and its consumers write it.
+//!
+//! A document is split into records without parsing them ([`RawValue`]), and
+//! each record is parsed on its own: one bad record is [`Rejected`] with its
+//! origin while every other record of the document is still used.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use trailhound_proto::CloudTrailEvent;
+
+use crate::record::Record;
+
+/// A whole file or stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: gzip stream is corrupt or truncated after {decoded} bytes: {source}")]
+    Gzip {
+        path: String,
+        decoded: usize,
+        source: std::io::Error,
+    },
+    #[error("{origin}: malformed JSON: {message}")]
+    Json { origin: String, message: String },
+}
+
+/// A record that cannot be used, with where it was and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rejected {
+    /// `file:line` for JSON lines, `file#index` for arrays and `Records`.
+    pub origin: String,
+    pub event_id: Option<String>,
+    pub reason: String,
+    /// The record's JSON, for the dead-letter file.
+    pub raw: Option<String>,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(id) = &self.event_id {
+            write!(f, " (eventID {id})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// What reading one record gives.
+pub type Parsed = Result<CloudTrailEvent, Rejected>;
+
+/// Expand files and directories into the files to read: a directory's
+/// files recursively, in path order (CloudTrail's S3 layout is then
+/// chronological per account and region). `-` stands for stdin. Hidden
+/// files are skipped.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" || !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        let mut stack = vec![path.clone()];
+        while let Some(dir) = stack.pop() {
+            let io = |source| InputError::Io {
+                path: dir.display().to_string(),
+                source,
+            };
+            for entry in std::fs::read_dir(&dir).map_err(io)? {
+                let entry = entry.map_err(io)?.path();
+                if entry
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
+                    continue;
+                }
+                if entry.is_dir() {
+                    stack.push(entry)
+                } else {
+                    found.push(entry)
+                }
+            }
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Read a file (or stdin for `-`), decompressing gzip when the content
+/// starts with the gzip magic bytes, whatever the file is named.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
+    let name = path.display().to_string();
+    let io = |source| InputError::Io {
+        path: name.clone(),
+        source,
+    };
+    let bytes = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(io)?;
+        buf
+    } else {
+        std::fs::read(path).map_err(io)?
+    };
+    gunzip_if_needed(&name, bytes)
+}
+
+fn gunzip_if_needed(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, InputError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 8);
+    flate2::read::MultiGzDecoder::new(&bytes[..])
+        .read_to_end(&mut out)
+        .map_err(|source| InputError::Gzip {
+            path: name.to_string(),
+            decoded: out.len(),
+            source,
+        })?;
+    Ok(out)
+}
+
+/// Split a document into records and parse each, calling `sink` for every
+/// record in order. Returns an error only when the document's own structure
+/// is broken; records read before that point have been delivered.
+pub fn parse_document(
+    name: &str,
+    bytes: &[u8],
+    keep_raw: bool,
+    sink: &mut dyn FnMut(Parsed),
+) -> Result<(), InputError> {
+    let text = trim_bom(bytes);
+    let first = text.iter().position(|b| !b.is_ascii_whitespace());
+    match first.map(|i| text[i]) {
+        None => Ok(()),
+        Some(b'[') => each_in_array(name, text, "#", keep_raw, sink),
+        Some(b'{') if is_json_lines(text) => {
+            for (index, line) in text.split(|&b| b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let origin = format!("{name}:{}", index + 1);
+                match serde_json::from_slice::<&RawValue>(line) {
+                    Ok(raw) => parse_record(&origin, raw, keep_raw, sink),
+                    Err(e) => sink(Err(Rejected {
+                        origin,
+                        event_id: None,
+                        reason: format!("malformed JSON: {e}"),
+                        raw: Some(String::from_utf8_lossy(line).into_owned()),
+                    })),
+                }
+            }
+            Ok(())
+        }
+        Some(b'{') => {
+            if memchr::memmem::find(text, b"\"Records\"").is_some() {
+                let mut de = serde_json::Deserializer::from_slice(text);
+                let mut found = false;
+                let seed = RecordsField {
+                    name,
+                    keep_raw,
+                    sink: &mut *sink,
+                    found: &mut found,
+                };
+                match de.deserialize_map(seed).and_then(|()| de.end()) {
+                    Ok(()) if found => return Ok(()),
+                    Ok(()) => {}
+                    Err(e) => return Err(json_error(name, e)),
+                }
+            }
+            let raw: &RawValue = serde_json::from_slice(text).map_err(|e| json_error(name, e))?;
+            parse_record(name, raw, keep_raw, sink);
+            Ok(())
+        }
+        Some(_) => Err(InputError::Json {
+            origin: name.to_string(),
+            message: "not a JSON object or array".into(),
+        }),
+    }
+}
+
+fn trim_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes)
+}
+
+fn json_error(origin: &str, e: serde_json::Error) -> InputError {
+    InputError::Json {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// JSON lines: the first non-empty line is a whole JSON value and another
+/// non-empty line follows it.
+fn is_json_lines(text: &[u8]) -> bool {
+    let mut lines = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
+    let Some(first) = lines.next() else {
+        return false;
+    };
+    lines.next().is_some() && serde_json::from_slice::<&RawValue>(first).is_ok()
+}
+
+fn each_in_array(
+    name: &str,
+    text: &[u8],
+    sep: &str,
+    keep_raw: bool,
+    sink: &mut dyn FnMut(Parsed),
+) -> Result<(), InputError> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    de.deserialize_seq(EachRecord {
+        name,
+        sep,
+        keep_raw,
+        sink,
+    })
+    .and_then(|()| de.end())
+    .map_err(|e| json_error(name, e))
+}
+
+/// Parse one record; unwrap EventBridge envelopes; reject what is unusable.
+fn parse_record(origin: &str, raw: &RawValue, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) {
+    let reject = |event_id: Option<String>, reason: String| Rejected {
+        origin: origin.to_string(),
+        event_id,
+        reason,
+        raw: Some(raw.get().to_string()),
+    };
+    let record: Record<'_> = match serde_json::from_str(raw.get()) {
+        Ok(r) => r,
+        Err(e) => {
+            return sink(Err(reject(
+                event_id_of(raw),
+                format!("not a CloudTrail event: {e}"),
+            )));
+        }
+    };
+    if record.event_name.is_none()
+        && let Some(detail) = record.detail
+    {
+        if record
+            .detail_type
+            .as_deref()
+            .is_some_and(|t| !t.contains("CloudTrail"))
+        {
+            let t = record.detail_type.unwrap_or_default();
+            return sink(Err(reject(
+                event_id_of(detail),
+                format!("EventBridge event of type {t:?} is not CloudTrail"),
+            )));
+        }
+        return parse_record(origin, detail, keep_raw, sink);
+    }
+    let event_id = record.event_id.clone();
+    sink(match record.into_event(raw.get(), keep_raw) {
+        Ok(mut event) => {
+            event.origin = origin.to_string();
+            Ok(event)
+        }
+        Err(e) => Err(reject(event_id, e.to_string())),
+    })
+}
+
+/// The eventID of a record that failed to deserialise, for the report.
+fn event_id_of(raw: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        #[serde(rename = "eventID")]
+        event_id: Option<String>,
+    }
+    serde_json::from_str::<Id>(raw.get())
+        .ok()
+        .and_then(|i| i.event_id)
+}
+
+/// Visits a JSON array, handing each element to [`parse_record`] as soon as
+/// it is read, so elements before a syntax error are not lost.
+struct EachRecord<'s, 'n> {
+    name: &'n str,
+    sep: &'n str,
+    keep_raw: bool,
+    sink: &'s mut dyn FnMut(Parsed),
+}
+
+impl<'de> Visitor<'de> for EachRecord<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of CloudTrail records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            let origin = format!("{}{}{index}", self.name, self.sep);
+            parse_record(&origin, raw, self.keep_raw, self.sink);
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for EachRecord<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+/// Visits the top-level object of an S3 delivery file and streams its
+/// `Records` array; other keys are skipped.
+struct RecordsField<'s, 'n> {
+    name: &'n str,
+    keep_raw: bool,
+    sink: &'s mut dyn FnMut(Parsed),
+    found: &'s mut bool,
+}
+
+impl<'de> Visitor<'de> for RecordsField<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a CloudTrail delivery object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if key == "Records" {
+                let name = format!("{}#Records", self.name);
+                let seed = EachRecord {
+                    name: &name,
+                    sep: "/",
+                    keep_raw: self.keep_raw,
+                    sink: &mut *self.sink,
+                };
+                map.next_value_seed(seed)?;
+                *self.found = true;
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(bytes: &[u8]) -> (Vec<CloudTrailEvent>, Vec<Rejected>, Result<(), InputError>) {
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        let result = parse_document("f.json", bytes, false, &mut |p| match p {
+            Ok(e) => ok.push(e),
+            Err(r) => bad.push(r),
+        });
+        (ok, bad, result)
+    }
+
+    const EVENT: &str = r#"{"eventID":"e1","eventTime":"2024-01-01T00:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111111111111:user/alice","accountId":"111111111111"}}"#;
+
+    #[test]
+    fn reads_every_shape() {
+        let delivery = format!(r#"{{"Records":[{EVENT},{EVENT}]}}"#);
+        let array = format!("[{EVENT}]");
+        let lines = format!("{EVENT}\n\n{EVENT}\n");
+        let bridge = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":{EVENT}}}"#
+        );
+        let single = EVENT.to_string();
+        for (doc, n) in [
+            (delivery, 2),
+            (array, 1),
+            (lines, 2),
+            (bridge, 1),
+            (single, 1),
+        ] {
+            let (ok, bad, result) = collect(doc.as_bytes());
+            assert!(result.is_ok() && bad.is_empty(), "{doc}: {bad:?}");
+            assert_eq!(ok.len(), n, "{doc}");
+            assert_eq!(ok[0].event_name, "ListBuckets");
+        }
+    }
+
+    #[test]
+    fn bad_line_is_rejected_with_its_line_and_the_rest_is_kept() {
+        let doc = format!("{EVENT}\n{{\"eventID\": \"broken\n{EVENT}\n");
+        let (ok, bad, result) = collect(doc.as_bytes());
+        assert!(result.is_ok());
+        assert_eq!(ok.len(), 2);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].origin, "f.json:2");
+    }
+
+    #[test]
+    fn unusable_record_names_its_event_id_and_field() {
+        let doc = r#"[{"eventID":"x9","eventTime":"2024-01-01T00:00:00Z","eventName":"A","eventSource":"s"}]"#;
+        let (ok, bad, _) = collect(doc.as_bytes());
+        assert!(ok.is_empty());
+        assert_eq!(bad[0].event_id.as_deref(), Some("x9"));
+        assert_eq!(bad[0].origin, "f.json#0");
+        assert!(bad[0].reason.contains("userIdentity"), "{}", bad[0].reason);
+    }
+
+    #[test]
+    fn truncated_array_keeps_the_records_before_the_break() {
+        let doc = format!("[{EVENT},{EVENT},{{\"eventID\":");
+        let (ok, _, result) = collect(doc.as_bytes());
+        assert_eq!(ok.len(), 2);
+        let err = result.unwrap_err().to_string();
+        assert!(err.starts_with("f.json: malformed JSON"), "{err}");
+    }
+
+    #[test]
+    fn truncated_gzip_is_an_error_naming_the_file() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(format!(r#"{{"Records":[{EVENT}]}}"#).repeat(50).as_bytes())
+            .unwrap();
+        let bytes = gz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.json.gz");
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("cut.json.gz") && err.contains("gzip"), "{err}");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_file(&path).unwrap().starts_with(b"{\"Records\""));
+    }
+
+    #[test]
+    fn eventbridge_envelope_of_another_kind_is_rejected() {
+        let doc = r#"{"detail-type":"EC2 Instance State-change Notification","detail":{"state":"running"}}"#;
+        let (ok, bad, _) = collect(doc.as_bytes());
+        assert!(ok.is_empty());
+        assert!(bad[0].reason.contains("not CloudTrail"));
+    }
+}

@@ -1,0 +1,196 @@
+//! The serde model of one CloudTrail record, lenient where real logs and
+//! test corpora vary (nulls, missing blocks, `"true"` for `true`), and its
+//! conversion to the typed [`CloudTrailEvent`] message.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use trailhound_proto::{CloudTrailEvent, UserIdentity};
+
+use crate::time::parse_event_time;
+
+/// One record as it appears in a log. EventBridge envelopes deserialise
+/// into the same struct: their event is in `detail`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record<'a> {
+    #[serde(rename = "eventID")]
+    pub event_id: Option<String>,
+    pub event_time: Option<String>,
+    pub event_source: Option<String>,
+    pub event_name: Option<String>,
+    pub aws_region: Option<String>,
+    #[serde(rename = "sourceIPAddress")]
+    pub source_ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub read_only: Option<bool>,
+    pub recipient_account_id: Option<String>,
+    pub event_type: Option<String>,
+    pub user_identity: Option<RecordIdentity>,
+    #[serde(borrow)]
+    pub request_parameters: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub response_elements: Option<&'a RawValue>,
+    pub vpc_endpoint_id: Option<String>,
+    /// EventBridge: "AWS API Call via CloudTrail" and friends.
+    #[serde(rename = "detail-type")]
+    pub detail_type: Option<String>,
+    #[serde(borrow)]
+    pub detail: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordIdentity {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub arn: Option<String>,
+    pub account_id: Option<String>,
+    pub principal_id: Option<String>,
+    pub user_name: Option<String>,
+    pub access_key_id: Option<String>,
+    pub invoked_by: Option<String>,
+    pub identity_provider: Option<String>,
+    pub session_context: Option<SessionContext>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionContext {
+    pub session_issuer: Option<SessionIssuer>,
+    pub attributes: Option<SessionAttributes>,
+    pub ec2_role_delivery: Option<String>,
+    pub source_identity: Option<String>,
+    pub web_id_federation_data: Option<WebIdFederation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionIssuer {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub arn: Option<String>,
+    pub account_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAttributes {
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub mfa_authenticated: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebIdFederation {
+    pub federated_provider: Option<String>,
+}
+
+/// `true`, `"true"`, `"True"` and null all occur for CloudTrail booleans.
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Bool(bool),
+        Text(String),
+    }
+    Ok(match Option::<Lenient>::deserialize(d)? {
+        Some(Lenient::Bool(b)) => Some(b),
+        Some(Lenient::Text(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Lenient::Text(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    })
+}
+
+/// Why a record cannot be used. The message names the missing or bad field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a CloudTrail event: missing {0}")]
+    Missing(&'static str),
+    #[error("eventTime {0:?} is not a time")]
+    BadTime(String),
+}
+
+impl Record<'_> {
+    /// Convert to the typed message. `raw` is the record's JSON, used for a
+    /// stable derived eventID when the record has none (rule test corpora).
+    pub fn into_event(self, raw: &str, keep_raw: bool) -> Result<CloudTrailEvent, RecordError> {
+        let time = self.event_time.ok_or(RecordError::Missing("eventTime"))?;
+        let event_time_ms = parse_event_time(&time).ok_or(RecordError::BadTime(time))?;
+        let event_source = self
+            .event_source
+            .ok_or(RecordError::Missing("eventSource"))?;
+        let event_name = self.event_name.ok_or(RecordError::Missing("eventName"))?;
+        let identity = self
+            .user_identity
+            .ok_or(RecordError::Missing("userIdentity"))?;
+        let event_id = self.event_id.unwrap_or_else(|| derived_event_id(raw));
+        let session = identity.session_context.unwrap_or_default();
+        let issuer = session.session_issuer.unwrap_or_default();
+        let user_identity = UserIdentity {
+            r#type: identity.kind.unwrap_or_default(),
+            arn: identity.arn.unwrap_or_default(),
+            account_id: identity.account_id.unwrap_or_default(),
+            principal_id: identity.principal_id.unwrap_or_default(),
+            user_name: identity.user_name.unwrap_or_default(),
+            access_key_id: identity.access_key_id.unwrap_or_default(),
+            invoked_by: identity.invoked_by.unwrap_or_default(),
+            session_issuer_arn: issuer.arn.unwrap_or_default(),
+            session_issuer_type: issuer.kind.unwrap_or_default(),
+            session_issuer_account_id: issuer.account_id.unwrap_or_default(),
+            mfa_authenticated: session
+                .attributes
+                .and_then(|a| a.mfa_authenticated)
+                .unwrap_or(false),
+            ec2_role_delivery: session.ec2_role_delivery.is_some(),
+            identity_provider: identity
+                .identity_provider
+                .or(session
+                    .web_id_federation_data
+                    .and_then(|w| w.federated_provider))
+                .unwrap_or_default(),
+            source_identity: session.source_identity.unwrap_or_default(),
+        };
+        Ok(CloudTrailEvent {
+            event_id,
+            event_time_ms,
+            event_source,
+            event_name,
+            aws_region: self.aws_region.unwrap_or_default(),
+            source_ip: self.source_ip_address.unwrap_or_default(),
+            user_agent: self.user_agent.unwrap_or_default(),
+            error_code: self.error_code.unwrap_or_default(),
+            error_message: self.error_message.unwrap_or_default(),
+            read_only: self.read_only,
+            recipient_account_id: self.recipient_account_id.unwrap_or_default(),
+            event_type: self.event_type.unwrap_or_default(),
+            user_identity: Some(user_identity),
+            request_parameters_json: self
+                .request_parameters
+                .map(|r| r.get().to_owned())
+                .unwrap_or_default(),
+            response_elements_json: self
+                .response_elements
+                .map(|r| r.get().to_owned())
+                .unwrap_or_default(),
+            vpc_endpoint_id: self.vpc_endpoint_id.unwrap_or_default(),
+            origin: String::new(),
+            raw_json: if keep_raw {
+                raw.as_bytes().to_vec()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}
+
+/// A stable id for records without `eventID`: the same record always gets
+/// the same id, so re-reading it deduplicates as a real id would.
+fn derived_event_id(raw: &str) -> String {
+    format!(
+        "derived-{:032x}",
+        xxhash_rust::xxh3::xxh3_128(raw.as_bytes())
+    )
+}

@@ -1,0 +1,108 @@
+//! The detector catalogue. A detector is one file: what it keys on, when it
+//! fires, its severity rules and guidance, and its tests. To add one, write
+//! the file and add one line to [`catalogue`].
+
+use std::sync::Arc;
+
+use trailhound_proto::{Finding, Observation};
+
+use crate::config::DetectionConfig;
+use crate::finding::ObservationExt;
+
+mod th000_new_principal;
+mod th001_new_service_region;
+mod th002_compute_outside_region;
+mod th003_unusual_country_for_command;
+mod th010_root_activity;
+mod th015_new_geolocation;
+mod th018_new_aso;
+mod th019_new_user_agent;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+/// Every detector, in catalogue order.
+fn catalogue() -> Vec<Box<dyn Detector>> {
+    vec![
+        Box::new(th000_new_principal::NewPrincipal),
+        Box::new(th001_new_service_region::NewServiceInRegion),
+        Box::new(th002_compute_outside_region::ComputeOutsideRegion),
+        Box::new(th003_unusual_country_for_command::UnusualCountryForCommand),
+        Box::new(th010_root_activity::RootActivity),
+        Box::new(th015_new_geolocation::NewGeolocation),
+        Box::new(th018_new_aso::NewAso),
+        Box::new(th019_new_user_agent::NewUserAgent),
+    ]
+}
+
+pub trait Detector: Send + Sync {
+    /// Catalogue id, e.g. "TH-001".
+    fn id(&self) -> &'static str;
+    fn name(&self) -> &'static str;
+    /// Candidate findings for one observation (merged later by the alert stage).
+    fn detect(&self, obs: &Observation, ctx: &Context<'_>, out: &mut Vec<Finding>);
+}
+
+/// What a detector may consult besides the observation.
+pub struct Context<'a> {
+    pub config: &'a DetectionConfig,
+}
+
+impl Context<'_> {
+    /// The principal's profile covers the detector's training period.
+    pub fn trained(&self, id: &str, obs: &Observation) -> bool {
+        obs.event().event_time_ms - obs.facts().first_seen_ms >= self.config.training_ms(id)
+    }
+
+    /// The deployment has seen the detector's activation period of data.
+    pub fn active(&self, id: &str, obs: &Observation) -> bool {
+        obs.event().event_time_ms - obs.facts().data_start_ms >= self.config.activation_ms(id)
+    }
+
+    /// Both: novelty detectors fire only then.
+    pub fn learned(&self, id: &str, obs: &Observation) -> bool {
+        self.active(id, obs) && self.trained(id, obs)
+    }
+
+    pub fn window_days(&self) -> u32 {
+        self.config.window_days()
+    }
+}
+
+/// The enabled detectors, run over each observation.
+pub struct Detectors {
+    config: Arc<DetectionConfig>,
+    enabled: Vec<Box<dyn Detector>>,
+}
+
+impl std::fmt::Debug for Detectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.enabled.iter().map(|d| d.id()))
+            .finish()
+    }
+}
+
+impl Detectors {
+    pub fn new(config: Arc<DetectionConfig>) -> Self {
+        let enabled = catalogue()
+            .into_iter()
+            .filter(|d| config.enabled(d.id()))
+            .collect();
+        Self { config, enabled }
+    }
+
+    /// (id, name) of every detector in the catalogue, enabled or not.
+    pub fn catalogue() -> Vec<(&'static str, &'static str)> {
+        catalogue().iter().map(|d| (d.id(), d.name())).collect()
+    }
+
+    pub fn detect(&self, obs: &Observation, out: &mut Vec<Finding>) {
+        let ctx = Context {
+            config: &self.config,
+        };
+        for d in &self.enabled {
+            d.detect(obs, &ctx, out);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Building candidate findings from observations: the fields every finding
+//! carries, so a detector states only what is its own.
+
+use trailhound_proto::{
+    Attack, CloudTrailEvent, EnrichedEvent, EvidenceEvent, Finding, Guidance, Novelty, NoveltyKind,
+    Observation, Principal, PrincipalFacts, Severity,
+};
+
+/// Read access to the parts of an observation detectors use.
+pub trait ObservationExt {
+    fn enriched(&self) -> &EnrichedEvent;
+    fn event(&self) -> &CloudTrailEvent;
+    fn principal(&self) -> &Principal;
+    fn facts(&self) -> &PrincipalFacts;
+    fn novelty(&self, kind: NoveltyKind) -> Option<&Novelty>;
+    fn located(&self) -> bool;
+}
+
+impl ObservationExt for Observation {
+    fn enriched(&self) -> &EnrichedEvent {
+        self.enriched
+            .as_ref()
+            .expect("observations carry their event")
+    }
+    fn event(&self) -> &CloudTrailEvent {
+        self.enriched()
+            .event
+            .as_ref()
+            .expect("enriched events carry their event")
+    }
+    fn principal(&self) -> &Principal {
+        self.enriched()
+            .principal
+            .as_ref()
+            .expect("enriched events carry their principal")
+    }
+    fn facts(&self) -> &PrincipalFacts {
+        self.facts
+            .as_ref()
+            .expect("observations carry principal facts")
+    }
+    fn novelty(&self, kind: NoveltyKind) -> Option<&Novelty> {
+        self.novelties.iter().find(|n| n.kind == kind as i32)
+    }
+    fn located(&self) -> bool {
+        self.enriched()
+            .network
+            .as_ref()
+            .is_some_and(|n| n.is_network_location)
+    }
+}
+
+/// Static text of a detector's guidance (from the seed documents).
+pub struct GuidanceText {
+    pub why_it_matters: &'static str,
+    pub why_it_may_be_fine: &'static str,
+    pub what_to_check: &'static [&'static str],
+    pub how_to_resolve: &'static [&'static str],
+}
+
+impl GuidanceText {
+    fn to_proto(&self) -> Guidance {
+        Guidance {
+            why_it_matters: self.why_it_matters.into(),
+            why_it_may_be_fine: self.why_it_may_be_fine.into(),
+            what_to_check: self.what_to_check.iter().map(|s| s.to_string()).collect(),
+            how_to_resolve: self.how_to_resolve.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Common resolution steps for suspected credential compromise (seed 000).
+pub const ROTATE_CREDENTIALS: &[&str] = &[
+    "Delete or rotate the AWS access keys associated with the identity.",
+    "Delete any console login profile that should not exist; enforce MFA.",
+    "Delete unrecognised resources the identity created.",
+    "Analyse which resources and data were accessed.",
+];
+
+/// A finding for one observation: one event of evidence, count 1.
+pub fn candidate(
+    obs: &Observation,
+    detector: &str,
+    title: impl Into<String>,
+    severity: Severity,
+    key: impl Into<String>,
+    guidance: &GuidanceText,
+) -> Finding {
+    let e = obs.enriched();
+    let event = obs.event();
+    let principal = obs.principal();
+    let this_event = EvidenceEvent {
+        event_id: event.event_id.clone(),
+        event_time_ms: event.event_time_ms,
+    };
+    Finding {
+        id: String::new(),
+        detector: detector.to_string(),
+        title: title.into(),
+        severity: severity as i32,
+        account_id: principal.account_id.clone(),
+        principal: principal.arn.clone(),
+        region: event.aws_region.clone(),
+        key: key.into(),
+        first_event_ms: event.event_time_ms,
+        last_event_ms: event.event_time_ms,
+        count: 1,
+        evidence: vec![this_event.clone()],
+        baseline_facts: Vec::new(),
+        attack: e.attack.iter().cloned().collect(),
+        guidance: Some(guidance.to_proto()),
+        source_ip: event.source_ip.clone(),
+        country: e
+            .geo
+            .as_ref()
+            .map(|g| g.country.clone())
+            .unwrap_or_default(),
+        as_org: e
+            .network
+            .as_ref()
+            .map(|n| n.as_org.clone())
+            .unwrap_or_default(),
+        user_agent: event.user_agent.clone(),
+        first_event_only: false,
+        suppressed: false,
+        suppression_reason: String::new(),
+        rank: severity as u32 * 2 + 1,
+        described: Some(this_event),
+    }
+}
+
+/// ATT&CK technique for a finding whose detector implies one.
+pub fn attack(tactic: &str, technique: &str) -> Attack {
+    Attack {
+        tactic: tactic.into(),
+        technique: technique.into(),
+    }
+}
+
+/// "active 61 days since 2024-05-01" and the like, shared by novelty detectors.
+pub fn principal_facts(obs: &Observation, window_days: u32) -> Vec<String> {
+    let f = obs.facts();
+    let mut facts = vec![format!(
+        "principal active on {} of the last {window_days} days; first seen {}",
+        f.active_days,
+        date(f.first_seen_ms)
+    )];
+    if !f.known_countries.is_empty() {
+        facts.push(format!(
+            "{} known countries: {}",
+            f.known_countries.len(),
+            f.known_countries.join(", ")
+        ));
+    }
+    facts
+}
+
+/// "first seen now; seen on 0 of the last 45 days".
+pub fn novelty_fact(what: &str, n: &Novelty, window_days: u32) -> String {
+    format!(
+        "{what} {}: seen on {} of the previous {window_days} days (first occurrence in the window)",
+        n.value, n.days_seen
+    )
+}
+
+pub fn date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::date(0), "1970-01-01");
+        assert_eq!(super::date(1_722_431_184_000), "2024-07-31");
+        assert_eq!(super::date(951_782_400_000), "2000-02-29");
+    }
+}

@@ -1,0 +1,178 @@
+//! When a value was seen: the building block of every profile.
+//!
+//! [`Seen`] keeps the earliest and latest event time of a value and a bitmap
+//! of the days it was seen, relative to its latest day. "New" is decided by
+//! event time, not arrival: an event is new when no occurrence precedes it
+//! in the window, so a late, earlier event takes the novelty over and the
+//! merged finding is the same whatever the arrival order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DAY_MS;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Bit i: seen on day `day(last_ms) - i`.
+    days: u64,
+}
+
+/// What one occurrence means for a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// No occurrence precedes this one in the window.
+    pub is_new: bool,
+    /// Earliest occurrence after recording this one.
+    pub first_ms: i64,
+    /// Days in the window, before this event's day, with the value.
+    pub days_seen: u32,
+}
+
+pub fn day(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
+impl Seen {
+    pub fn new(t: i64) -> Self {
+        Self {
+            first_ms: t,
+            last_ms: t,
+            days: 1,
+        }
+    }
+
+    /// Days in the window before day `d` on which the value was seen.
+    fn days_before(&self, d: i64, window_days: u32) -> u32 {
+        let last = day(self.last_ms);
+        let mut count = 0;
+        for i in 0..64i64 {
+            if self.days & (1 << i) != 0 {
+                let seen_day = last - i;
+                if seen_day < d && d - seen_day <= i64::from(window_days) {
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// Days in the window up to and including day `d` with the value.
+    pub fn days_through(&self, d: i64, window_days: u32) -> u32 {
+        self.days_before(d + 1, window_days)
+    }
+
+    /// Record an occurrence at `t` and say what it means.
+    pub fn record(&mut self, t: i64, window_ms: i64, window_days: u32) -> Sighting {
+        let days_seen = self.days_before(day(t), window_days);
+        let gap = t - self.last_ms > window_ms;
+        let is_new = t <= self.first_ms || gap;
+        if gap {
+            // Everything before is outside the window: a new episode.
+            *self = Seen::new(t);
+        } else {
+            self.first_ms = self.first_ms.min(t);
+            self.mark_day(day(t));
+            self.last_ms = self.last_ms.max(t);
+        }
+        Sighting {
+            is_new,
+            first_ms: self.first_ms,
+            days_seen,
+        }
+    }
+
+    fn mark_day(&mut self, d: i64) {
+        let last = day(self.last_ms);
+        if d > last {
+            let shift = d - last;
+            self.days = if shift >= 64 { 0 } else { self.days << shift };
+            self.days |= 1;
+        } else if last - d < 64 {
+            self.days |= 1 << (last - d);
+        }
+    }
+
+    /// Still inside the window at time `now`.
+    pub fn live(&self, now: i64, window_ms: i64) -> bool {
+        now - self.last_ms <= window_ms
+    }
+}
+
+/// Record `t` for `key` in a map of values, creating the entry when new.
+pub fn record_in(
+    map: &mut std::collections::HashMap<String, Seen>,
+    key: &str,
+    t: i64,
+    window_ms: i64,
+    window_days: u32,
+) -> Sighting {
+    match map.get_mut(key) {
+        Some(seen) => seen.record(t, window_ms, window_days),
+        None => {
+            map.insert(key.to_string(), Seen::new(t));
+            Sighting {
+                is_new: true,
+                first_ms: t,
+                days_seen: 0,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: i64 = 45 * DAY_MS;
+
+    #[test]
+    fn new_is_decided_by_event_time_not_arrival() {
+        let (a, b) = (10 * DAY_MS, 10 * DAY_MS + 600_000);
+        let mut in_order = Seen::new(a);
+        assert!(!in_order.record(b, W, 45).is_new);
+        let mut reversed = Seen::new(b);
+        assert!(
+            reversed.record(a, W, 45).is_new,
+            "the earlier event takes the novelty"
+        );
+        assert_eq!(in_order, reversed);
+        assert!(
+            in_order.record(a, W, 45).is_new,
+            "replaying the first event is idempotent"
+        );
+    }
+
+    #[test]
+    fn a_gap_longer_than_the_window_starts_a_new_episode() {
+        let mut s = Seen::new(0);
+        assert!(!s.record(44 * DAY_MS, W, 45).is_new);
+        let later = s.record(44 * DAY_MS + W + 1, W, 45);
+        assert!(later.is_new);
+        assert_eq!(later.first_ms, 44 * DAY_MS + W + 1);
+    }
+
+    #[test]
+    fn counts_distinct_days_before_the_event_day() {
+        let mut s = Seen::new(0);
+        s.record(DAY_MS + 5, W, 45);
+        s.record(DAY_MS + 9, W, 45);
+        s.record(3 * DAY_MS, W, 45);
+        assert_eq!(s.record(5 * DAY_MS, W, 45).days_seen, 3);
+        assert_eq!(
+            s.record(5 * DAY_MS + 1, W, 45).days_seen,
+            3,
+            "same day does not count itself"
+        );
+        assert_eq!(
+            s.record(2 * DAY_MS, W, 45).days_seen,
+            2,
+            "late event counts only earlier days"
+        );
+        assert_eq!(
+            s.record(49 * DAY_MS, W, 45).days_seen,
+            1,
+            "only day 5 is within 45 days of day 49"
+        );
+    }
+}

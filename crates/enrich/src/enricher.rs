@@ -1,0 +1,266 @@
+//! The enrich stage's logic: one [`CloudTrailEvent`] in, one
+//! [`EnrichedEvent`] out. Lookups are cached per address and user agent,
+//! since a few thousand of each cover millions of events.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Geo, Network, UserAgentInfo};
+
+use crate::attack::AttackTable;
+use crate::aws_ranges::AwsRanges;
+use crate::geo::GeoDb;
+use crate::{service, source, user_agent};
+
+/// Amazon's autonomous systems, used to tell AWS addresses when no
+/// `ip-ranges.json` is configured.
+const AMAZON_ASNS: &[u32] = &[16509, 14618, 8987, 7224, 10124, 38895, 39111, 62785];
+
+/// Cached entries are dropped wholesale past this many, keeping memory flat.
+const CACHE_LIMIT: usize = 200_000;
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnricherConfig {
+    /// MaxMind-format City database (`.mmdb` or `.mmdb.gz`).
+    pub geoip_city: Option<PathBuf>,
+    /// MaxMind-format ASN database.
+    pub geoip_asn: Option<PathBuf>,
+    /// AWS `ip-ranges.json` (plain or gzip), or `builtin` for the shipped
+    /// snapshot. Unset: Amazon's ASNs decide what is inside AWS.
+    pub aws_ip_ranges: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Enricher {
+    city: Option<GeoDb>,
+    asn: Option<GeoDb>,
+    ranges: Option<AwsRanges>,
+    attack: AttackTable,
+    partitions: u32,
+    by_ip: HashMap<IpAddr, (Option<Geo>, Network)>,
+    by_user_agent: HashMap<String, UserAgentInfo>,
+    /// What could not be loaded, one line each; enrichment goes on without it.
+    pub warnings: Vec<String>,
+}
+
+/// An event that names no principal cannot be baselined.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no usable principal in userIdentity (type {identity_type:?})")]
+pub struct NoPrincipal {
+    pub identity_type: String,
+}
+
+impl Enricher {
+    pub fn new(config: &EnricherConfig, partitions: u32) -> Self {
+        let mut warnings = Vec::new();
+        let mut open = |path: &Option<PathBuf>, what: &str| match path {
+            None => {
+                warnings.push(format!(
+                    "no {what} database configured: {what} fields are unknown"
+                ));
+                None
+            }
+            Some(p) => GeoDb::open(p)
+                .map_err(|e| {
+                    warnings.push(format!(
+                        "{what} database unusable, {what} fields are unknown: {e}"
+                    ))
+                })
+                .ok(),
+        };
+        let city = open(&config.geoip_city, "city");
+        let asn = open(&config.geoip_asn, "ASN");
+        let ranges = match &config.aws_ip_ranges {
+            None => None,
+            Some(p) if p.as_os_str() == "builtin" => Some(AwsRanges::builtin()),
+            Some(p) => AwsRanges::open(p)
+                .map_err(|e| {
+                    warnings.push(format!(
+                        "AWS ip-ranges unusable, falling back to Amazon ASNs: {e}"
+                    ))
+                })
+                .ok(),
+        };
+        Self {
+            city,
+            asn,
+            ranges,
+            attack: AttackTable::builtin(),
+            partitions,
+            by_ip: HashMap::new(),
+            by_user_agent: HashMap::new(),
+            warnings,
+        }
+    }
+
+    pub fn enrich(&mut self, event: CloudTrailEvent) -> Result<EnrichedEvent, NoPrincipal> {
+        let principal =
+            trailhound_cloudtrail::normalise(&event, self.partitions).ok_or_else(|| {
+                NoPrincipal {
+                    identity_type: event
+                        .user_identity
+                        .as_ref()
+                        .map(|i| i.r#type.clone())
+                        .unwrap_or_default(),
+                }
+            })?;
+        let (geo, network) = self.locate(&event.source_ip, &event.vpc_endpoint_id);
+        let user_agent = self.user_agent(&event.user_agent);
+        let service = service::short_name(&event.event_source).to_string();
+        Ok(EnrichedEvent {
+            principal: Some(principal),
+            geo,
+            network: Some(network),
+            user_agent: Some(user_agent),
+            attack: self.attack.lookup(&event.event_name).cloned(),
+            global_service: service::is_global(&service),
+            service,
+            failed: !event.error_code.is_empty(),
+            event: Some(event),
+        })
+    }
+
+    fn locate(&mut self, source_ip: &str, vpc_endpoint_id: &str) -> (Option<Geo>, Network) {
+        let Some(ip) = source::network_address(source_ip, vpc_endpoint_id) else {
+            return (
+                None,
+                Network {
+                    is_network_location: false,
+                    ..Default::default()
+                },
+            );
+        };
+        if let Some(hit) = self.by_ip.get(&ip) {
+            return hit.clone();
+        }
+        let geo = self.city.as_ref().and_then(|db| db.city(ip));
+        let (asn, as_org) = self
+            .asn
+            .as_ref()
+            .and_then(|db| db.asn(ip))
+            .unwrap_or_default();
+        let mut network = Network {
+            is_network_location: true,
+            ip: ip.to_string(),
+            asn,
+            as_org,
+            ..Default::default()
+        };
+        if let Some(ranges) = &self.ranges {
+            network.aws_source = "ip-ranges".into();
+            if let Some(range) = ranges.lookup(ip) {
+                network.in_aws = true;
+                network.aws_region = range.region.clone();
+                network.aws_service = range.service.clone();
+            }
+        } else if asn != 0 {
+            network.aws_source = "asn".into();
+            network.in_aws = AMAZON_ASNS.contains(&asn);
+        }
+        if self.by_ip.len() >= CACHE_LIMIT {
+            self.by_ip.clear();
+        }
+        self.by_ip.insert(ip, (geo.clone(), network.clone()));
+        (geo, network)
+    }
+
+    fn user_agent(&mut self, ua: &str) -> UserAgentInfo {
+        if let Some(hit) = self.by_user_agent.get(ua) {
+            return hit.clone();
+        }
+        let parsed = user_agent::parse(ua);
+        if self.by_user_agent.len() >= CACHE_LIMIT {
+            self.by_user_agent.clear();
+        }
+        self.by_user_agent.insert(ua.to_string(), parsed.clone());
+        parsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhound_proto::UserIdentity;
+
+    fn shared(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data")
+            .join(rel)
+    }
+
+    fn event(ip: &str) -> CloudTrailEvent {
+        CloudTrailEvent {
+            event_id: "e".into(),
+            event_source: "ec2.amazonaws.com".into(),
+            event_name: "DescribeInstances".into(),
+            source_ip: ip.into(),
+            recipient_account_id: "111".into(),
+            user_identity: Some(UserIdentity {
+                r#type: "IAMUser".into(),
+                arn: "arn:aws:iam::111:user/a".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn test_databases_enrich_and_non_network_sources_stay_unlocated() {
+        let config = EnricherConfig {
+            geoip_city: Some(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")),
+            geoip_asn: Some(shared("maxmind-test/test-data/GeoLite2-ASN-Test.mmdb")),
+            aws_ip_ranges: None,
+        };
+        let mut e = Enricher::new(&config, 16);
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+        let out = e.enrich(event("::ffff:81.2.69.142")).unwrap();
+        assert_eq!(out.geo.unwrap().city, "London");
+        assert_eq!(out.service, "ec2");
+        assert!(!out.global_service);
+        assert_eq!(out.attack.unwrap().tactic, "discovery");
+        let internal = e.enrich(event("AWS Internal")).unwrap();
+        assert!(internal.geo.is_none() && !internal.network.unwrap().is_network_location);
+        let asn = e.enrich(event("12.81.92.1")).unwrap().network.unwrap();
+        assert_eq!(
+            (asn.asn, asn.in_aws, asn.aws_source.as_str()),
+            (7018, false, "asn")
+        );
+    }
+
+    #[test]
+    fn missing_or_corrupt_database_is_one_warning_and_unknown_fields() {
+        let config = EnricherConfig {
+            geoip_city: Some(shared(
+                "maxmind-test/bad-data/maxminddb-golang/invalid-data-record-offset.mmdb",
+            )),
+            geoip_asn: Some(PathBuf::from("/nonexistent/asn.mmdb")),
+            aws_ip_ranges: Some(PathBuf::from("builtin")),
+        };
+        let mut e = Enricher::new(&config, 16);
+        assert!(
+            e.warnings
+                .iter()
+                .any(|w| w.contains("/nonexistent/asn.mmdb")),
+            "{:?}",
+            e.warnings
+        );
+        let out = e.enrich(event("3.225.16.109")).unwrap();
+        let network = out.network.unwrap();
+        assert_eq!(network.asn, 0);
+        assert!(network.in_aws);
+        assert_eq!(
+            (network.aws_region.as_str(), network.aws_source.as_str()),
+            ("us-east-1", "ip-ranges")
+        );
+    }
+
+    #[test]
+    fn event_without_principal_is_refused() {
+        let mut e = Enricher::new(&EnricherConfig::default(), 16);
+        let mut ev = event("1.1.1.1");
+        ev.user_identity = Some(UserIdentity::default());
+        assert!(e.enrich(ev).is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Enrichment: everything Trailhound learns about an event before any
+//! baseline. Pure lookups over databases loaded at start; no I/O per event.
+//!
+//! - [`geo`]: city and ASN from MaxMind-format databases;
+//! - [`aws_ranges`]: AWS's published `ip-ranges.json`;
+//! - [`source`]: which `sourceIPAddress` values are network locations;
+//! - [`user_agent`]: AWS CLI/SDK/console/browser user agents, pentest distributions;
+//! - [`attack`]: eventName → ATT&CK tactic and technique;
+//! - [`service`]: service short names and the global services.
+
+pub mod attack;
+pub mod aws_ranges;
+pub mod enricher;
+pub mod geo;
+pub mod service;
+pub mod source;
+pub mod user_agent;
+
+pub use enricher::{Enricher, EnricherConfig};
+
+/// A database or data file that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    #[error("{path}: {message}")]
+    Database { path: String, message: String },
+}

@@ -1,0 +1,97 @@
+//! Throughput of `scan` against the parse-only limit, on one generated
+//! file of realistic CloudTrail (S3 delivery shape). Prints figures; run
+//! with `scripts/bench`. Environment: TRAILHOUND_BENCH_EVENTS (1,000,000),
+//! TRAILHOUND_BENCH_PRINCIPALS (10,000), TRAILHOUND_GEOIP_CITY/ASN
+//! (default data/geoip/{city,asn}.mmdb from scripts/setup).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use trailhound_pipeline::ScanConfig;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn db(var: &str, default: &str) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .or_else(|| Some(root.join(default)))
+        .filter(|p| p.exists())
+}
+
+fn main() {
+    let events = env_usize("TRAILHOUND_BENCH_EVENTS", 1_000_000);
+    let principals = env_usize("TRAILHOUND_BENCH_PRINCIPALS", 10_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cloudtrail.json");
+    let started = Instant::now();
+    let doc = trailhound_synth::bulk(1, principals, events, 30);
+    std::fs::write(&file, &doc).expect("write bench file");
+    println!(
+        "generated {events} events, {principals} principals, {:.0} MiB in {:.1}s",
+        doc.len() as f64 / 1048576.0,
+        started.elapsed().as_secs_f64()
+    );
+    drop(doc);
+
+    // The limit: read the file and deserialise every record into the typed event.
+    let started = Instant::now();
+    let bytes = trailhound_cloudtrail::read_file(&file).expect("read");
+    let mut parsed = 0u64;
+    trailhound_cloudtrail::parse_document("bench", &bytes, false, &mut |p| {
+        parsed += u64::from(p.is_ok())
+    })
+    .expect("parse");
+    let parse_secs = started.elapsed().as_secs_f64();
+    assert_eq!(parsed as usize, events);
+    drop(bytes);
+    let parse_rate = events as f64 / parse_secs;
+    println!("parse-only:           {parse_rate:>10.0} events/s ({parse_secs:.2}s)");
+
+    let mut config = ScanConfig::default();
+    config.enrich.geoip_city = db("TRAILHOUND_GEOIP_CITY", "data/geoip/city.mmdb");
+    config.enrich.geoip_asn = db("TRAILHOUND_GEOIP_ASN", "data/geoip/asn.mmdb");
+    config.enrich.aws_ip_ranges = Some("builtin".into());
+    if config.enrich.geoip_city.is_none() || config.enrich.geoip_asn.is_none() {
+        println!(
+            "warning: GeoIP databases missing (run scripts/setup): geo lookups are not measured"
+        );
+    }
+    for (label, state_dir) in [
+        ("scan (memory state):", None),
+        ("scan (RocksDB state):", Some(dir.path().join("state"))),
+    ] {
+        config.state_dir = state_dir;
+        let report = trailhound_pipeline::scan(std::slice::from_ref(&file), &config, &mut |_| {})
+            .expect("scan");
+        assert_eq!(report.events_used as usize, events);
+        let secs = report.elapsed.as_secs_f64();
+        let rate = events as f64 / secs;
+        println!(
+            "{label:<22}{rate:>10.0} events/s ({secs:.2}s), {:.0}% of parse-only, {} principals, {} findings",
+            100.0 * rate / parse_rate,
+            report.principals,
+            report.findings.len()
+        );
+    }
+    println!(
+        "peak RSS {:.0} MiB (includes the generator)",
+        peak_rss_mib()
+    );
+}

@@ -1,0 +1,310 @@
+//! `trailhound scan`: every stage in one process over log files, with no
+//! server to start. State lives in memory, or in RocksDB under `state_dir`
+//! so that the next scan continues from the learned baselines.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use trailhound_cloudtrail::{Parsed, Rejected};
+use trailhound_detect::DetectionConfig;
+use trailhound_enrich::EnricherConfig;
+use trailhound_proto::{Alert, CloudTrailEvent, Finding};
+use trailhound_state::{StateError, Store};
+
+use crate::bus::InProcessBus;
+use crate::stage::{StageError, all_tables};
+
+/// Everything a scan can be configured with (the TOML `--config` file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    pub enrich: EnricherConfig,
+    pub detection: DetectionConfig,
+    /// Partitions of (account, principal); fixed for the life of a state dir.
+    pub partitions: u32,
+    /// RocksDB state directory; unset keeps state in memory for this run.
+    pub state_dir: Option<PathBuf>,
+    /// JSON lines file receiving every rejected record with its reason.
+    pub dead_letter: Option<PathBuf>,
+    /// Commit state at the first file boundary after this many events.
+    pub commit_every: usize,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            enrich: EnricherConfig::default(),
+            detection: DetectionConfig::default(),
+            partitions: 16,
+            state_dir: None,
+            dead_letter: None,
+            commit_every: 50_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Input(#[from] trailhound_cloudtrail::InputError),
+    #[error("dead-letter file {path}: {source}")]
+    DeadLetter {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What a scan did, for the summary and the caller.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    pub files_read: usize,
+    /// Files whose exact content an earlier scan with this state processed.
+    pub files_skipped: usize,
+    /// Files that could not be read or whose structure is broken.
+    pub file_errors: Vec<String>,
+    pub events_read: u64,
+    pub events_used: u64,
+    pub events_rejected: u64,
+    /// The first rejections, for display; all go to the dead-letter file.
+    pub rejected_examples: Vec<Rejected>,
+    pub principals: usize,
+    /// Findings created or updated by this scan, most severe first.
+    pub findings: Vec<Finding>,
+    pub findings_new: usize,
+    pub warnings: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl ScanReport {
+    pub fn events_per_second(&self) -> f64 {
+        self.events_read as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Progress after each file and every 10,000 events.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub files_done: usize,
+    pub files_total: usize,
+    pub events: u64,
+}
+
+const EXAMPLES: usize = 20;
+
+pub fn scan(
+    paths: &[PathBuf],
+    config: &ScanConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ScanReport, ScanError> {
+    let started = Instant::now();
+    let store = match &config.state_dir {
+        Some(dir) => Some(Store::open(dir, &all_tables())?),
+        None => None,
+    };
+    let detection = Arc::new(config.detection.clone());
+    let mut bus = InProcessBus::new(&config.enrich, detection, config.partitions, store.clone());
+    let mut dead_letter = match &config.dead_letter {
+        Some(path) => Some(DeadLetter::create(path)?),
+        None => None,
+    };
+    let mut report = ScanReport {
+        warnings: bus.enrich.0.warnings.clone(),
+        ..Default::default()
+    };
+    let files = trailhound_cloudtrail::discover(paths)?;
+    let mut run = Run {
+        bus: &mut bus,
+        report: &mut report,
+        dead_letter: dead_letter.as_mut(),
+        alerts: Vec::new(),
+        findings: HashMap::new(),
+        progress,
+        files_total: files.len(),
+        files_done: 0,
+    };
+    let mut pending_marks = Vec::new();
+    let mut since_commit = 0u64;
+    for file in &files {
+        let before = run.report.events_read;
+        match run.file(file, store.as_deref()) {
+            Ok(FileOutcome::Read(mark)) => pending_marks.extend(mark),
+            Ok(FileOutcome::AlreadyScanned) => run.report.files_skipped += 1,
+            Err(message) => run.report.file_errors.push(message),
+        }
+        run.files_done += 1;
+        (run.progress)(Progress {
+            files_done: run.files_done,
+            files_total: run.files_total,
+            events: run.report.events_read,
+        });
+        since_commit += run.report.events_read - before;
+        if since_commit as usize >= config.commit_every {
+            run.bus.commit(&std::mem::take(&mut pending_marks))?;
+            since_commit = 0;
+        }
+    }
+    run.bus.commit(&pending_marks)?;
+    let findings = std::mem::take(&mut run.findings);
+    let principals = bus.principals_seen();
+    if let Some(d) = dead_letter.as_mut() {
+        d.flush()?;
+    }
+    report.principals = principals;
+    report.findings = findings.into_values().collect();
+    report.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.first_event_ms.cmp(&b.first_event_ms))
+            .then(a.id.cmp(&b.id))
+    });
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+enum FileOutcome {
+    /// Read; with a store, the marker that records its content as scanned.
+    Read(Option<(String, Vec<u8>)>),
+    AlreadyScanned,
+}
+
+struct Run<'a> {
+    bus: &'a mut InProcessBus,
+    report: &'a mut ScanReport,
+    dead_letter: Option<&'a mut DeadLetter>,
+    alerts: Vec<Alert>,
+    findings: HashMap<String, Finding>,
+    progress: &'a mut dyn FnMut(Progress),
+    files_total: usize,
+    files_done: usize,
+}
+
+impl Run<'_> {
+    fn file(&mut self, path: &Path, store: Option<&Store>) -> Result<FileOutcome, String> {
+        let name = path.display().to_string();
+        let bytes = trailhound_cloudtrail::read_file(path).map_err(|e| e.to_string())?;
+        let mark = match store {
+            Some(store) => {
+                let key = format!("scanned-file:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+                if store.meta(&key).map_err(|e| e.to_string())?.is_some() {
+                    return Ok(FileOutcome::AlreadyScanned);
+                }
+                Some((key, name.clone().into_bytes()))
+            }
+            None => None,
+        };
+        self.report.files_read += 1;
+        let keep_raw = self.dead_letter.is_some();
+        let mut failure = None;
+        let structure =
+            trailhound_cloudtrail::parse_document(&name, &bytes, keep_raw, &mut |parsed| {
+                if failure.is_none()
+                    && let Err(e) = self.record(parsed)
+                {
+                    failure = Some(e);
+                }
+            });
+        if let Some(e) = failure {
+            return Err(format!("{name}: {e}"));
+        }
+        structure.map_err(|e| e.to_string())?;
+        Ok(FileOutcome::Read(mark))
+    }
+
+    /// One parsed record through the pipeline. Only state or dead-letter
+    /// I/O failures stop the file; a bad record is dead-lettered.
+    fn record(&mut self, parsed: Parsed) -> Result<(), ScanError> {
+        self.report.events_read += 1;
+        if self.report.events_read % 10_000 == 0 {
+            (self.progress)(Progress {
+                files_done: self.files_done,
+                files_total: self.files_total,
+                events: self.report.events_read,
+            });
+        }
+        let event = match parsed {
+            Ok(event) => event,
+            Err(rejected) => return self.reject(rejected),
+        };
+        let (origin, event_id, raw) =
+            (event.origin.clone(), event.event_id.clone(), raw_of(&event));
+        match self.bus.publish(event, &mut self.alerts) {
+            Ok(()) => {}
+            Err(StageError::Rejected(reason)) => {
+                return self.reject(Rejected {
+                    origin,
+                    event_id: Some(event_id),
+                    reason,
+                    raw,
+                });
+            }
+            Err(StageError::State(e)) => return Err(e.into()),
+        }
+        self.report.events_used += 1;
+        for alert in self.alerts.drain(..) {
+            let finding = alert.finding.expect("alerts carry their finding");
+            if alert.is_new {
+                self.report.findings_new += 1;
+            }
+            self.findings.insert(finding.id.clone(), finding);
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, rejected: Rejected) -> Result<(), ScanError> {
+        self.report.events_rejected += 1;
+        if let Some(d) = self.dead_letter.as_deref_mut() {
+            d.write(&rejected)?;
+        }
+        if self.report.rejected_examples.len() < EXAMPLES {
+            let mut example = rejected;
+            example.raw = None;
+            self.report.rejected_examples.push(example);
+        }
+        Ok(())
+    }
+}
+
+fn raw_of(event: &CloudTrailEvent) -> Option<String> {
+    (!event.raw_json.is_empty()).then(|| String::from_utf8_lossy(&event.raw_json).into_owned())
+}
+
+/// The dead-letter file: one JSON object per rejected record.
+struct DeadLetter {
+    path: String,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl DeadLetter {
+    fn create(path: &Path) -> Result<Self, ScanError> {
+        let name = path.display().to_string();
+        let file = std::fs::File::create(path).map_err(|source| ScanError::DeadLetter {
+            path: name.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path: name,
+            out: std::io::BufWriter::new(file),
+        })
+    }
+
+    fn write(&mut self, rejected: &Rejected) -> Result<(), ScanError> {
+        let line = serde_json::to_string(rejected).expect("rejections serialise");
+        writeln!(self.out, "{line}").map_err(|source| ScanError::DeadLetter {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), ScanError> {
+        self.out.flush().map_err(|source| ScanError::DeadLetter {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}

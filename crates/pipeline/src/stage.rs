@@ -1,0 +1,117 @@
+//! The stage abstraction. A stage is synchronous and does no I/O of its
+//! own: given one input message and its state it produces output messages;
+//! state changes are handed over at commit points by [`Stage::drain_into`],
+//! so whichever bus runs it decides when state, checkpoint and acks are
+//! made durable.
+
+use std::sync::Arc;
+
+use trailhound_alert::AlertStage;
+use trailhound_detect::{Baseline, DetectionConfig, Detectors};
+use trailhound_enrich::{Enricher, EnricherConfig};
+use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
+use trailhound_state::{Batch, StateError, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The input can never be processed: dead-letter it and go on.
+    #[error("{0}")]
+    Rejected(String),
+    /// State could not be read or written: retry later.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+pub trait Stage {
+    type In;
+    type Out;
+    /// Process one input, appending what it produces to `out`.
+    fn process(&mut self, input: Self::In, out: &mut Vec<Self::Out>) -> Result<(), StageError>;
+    /// Move state changes since the last commit into `batch`.
+    fn drain_into(&mut self, _batch: &mut Batch) {}
+}
+
+/// Stateless: geo, ASN, AWS ranges, user agent, ATT&CK, principal.
+pub struct EnrichStage(pub Enricher);
+
+impl EnrichStage {
+    pub fn new(config: &EnricherConfig, partitions: u32) -> Self {
+        Self(Enricher::new(config, partitions))
+    }
+}
+
+impl Stage for EnrichStage {
+    type In = CloudTrailEvent;
+    type Out = EnrichedEvent;
+    fn process(
+        &mut self,
+        input: CloudTrailEvent,
+        out: &mut Vec<EnrichedEvent>,
+    ) -> Result<(), StageError> {
+        out.push(
+            self.0
+                .enrich(input)
+                .map_err(|e| StageError::Rejected(e.to_string()))?,
+        );
+        Ok(())
+    }
+}
+
+/// Per-principal profiles: enriched events in, observations out.
+pub struct BaselineStage(pub Baseline);
+
+impl BaselineStage {
+    pub fn new(config: Arc<DetectionConfig>, store: Option<Arc<Store>>) -> Self {
+        Self(Baseline::new(config, store))
+    }
+}
+
+impl Stage for BaselineStage {
+    type In = EnrichedEvent;
+    type Out = Observation;
+    fn process(
+        &mut self,
+        input: EnrichedEvent,
+        out: &mut Vec<Observation>,
+    ) -> Result<(), StageError> {
+        out.push(self.0.observe(input)?);
+        Ok(())
+    }
+    fn drain_into(&mut self, batch: &mut Batch) {
+        self.0.drain_into(batch);
+    }
+}
+
+/// The detectors: observations in, candidate findings out.
+pub struct DetectStage(pub Detectors);
+
+impl Stage for DetectStage {
+    type In = Observation;
+    type Out = Finding;
+    fn process(&mut self, input: Observation, out: &mut Vec<Finding>) -> Result<(), StageError> {
+        self.0.detect(&input, out);
+        Ok(())
+    }
+}
+
+/// Merge and dedup: candidate findings in, stored findings out.
+pub struct MergeStage(pub AlertStage);
+
+impl Stage for MergeStage {
+    type In = Finding;
+    type Out = Alert;
+    fn process(&mut self, input: Finding, out: &mut Vec<Alert>) -> Result<(), StageError> {
+        out.push(self.0.process(input)?);
+        Ok(())
+    }
+    fn drain_into(&mut self, batch: &mut Batch) {
+        self.0.drain_into(batch);
+    }
+}
+
+/// Every table a process running all stages needs in its store.
+pub fn all_tables() -> Vec<&'static str> {
+    let mut tables = trailhound_detect::baseline::TABLES.to_vec();
+    tables.extend_from_slice(trailhound_alert::TABLES);
+    tables
+}

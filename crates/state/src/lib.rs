@@ -1,0 +1,291 @@
+//! Stage state in RocksDB.
+//!
+//! A stateful stage keeps its state in [`Table`]s: typed maps cached in
+//! memory, read through from the [`Store`] on a miss, and marked dirty on
+//! change. At a commit point the edge writes every dirty entry, and the
+//! input position it covers, in one RocksDB write batch ([`Store::commit`]),
+//! so state and checkpoint never disagree. Without a store a table is
+//! purely in memory: that is how detectors are unit-tested.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Column family for checkpoints and bookkeeping.
+const META: &str = "meta";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {path}: {source}")]
+    Open {
+        path: String,
+        source: rocksdb::Error,
+    },
+    #[error("state store: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("state table {table}: entry {key:?} does not decode: {source}")]
+    Decode {
+        table: String,
+        key: String,
+        source: postcard::Error,
+    },
+}
+
+/// A RocksDB database with one column family per table.
+pub struct Store {
+    db: rocksdb::DB,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open (or create) the store at `dir` with the given tables.
+    pub fn open(dir: &Path, tables: &[&str]) -> Result<Arc<Self>, StateError> {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut names: Vec<&str> = tables.to_vec();
+        names.push(META);
+        let db = rocksdb::DB::open_cf(&options, dir, names).map_err(|source| StateError::Open {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Arc::new(Self { db }))
+    }
+
+    fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let cf = self
+            .db
+            .cf_handle(table)
+            .expect("tables are created at open");
+        Ok(self.db.get_cf(&cf, key)?)
+    }
+
+    /// Write a batch of table changes and checkpoints atomically.
+    pub fn commit(&self, batch: Batch) -> Result<(), StateError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for (table, key, value) in batch.puts {
+            let cf = self
+                .db
+                .cf_handle(table)
+                .expect("tables are created at open");
+            wb.put_cf(&cf, key, value);
+        }
+        for (table, key) in batch.deletes {
+            let cf = self
+                .db
+                .cf_handle(table)
+                .expect("tables are created at open");
+            wb.delete_cf(&cf, key);
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// A checkpoint or bookkeeping value written by [`Batch::set_meta`].
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.get(META, key.as_bytes())
+    }
+
+    /// Every entry of a table, decoded (for reports and the query side).
+    pub fn scan<V: DeserializeOwned>(&self, table: &str) -> Result<Vec<(String, V)>, StateError> {
+        let cf = self
+            .db
+            .cf_handle(table)
+            .expect("tables are created at open");
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = postcard::from_bytes(&v).map_err(|source| StateError::Decode {
+                table: table.to_string(),
+                key: key.clone(),
+                source,
+            })?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// Approximate bytes on disk (SST files) across all tables.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db
+            .property_int_value("rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+/// Changes to write in one atomic commit.
+#[derive(Debug, Default)]
+pub struct Batch {
+    puts: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    deletes: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Batch {
+    pub fn set_meta(&mut self, key: &str, value: &[u8]) {
+        self.puts
+            .push((META, key.as_bytes().to_vec(), value.to_vec()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.puts.len() + self.deletes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A typed table: a write-back cache over one column family.
+#[derive(Debug)]
+pub struct Table<V> {
+    name: &'static str,
+    store: Option<Arc<Store>>,
+    cache: HashMap<String, V>,
+    dirty: HashSet<String>,
+    removed: HashSet<String>,
+}
+
+impl<V: Serialize + DeserializeOwned> Table<V> {
+    /// A table kept only in memory.
+    pub fn in_memory(name: &'static str) -> Self {
+        Self::new(name, None)
+    }
+
+    /// A table backed by `store`, which must have been opened with `name`.
+    pub fn new(name: &'static str, store: Option<Arc<Store>>) -> Self {
+        Self {
+            name,
+            store,
+            cache: HashMap::new(),
+            dirty: HashSet::new(),
+            removed: HashSet::new(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The entry for `key`, loading it from the store on a cache miss.
+    pub fn get(&mut self, key: &str) -> Result<Option<&V>, StateError> {
+        self.load(key)?;
+        Ok(self.cache.get(key))
+    }
+
+    /// The entry for `key` to change, created with `init` when absent.
+    pub fn entry(&mut self, key: &str, init: impl FnOnce() -> V) -> Result<&mut V, StateError> {
+        self.load(key)?;
+        self.removed.remove(key);
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.to_string());
+        }
+        Ok(self.cache.entry(key.to_string()).or_insert_with(init))
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.cache.remove(key);
+        self.dirty.remove(key);
+        self.removed.insert(key.to_string());
+    }
+
+    fn load(&mut self, key: &str) -> Result<(), StateError> {
+        if self.cache.contains_key(key) || self.removed.contains(key) {
+            return Ok(());
+        }
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        if let Some(bytes) = store.get(self.name, key.as_bytes())? {
+            let value = postcard::from_bytes(&bytes).map_err(|source| StateError::Decode {
+                table: self.name.to_string(),
+                key: key.to_string(),
+                source,
+            })?;
+            self.cache.insert(key.to_string(), value);
+        }
+        Ok(())
+    }
+
+    /// Move every change since the last call into `batch`.
+    pub fn drain_into(&mut self, batch: &mut Batch) {
+        for key in self.dirty.drain() {
+            if let Some(v) = self.cache.get(&key) {
+                let bytes = postcard::to_stdvec(v).expect("state values serialise");
+                batch.puts.push((self.name, key.into_bytes(), bytes));
+            }
+        }
+        for key in self.removed.drain() {
+            batch.deletes.push((self.name, key.into_bytes()));
+        }
+    }
+
+    /// Cached entries (in memory; the store may hold more).
+    pub fn cached(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.cache.iter()
+    }
+
+    pub fn cached_len(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_persist_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), &["t"]).unwrap();
+            let mut t: Table<Vec<u32>> = Table::new("t", Some(store.clone()));
+            t.entry("a", Vec::new).unwrap().push(1);
+            t.entry("b", Vec::new).unwrap().push(2);
+            let mut batch = Batch::default();
+            t.drain_into(&mut batch);
+            batch.set_meta("checkpoint", b"7");
+            store.commit(batch).unwrap();
+            t.entry("c", Vec::new).unwrap().push(3); // never committed
+        }
+        let store = Store::open(dir.path(), &["t"]).unwrap();
+        let mut t: Table<Vec<u32>> = Table::new("t", Some(store.clone()));
+        assert_eq!(t.get("a").unwrap(), Some(&vec![1]));
+        assert_eq!(t.get("c").unwrap(), None);
+        assert_eq!(
+            store.meta("checkpoint").unwrap().as_deref(),
+            Some(&b"7"[..])
+        );
+        t.remove("a");
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        store.commit(batch).unwrap();
+        assert_eq!(
+            store.scan::<Vec<u32>>("t").unwrap(),
+            vec![("b".to_string(), vec![2])]
+        );
+    }
+
+    #[test]
+    fn in_memory_tables_need_no_store() {
+        let mut t: Table<u64> = Table::in_memory("t");
+        *t.entry("k", || 0).unwrap() += 5;
+        assert_eq!(t.get("k").unwrap(), Some(&5));
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        assert_eq!(batch.len(), 1);
+    }
+}

@@ -1,0 +1,159 @@
+//! The `trailhound` command line. Argument parsing and wiring only: the
+//! work is done by the library crates.
+
+mod output;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use trailhound_pipeline::ScanConfig;
+use trailhound_pipeline::scan::Progress;
+
+#[derive(Parser)]
+#[command(
+    name = "trailhound",
+    version,
+    about = "Find compromised AWS identities in CloudTrail"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every stage in this process over CloudTrail logs and print findings.
+    Scan(ScanArgs),
+    /// List the detectors of the catalogue.
+    Detectors,
+}
+
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// Files or directories (searched recursively); `-` reads stdin. S3
+    /// delivery files (plain or .gz), JSON arrays, JSON lines, EventBridge.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// TOML configuration file (see docs/configuration.md); flags override it.
+    #[arg(long, env = "TRAILHOUND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output format; json lines by default when stdout is not a terminal.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Keep baselines and findings in this RocksDB directory across scans.
+    #[arg(long, env = "TRAILHOUND_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Write every rejected record, with its origin and reason, to this file.
+    #[arg(long)]
+    dead_letter: Option<PathBuf>,
+    /// MaxMind-format City database (default: data/geoip/city.mmdb if present).
+    #[arg(long, env = "TRAILHOUND_GEOIP_CITY")]
+    geoip_city: Option<PathBuf>,
+    /// MaxMind-format ASN database (default: data/geoip/asn.mmdb if present).
+    #[arg(long, env = "TRAILHOUND_GEOIP_ASN")]
+    geoip_asn: Option<PathBuf>,
+    /// AWS ip-ranges.json, or `builtin` for the shipped snapshot; unset,
+    /// Amazon's ASNs decide which addresses are AWS.
+    #[arg(long, env = "TRAILHOUND_AWS_IP_RANGES")]
+    aws_ip_ranges: Option<PathBuf>,
+    /// Profile age before novelty detectors fire for a principal (e.g. 30d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    training_period: Option<Duration>,
+    /// Data needed before any novelty detector fires (e.g. 14d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    activation_period: Option<Duration>,
+    /// Only print findings created or updated at or above this severity.
+    #[arg(long, value_enum, default_value = "informational")]
+    min_severity: output::MinSeverity,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Table,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRAILHOUND_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Scan(args) => scan(args),
+        Command::Detectors => {
+            for (id, name) in trailhound_detect::Detectors::catalogue() {
+                output::line(&format!("{id}  {name}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn scan(args: ScanArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<ScanConfig>(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => ScanConfig::default(),
+    };
+    let default_db =
+        |name: &str| Some(PathBuf::from("data/geoip").join(name)).filter(|p| p.exists());
+    let enrich = &mut config.enrich;
+    enrich.geoip_city = args
+        .geoip_city
+        .or(enrich.geoip_city.take())
+        .or_else(|| default_db("city.mmdb"));
+    enrich.geoip_asn = args
+        .geoip_asn
+        .or(enrich.geoip_asn.take())
+        .or_else(|| default_db("asn.mmdb"));
+    enrich.aws_ip_ranges = args.aws_ip_ranges.or(enrich.aws_ip_ranges.take());
+    config.state_dir = args.state_dir.or(config.state_dir);
+    config.dead_letter = args.dead_letter.or(config.dead_letter);
+    if let Some(t) = args.training_period {
+        config.detection.training_period = t;
+    }
+    if let Some(a) = args.activation_period {
+        config.detection.activation_period = a;
+    }
+
+    let bar = std::io::stderr().is_terminal().then(output::progress_bar);
+    let mut progress = |p: Progress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.files_total as u64);
+            bar.set_position(p.files_done as u64);
+            bar.set_message(format!("{} events", p.events));
+        }
+    };
+    let report = trailhound_pipeline::scan(&args.paths, &config, &mut progress)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Json
+    });
+    let shown: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| args.min_severity.admits(f))
+        .collect();
+    match format {
+        Format::Json => output::json_lines(&shown)?,
+        Format::Table => output::table(&shown)?,
+    }
+    output::summary(&report)?;
+    if !report.file_errors.is_empty() && report.files_read == 0 {
+        anyhow::bail!("no input could be read");
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Findings as JSON lines or a readable table, and the summary on stderr.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use clap::ValueEnum;
+use serde_json::json;
+use trailhound_cloudtrail::time::format_ms;
+use trailhound_pipeline::ScanReport;
+use trailhound_proto::{Finding, Severity};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MinSeverity {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl MinSeverity {
+    pub fn admits(self, f: &Finding) -> bool {
+        let min = match self {
+            MinSeverity::Informational => Severity::Informational,
+            MinSeverity::Low => Severity::Low,
+            MinSeverity::Medium => Severity::Medium,
+            MinSeverity::High => Severity::High,
+            MinSeverity::Critical => Severity::Critical,
+        };
+        f.severity >= min as i32
+    }
+}
+
+fn severity(f: &Finding) -> Severity {
+    Severity::try_from(f.severity).unwrap_or(Severity::Unspecified)
+}
+
+pub fn line(text: &str) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")
+}
+
+/// The JSON form of a finding: DETECTIONS.md's fields, times in RFC 3339.
+pub fn to_json(f: &Finding) -> serde_json::Value {
+    let guidance = f.guidance.clone().unwrap_or_default();
+    json!({
+        "id": f.id,
+        "detector": f.detector,
+        "title": f.title,
+        "severity": severity(f).label(),
+        "account_id": f.account_id,
+        "principal": f.principal,
+        "region": f.region,
+        "key": f.key,
+        "first_event_time": format_ms(f.first_event_ms),
+        "last_event_time": format_ms(f.last_event_ms),
+        "count": f.count,
+        "evidence_event_ids": f.evidence.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
+        "baseline_facts": f.baseline_facts,
+        "attack": f.attack.iter().map(|a| json!({"tactic": a.tactic, "technique": a.technique})).collect::<Vec<_>>(),
+        "source_ip": f.source_ip,
+        "country": f.country,
+        "as_org": f.as_org,
+        "user_agent": f.user_agent,
+        "guidance": {
+            "why_it_matters": guidance.why_it_matters,
+            "why_it_may_be_fine": guidance.why_it_may_be_fine,
+            "what_to_check": guidance.what_to_check,
+            "how_to_resolve": guidance.how_to_resolve,
+        },
+    })
+}
+
+pub fn json_lines(findings: &[&Finding]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for f in findings {
+        writeln!(out, "{}", to_json(f))?;
+    }
+    Ok(())
+}
+
+pub fn table(findings: &[&Finding]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if findings.is_empty() {
+        return writeln!(out, "No findings.");
+    }
+    for f in findings {
+        writeln!(
+            out,
+            "{:<13} {}  {}",
+            severity(f).label().to_uppercase(),
+            f.detector,
+            f.title
+        )?;
+        let span = if f.first_event_ms == f.last_event_ms {
+            format_ms(f.first_event_ms)
+        } else {
+            format!(
+                "{} → {}",
+                format_ms(f.first_event_ms),
+                format_ms(f.last_event_ms)
+            )
+        };
+        writeln!(
+            out,
+            "    who:      {} (account {})",
+            f.principal, f.account_id
+        )?;
+        writeln!(
+            out,
+            "    when:     {span}, {} event(s), region {}",
+            f.count, f.region
+        )?;
+        let from: Vec<&str> = [f.source_ip.as_str(), f.country.as_str(), f.as_org.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        if !from.is_empty() {
+            writeln!(out, "    from:     {}", from.join(", "))?;
+        }
+        for fact in &f.baseline_facts {
+            writeln!(out, "    why:      {fact}")?;
+        }
+        if !f.attack.is_empty() {
+            let attack: Vec<String> = f
+                .attack
+                .iter()
+                .map(|a| format!("{} {}", a.tactic, a.technique))
+                .collect();
+            writeln!(out, "    att&ck:   {}", attack.join("; "))?;
+        }
+        let ids: Vec<&str> = f
+            .evidence
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .take(5)
+            .collect();
+        writeln!(out, "    evidence: {}", ids.join(", "))?;
+        if let Some(first) = f.guidance.as_ref().and_then(|g| g.what_to_check.first()) {
+            writeln!(out, "    check:    {first}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+pub fn summary(r: &ScanReport) -> std::io::Result<()> {
+    let mut err = std::io::stderr().lock();
+    for w in &r.warnings {
+        writeln!(err, "warning: {w}")?;
+    }
+    for e in &r.file_errors {
+        writeln!(err, "error: {e}")?;
+    }
+    for rejected in &r.rejected_examples {
+        writeln!(err, "rejected: {rejected}")?;
+    }
+    if r.events_rejected as usize > r.rejected_examples.len() {
+        writeln!(
+            err,
+            "rejected: … {} more (see --dead-letter)",
+            r.events_rejected as usize - r.rejected_examples.len()
+        )?;
+    }
+    let mut by_detector: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for f in &r.findings {
+        *by_detector
+            .entry((f.detector.as_str(), severity(f).label()))
+            .or_default() += 1;
+    }
+    writeln!(
+        err,
+        "scanned {} file(s) ({} already scanned, {} unreadable): {} events read, {} used, {} rejected; {} principal(s)",
+        r.files_read + r.files_skipped,
+        r.files_skipped,
+        r.file_errors.len(),
+        r.events_read,
+        r.events_used,
+        r.events_rejected,
+        r.principals
+    )?;
+    writeln!(
+        err,
+        "findings: {} ({} new, {} updated)",
+        r.findings.len(),
+        r.findings_new,
+        r.findings.len().saturating_sub(r.findings_new)
+    )?;
+    for ((detector, sev), n) in by_detector {
+        writeln!(err, "  {detector} {sev}: {n}")?;
+    }
+    writeln!(
+        err,
+        "elapsed {:.2}s, {:.0} events/s",
+        r.elapsed.as_secs_f64(),
+        r.events_per_second()
+    )
+}
+
+pub fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:30}] {pos}/{len} files, {msg} ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}

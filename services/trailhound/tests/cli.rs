@@ -1,0 +1,181 @@
+//! The `trailhound` binary as a user runs it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn shared(rel: &str) -> PathBuf {
+    root().join("../shared/data").join(rel)
+}
+
+fn trailhound(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trailhound"))
+        .args(args)
+        .arg("--geoip-city")
+        .arg(shared("geoip/dbip-city-lite-2023-04.mmdb.gz"))
+        .arg("--geoip-asn")
+        .arg(shared("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz"))
+        .output()
+        .expect("trailhound runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn scans_the_shipped_examples_and_explains_each_finding() {
+    let examples = root().join("examples");
+    let out = trailhound(&["scan", examples.to_str().unwrap(), "--format", "json"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let findings: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    assert_eq!(findings.len(), 12, "{}", text(&out.stdout));
+    let th002 = findings
+        .iter()
+        .find(|f| f["detector"] == "TH-002")
+        .expect("TH-002 fired");
+    assert_eq!(th002["severity"], "high");
+    assert_eq!(
+        th002["principal"],
+        "arn:aws:iam::210987654321:role/web-server"
+    );
+    assert_eq!(th002["count"], 3);
+    assert!(
+        th002["guidance"]["what_to_check"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    assert!(
+        stderr.contains("7543 events read, 7543 used, 0 rejected; 7 principal(s)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("TH-010 critical: 1"), "{stderr}");
+    assert!(stderr.contains("events/s"), "{stderr}");
+
+    let table = trailhound(&[
+        "scan",
+        examples.to_str().unwrap(),
+        "--format",
+        "table",
+        "--min-severity",
+        "high",
+    ]);
+    let table = text(&table.stdout);
+    assert!(
+        table.starts_with("CRITICAL      TH-010  Root account changed account or billing settings"),
+        "{table}"
+    );
+    assert!(
+        table.contains("why:      home region us-east-1 (decided by session); call in us-west-2"),
+        "{table}"
+    );
+    assert!(!table.contains("LOW"), "{table}");
+}
+
+#[test]
+fn bad_input_is_reported_dead_lettered_and_the_rest_is_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"eventID":"good-1","eventTime":"2024-03-01T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"8.8.8.8","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/a","accountId":"111122223333"}}"#;
+    std::fs::write(
+        dir.path().join("a.jsonl"),
+        format!(
+            "{good}\n{{\"eventID\": \"cut\n{}\n",
+            good.replace("good-1", "good-2")
+        ),
+    )
+    .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!("{{\"Records\":[{good}]}}").repeat(20).as_bytes())
+        .unwrap();
+    let bytes = gz.finish().unwrap();
+    std::fs::write(dir.path().join("b.json.gz"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.path().join("c.json"), r#"[{"eventID":"no-identity","eventTime":"2024-03-01T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets"}]"#).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let dead = out_dir.path().join("dead.jsonl");
+
+    let out = trailhound(&[
+        "scan",
+        dir.path().to_str().unwrap(),
+        "--dead-letter",
+        dead.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("b.json.gz: gzip stream is corrupt or truncated"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("a.jsonl:2: malformed JSON"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "c.json#0 (eventID no-identity): not a CloudTrail event: missing userIdentity"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("4 events read, 2 used, 2 rejected"),
+        "{stderr}"
+    );
+    let dead: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[1]["event_id"], "no-identity", "{dead:?}");
+    assert!(dead[1]["raw"].as_str().unwrap().contains("ListBuckets"));
+}
+
+#[test]
+fn reads_stdin_and_lists_detectors() {
+    let config = root().join("deploy/trailhound.example.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trailhound"))
+        .args([
+            "scan",
+            "-",
+            "--format",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let event = r#"{"eventID":"r1","eventTime":"2024-03-01T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"AWS Internal","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":"AKIAEXAMPLE"}}"#;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("\"detector\":\"TH-010\"") && stdout.contains("\"severity\":\"critical\""),
+        "{stdout}"
+    );
+
+    let list = Command::new(env!("CARGO_BIN_EXE_trailhound"))
+        .arg("detectors")
+        .output()
+        .unwrap();
+    let list = text(&list.stdout);
+    for id in [
+        "TH-001", "TH-002", "TH-003", "TH-010", "TH-015", "TH-018", "TH-019",
+    ] {
+        assert!(list.contains(id), "{list}");
+    }
+}

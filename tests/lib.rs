@@ -1,0 +1,57 @@
+//! Helpers shared by the end-to-end tests: write synthesized CloudTrail as
+//! S3 delivery files, configure a scan with the real GeoIP databases, and
+//! summarise findings for exact comparison.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use trailhound_enrich::EnricherConfig;
+use trailhound_pipeline::ScanConfig;
+use trailhound_proto::{Finding, Severity};
+
+pub fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel)
+}
+
+/// A scan over the real DB-IP City Lite and RouteViews ASN databases.
+pub fn scan_config() -> ScanConfig {
+    ScanConfig {
+        enrich: EnricherConfig {
+            geoip_city: Some(shared("geoip/dbip-city-lite-2023-04.mmdb.gz")),
+            geoip_asn: Some(shared("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz")),
+            aws_ip_ranges: Some("builtin".into()),
+        },
+        ..ScanConfig::default()
+    }
+}
+
+/// Write records as gzip-compressed S3 delivery files under `dir`.
+pub fn write_delivery(dir: &Path, records: &[Value]) {
+    for (rel, doc) in trailhound_synth::delivery_files(records) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        serde_json::to_writer(&mut gz, &doc).unwrap();
+        gz.finish().unwrap().flush().unwrap();
+    }
+}
+
+/// (detector, severity, key, count) of each finding, sorted: what a
+/// scenario asserts exactly.
+pub fn summary(findings: &[Finding]) -> Vec<(String, &'static str, String, u64)> {
+    let mut out: Vec<_> = findings
+        .iter()
+        .map(|f| {
+            let sev = Severity::try_from(f.severity).unwrap().label();
+            (f.detector.clone(), sev, f.key.clone(), f.count)
+        })
+        .collect();
+    out.sort();
+    out
+}
