@@ -91,11 +91,6 @@ impl Baseline {
         self.inventory.drain_into(batch);
     }
 
-    /// Principals whose profiles are in memory.
-    pub fn cached_profiles(&self) -> usize {
-        self.profiles.cached_len()
-    }
-
     pub fn observe(&mut self, enriched: EnrichedEvent) -> Result<Observation, StateError> {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let event = enriched
@@ -331,11 +326,7 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
 
 /// Values seen before `t` and still in the window, in name order: what an
 /// event at `t` is compared with, whatever order events arrive in.
-fn known_before<'a>(
-    map: &'a HashMap<String, Seen>,
-    t: i64,
-    window: i64,
-) -> impl Iterator<Item = &'a String> {
+fn known_before(map: &HashMap<String, Seen>, t: i64, window: i64) -> impl Iterator<Item = &String> {
     let mut keys: Vec<&String> = map
         .iter()
         .filter(|(_, s)| s.first_ms < t && s.live(t, window))

@@ -3,6 +3,7 @@
 //! with `scripts/bench`. Environment: TRAILHOUND_BENCH_EVENTS (1,000,000),
 //! TRAILHOUND_BENCH_PRINCIPALS (10,000), TRAILHOUND_GEOIP_CITY/ASN
 //! (default data/geoip/{city,asn}.mmdb from scripts/setup).
+#![allow(clippy::print_stdout)] // a program whose output is its report
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -220,7 +220,7 @@ impl Run<'_> {
     /// I/O failures stop the file; a bad record is dead-lettered.
     fn record(&mut self, parsed: Parsed) -> Result<(), ScanError> {
         self.report.events_read += 1;
-        if self.report.events_read % 10_000 == 0 {
+        if self.report.events_read.is_multiple_of(10_000) {
             (self.progress)(Progress {
                 files_done: self.files_done,
                 files_total: self.files_total,

@@ -37,6 +37,7 @@ pub enum StateError {
 /// A RocksDB database with one column family per table.
 pub struct Store {
     db: rocksdb::DB,
+    tables: Vec<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -56,11 +57,15 @@ impl Store {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let mut names: Vec<&str> = tables.to_vec();
         names.push(META);
-        let db = rocksdb::DB::open_cf(&options, dir, names).map_err(|source| StateError::Open {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        Ok(Arc::new(Self { db }))
+        let db =
+            rocksdb::DB::open_cf(&options, dir, &names).map_err(|source| StateError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        Ok(Arc::new(Self {
+            db,
+            tables: names.iter().map(|n| n.to_string()).collect(),
+        }))
     }
 
     fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -115,6 +120,16 @@ impl Store {
             out.push((key, value));
         }
         Ok(out)
+    }
+
+    /// Flush memtables and compact every table, so that [`Store::disk_bytes`]
+    /// measures settled state.
+    pub fn compact(&self) {
+        for name in self.tables.iter() {
+            let cf = self.db.cf_handle(name).expect("tables are created at open");
+            let _ = self.db.flush_cf(&cf);
+            self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+        }
     }
 
     /// Approximate bytes on disk (SST files) across all tables.
@@ -176,10 +191,6 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// The entry for `key`, loading it from the store on a cache miss.
     pub fn get(&mut self, key: &str) -> Result<Option<&V>, StateError> {
         self.load(key)?;
@@ -189,11 +200,17 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     /// The entry for `key` to change, created with `init` when absent.
     pub fn entry(&mut self, key: &str, init: impl FnOnce() -> V) -> Result<&mut V, StateError> {
         self.load(key)?;
-        self.removed.remove(key);
+        if !self.removed.is_empty() {
+            self.removed.remove(key);
+        }
         if !self.dirty.contains(key) {
             self.dirty.insert(key.to_string());
         }
-        Ok(self.cache.entry(key.to_string()).or_insert_with(init))
+        // Look up before inserting: most calls hit, and a hit allocates nothing.
+        if !self.cache.contains_key(key) {
+            self.cache.insert(key.to_string(), init());
+        }
+        Ok(self.cache.get_mut(key).expect("present"))
     }
 
     pub fn remove(&mut self, key: &str) {
@@ -231,15 +248,6 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         for key in self.removed.drain() {
             batch.deletes.push((self.name, key.into_bytes()));
         }
-    }
-
-    /// Cached entries (in memory; the store may hold more).
-    pub fn cached(&self) -> impl Iterator<Item = (&String, &V)> {
-        self.cache.iter()
-    }
-
-    pub fn cached_len(&self) -> usize {
-        self.cache.len()
     }
 }
 

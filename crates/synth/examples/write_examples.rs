@@ -2,6 +2,7 @@
 //! organisation's normal activity with a stolen-credential episode on the
 //! last day, as gzip S3 delivery files. Run from the repository root:
 //! `cargo run -p trailhound-synth --example write_examples`.
+#![allow(clippy::print_stdout)] // a program whose output is its report
 
 use std::io::Write;
 use std::path::Path;

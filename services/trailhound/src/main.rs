@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every stage in this process over CloudTrail logs and print findings.
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// List the detectors of the catalogue.
     Detectors,
 }
@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Scan(args) => scan(args),
+        Command::Scan(args) => scan(*args),
         Command::Detectors => {
             for (id, name) in trailhound_detect::Detectors::catalogue() {
                 output::line(&format!("{id}  {name}"))?;
