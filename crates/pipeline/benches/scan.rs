@@ -91,6 +91,17 @@ fn main() {
             report.findings.len()
         );
     }
+    let store = trailhound_state::Store::open(
+        &dir.path().join("state"),
+        &trailhound_pipeline::stage::all_tables(),
+    )
+    .expect("reopen state");
+    store.compact();
+    println!(
+        "state on disk: {:.1} MiB, {:.0} bytes per principal",
+        store.disk_bytes() as f64 / 1048576.0,
+        store.disk_bytes() as f64 / principals as f64
+    );
     println!(
         "peak RSS {:.0} MiB (includes the generator)",
         peak_rss_mib()

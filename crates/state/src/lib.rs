@@ -134,11 +134,16 @@ impl Store {
 
     /// Approximate bytes on disk (SST files) across all tables.
     pub fn disk_bytes(&self) -> u64 {
-        self.db
-            .property_int_value("rocksdb.total-sst-files-size")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+        self.tables
+            .iter()
+            .filter_map(|name| self.db.cf_handle(name))
+            .filter_map(|cf| {
+                self.db
+                    .property_int_value_cf(&cf, "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
     }
 }
 
@@ -172,6 +177,8 @@ pub struct Table<V> {
     cache: HashMap<String, V>,
     dirty: HashSet<String>,
     removed: HashSet<String>,
+    /// Keys the store does not hold: looked up once, not on every miss.
+    absent: HashSet<String>,
 }
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
@@ -188,6 +195,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             cache: HashMap::new(),
             dirty: HashSet::new(),
             removed: HashSet::new(),
+            absent: HashSet::new(),
         }
     }
 
@@ -208,6 +216,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         }
         // Look up before inserting: most calls hit, and a hit allocates nothing.
         if !self.cache.contains_key(key) {
+            self.absent.remove(key);
             self.cache.insert(key.to_string(), init());
         }
         Ok(self.cache.get_mut(key).expect("present"))
@@ -220,7 +229,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     }
 
     fn load(&mut self, key: &str) -> Result<(), StateError> {
-        if self.cache.contains_key(key) || self.removed.contains(key) {
+        if self.cache.contains_key(key) || self.removed.contains(key) || self.absent.contains(key) {
             return Ok(());
         }
         let Some(store) = &self.store else {
@@ -233,6 +242,8 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                 source,
             })?;
             self.cache.insert(key.to_string(), value);
+        } else {
+            self.absent.insert(key.to_string());
         }
         Ok(())
     }
