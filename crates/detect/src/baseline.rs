@@ -61,6 +61,7 @@ pub struct CommandProfile {
     /// (day, events) for the window.
     pub daily: Vec<(i64, u32)>,
     pub countries: HashMap<String, Seen>,
+    pub pruned_day: i64,
 }
 
 #[derive(Debug)]
@@ -252,7 +253,10 @@ impl Baseline {
         let commands = self.commands.entry(&command, CommandProfile::default)?;
         let command_events_in_window = record_daily(&mut commands.daily, day(t), window_days);
         if let Some(geo) = geo {
-            commands.countries.retain(|_, s| s.live(t, window));
+            if day(t) > commands.pruned_day {
+                commands.pruned_day = day(t);
+                commands.countries.retain(|_, s| s.live(t, window));
+            }
             let s = record_in(
                 &mut commands.countries,
                 &geo.country,

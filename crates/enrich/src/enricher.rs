@@ -159,10 +159,7 @@ impl Enricher {
             network.aws_source = "asn".into();
             network.in_aws = AMAZON_ASNS.contains(&asn);
         }
-        if self.by_ip.len() >= CACHE_LIMIT {
-            self.by_ip.clear();
-        }
-        self.by_ip.insert(ip, (geo.clone(), network.clone()));
+        remember(&mut self.by_ip, ip, (geo.clone(), network.clone()));
         (geo, network)
     }
 
@@ -171,24 +168,24 @@ impl Enricher {
             return hit.clone();
         }
         let parsed = user_agent::parse(ua);
-        if self.by_user_agent.len() >= CACHE_LIMIT {
-            self.by_user_agent.clear();
-        }
-        self.by_user_agent.insert(ua.to_string(), parsed.clone());
+        remember(&mut self.by_user_agent, ua.to_string(), parsed.clone());
         parsed
     }
+}
+
+/// Cache a lookup; past CACHE_LIMIT entries the cache starts over.
+fn remember<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, value: V) {
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key, value);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_data::shared;
     use trailhound_proto::UserIdentity;
-
-    fn shared(rel: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data")
-            .join(rel)
-    }
 
     fn event(ip: &str) -> CloudTrailEvent {
         CloudTrailEvent {

@@ -98,13 +98,7 @@ impl GeoDb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn shared(rel: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data")
-            .join(rel)
-    }
+    use crate::test_data::shared;
 
     #[test]
     fn maxmind_known_answers() {

@@ -24,3 +24,13 @@ pub enum EnrichError {
     #[error("{path}: {message}")]
     Database { path: String, message: String },
 }
+
+/// The shared test data (../shared/data) that the tests read.
+#[cfg(test)]
+mod test_data {
+    pub fn shared(rel: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data")
+            .join(rel)
+    }
+}
