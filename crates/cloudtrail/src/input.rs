@@ -200,15 +200,17 @@ fn json_error(origin: &str, e: serde_json::Error) -> InputError {
 }
 
 /// JSON lines: the first non-empty line is a whole JSON value and another
-/// non-empty line follows it.
+/// non-empty line follows it. Looks only at the start of the document.
 fn is_json_lines(text: &[u8]) -> bool {
-    let mut lines = text
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
-    let Some(first) = lines.next() else {
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    let Some(end) = memchr::memchr(b'\n', &text[start..]).map(|i| start + i) else {
         return false;
     };
-    lines.next().is_some() && serde_json::from_slice::<&RawValue>(first).is_ok()
+    let more = text[end..].iter().any(|b| !b.is_ascii_whitespace());
+    more && serde_json::from_slice::<&RawValue>(&text[start..end]).is_ok()
 }
 
 fn each_in_array(

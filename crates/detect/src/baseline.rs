@@ -14,14 +14,13 @@
 //! inventory-keyed tables are reached by a second hop partitioned by their
 //! own key (DESIGN.md); in `scan` they live beside the profiles.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{
     ComputeHome, ComputeKind, EnrichedEvent, Novelty, NoveltyKind, Observation, PrincipalFacts,
 };
-use trailhound_state::{Batch, StateError, Store, Table};
+use trailhound_state::{Batch, FastMap, StateError, Store, Table};
 
 use crate::config::DetectionConfig;
 use crate::seen::{Seen, day, record_in};
@@ -35,16 +34,16 @@ const MAX_SESSIONS: usize = 512;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Profile {
     pub activity: Option<Seen>,
-    pub service_regions: HashMap<String, Seen>,
-    pub countries: HashMap<String, Seen>,
-    pub cities: HashMap<String, Seen>,
-    pub asos: HashMap<String, Seen>,
-    pub user_agents: HashMap<String, Seen>,
+    pub service_regions: FastMap<String, Seen>,
+    pub countries: FastMap<String, Seen>,
+    pub cities: FastMap<String, Seen>,
+    pub asos: FastMap<String, Seen>,
+    pub user_agents: FastMap<String, Seen>,
     /// Compute sessions (instance id or function name): last call, and
     /// successful regional calls per region.
-    pub sessions: HashMap<String, (i64, HashMap<String, u32>)>,
+    pub sessions: FastMap<String, (i64, FastMap<String, u32>)>,
     /// All sessions of the role together, when a session has too few calls.
-    pub role_regions: HashMap<String, u32>,
+    pub role_regions: FastMap<String, u32>,
     pub pruned_day: i64,
 }
 
@@ -53,14 +52,14 @@ pub struct AccountProfile {
     /// The account's earliest event: novelty detectors wait for the
     /// activation period of data after it.
     pub data_start_ms: i64,
-    pub regions: HashMap<String, Seen>,
+    pub regions: FastMap<String, Seen>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CommandProfile {
     /// (day, events) for the window.
     pub daily: Vec<(i64, u32)>,
-    pub countries: HashMap<String, Seen>,
+    pub countries: FastMap<String, Seen>,
     pub pruned_day: i64,
 }
 
@@ -175,10 +174,11 @@ impl Baseline {
             .geo
             .as_ref()
             .filter(|g| located && !g.country.is_empty());
-        let known_countries = known_before(&profile.countries, t, window)
-            .take(10)
+        let mut known_countries: Vec<String> = known_before(&profile.countries, t, window)
             .cloned()
             .collect();
+        known_countries.sort();
+        known_countries.truncate(10);
         let known_asos = known_before(&profile.asos, t, window).count() as u32;
         let known_user_agents = known_before(&profile.user_agents, t, window).count() as u32;
         if let Some(geo) = geo {
@@ -328,16 +328,12 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
     profile.sessions.retain(|_, (last, _)| t - *last <= window);
 }
 
-/// Values seen before `t` and still in the window, in name order: what an
-/// event at `t` is compared with, whatever order events arrive in.
-fn known_before(map: &HashMap<String, Seen>, t: i64, window: i64) -> impl Iterator<Item = &String> {
-    let mut keys: Vec<&String> = map
-        .iter()
-        .filter(|(_, s)| s.first_ms < t && s.live(t, window))
+/// Values seen before `t` and still in the window: what an event at `t`
+/// is compared with, whatever order events arrive in.
+fn known_before(map: &FastMap<String, Seen>, t: i64, window: i64) -> impl Iterator<Item = &String> {
+    map.iter()
+        .filter(move |(_, s)| s.first_ms < t && s.live(t, window))
         .map(|(k, _)| k)
-        .collect();
-    keys.sort();
-    keys.into_iter()
 }
 
 /// Count an event on day `d`; return the window's events on earlier days
@@ -374,7 +370,7 @@ fn home_region(
     dominant(&profile.role_regions).map(|r| (r, "role"))
 }
 
-fn dominant(counts: &HashMap<String, u32>) -> Option<String> {
+fn dominant(counts: &FastMap<String, u32>) -> Option<String> {
     // Ties go to the smaller name, so the answer does not depend on map order.
     counts
         .iter()

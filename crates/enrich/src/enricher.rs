@@ -2,11 +2,11 @@
 //! [`EnrichedEvent`] out. Lookups are cached per address and user agent,
 //! since a few thousand of each cover millions of events.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Geo, Network, UserAgentInfo};
+use trailhound_state::FastMap;
 
 use crate::attack::AttackTable;
 use crate::aws_ranges::AwsRanges;
@@ -39,8 +39,8 @@ pub struct Enricher {
     ranges: Option<AwsRanges>,
     attack: AttackTable,
     partitions: u32,
-    by_ip: HashMap<IpAddr, (Option<Geo>, Network)>,
-    by_user_agent: HashMap<String, UserAgentInfo>,
+    by_ip: FastMap<IpAddr, (Option<Geo>, Network)>,
+    by_user_agent: FastMap<String, UserAgentInfo>,
     /// What could not be loaded, one line each; enrichment goes on without it.
     pub warnings: Vec<String>,
 }
@@ -89,8 +89,8 @@ impl Enricher {
             ranges,
             attack: AttackTable::builtin(),
             partitions,
-            by_ip: HashMap::new(),
-            by_user_agent: HashMap::new(),
+            by_ip: FastMap::default(),
+            by_user_agent: FastMap::default(),
             warnings,
         }
     }
@@ -174,7 +174,7 @@ impl Enricher {
 }
 
 /// Cache a lookup; past CACHE_LIMIT entries the cache starts over.
-fn remember<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, value: V) {
+fn remember<K: std::hash::Hash + Eq, V>(cache: &mut FastMap<K, V>, key: K, value: V) {
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
     }
