@@ -137,8 +137,10 @@ pub fn attack(tactic: &str, technique: &str) -> Attack {
     }
 }
 
-/// "active 61 days since 2024-05-01" and the like, shared by novelty detectors.
-pub fn principal_facts(obs: &Observation, window_days: u32) -> Vec<String> {
+/// The context every behavioural finding ends with: how long the principal
+/// has been active, the countries it is known from, and whether the source
+/// address is inside AWS (and which source decided).
+pub fn context_facts(obs: &Observation, window_days: u32) -> Vec<String> {
     let f = obs.facts();
     let mut facts = vec![format!(
         "principal active on {} of the last {window_days} days; first seen {}",
@@ -150,6 +152,22 @@ pub fn principal_facts(obs: &Observation, window_days: u32) -> Vec<String> {
             "{} known countries: {}",
             f.known_countries.len(),
             f.known_countries.join(", ")
+        ));
+    }
+    let network = obs
+        .enriched()
+        .network
+        .as_ref()
+        .filter(|n| n.is_network_location && !n.aws_source.is_empty());
+    if let Some(n) = network {
+        let verdict = if n.in_aws {
+            format!("inside AWS ({} {})", n.aws_region, n.aws_service)
+        } else {
+            "outside AWS".into()
+        };
+        facts.push(format!(
+            "source {} is {verdict}, decided by {}",
+            n.ip, n.aws_source
         ));
     }
     facts

@@ -6,7 +6,7 @@ use trailhound_proto::{Finding, NoveltyKind, Observation, PrincipalKind, Severit
 
 use super::{Context, Detector};
 use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, novelty_fact, principal_facts,
+    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, context_facts, novelty_fact,
 };
 
 pub struct NewServiceInRegion;
@@ -87,7 +87,7 @@ impl Detector for NewServiceInRegion {
             ));
         }
         f.baseline_facts
-            .extend(principal_facts(obs, ctx.window_days()));
+            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }

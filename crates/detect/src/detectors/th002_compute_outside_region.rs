@@ -8,7 +8,7 @@
 use trailhound_proto::{ComputeKind, Finding, NoveltyKind, Observation, Severity};
 
 use super::{Context, Detector};
-use crate::finding::{GuidanceText, ObservationExt, candidate, principal_facts};
+use crate::finding::{GuidanceText, ObservationExt, candidate, context_facts};
 
 pub struct ComputeOutsideRegion;
 
@@ -106,7 +106,7 @@ impl Detector for ComputeOutsideRegion {
             ));
         }
         f.baseline_facts
-            .extend(principal_facts(obs, ctx.window_days()));
+            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }

@@ -6,9 +6,7 @@
 use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
 
 use super::{Context, Detector};
-use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, principal_facts,
-};
+use crate::finding::{GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, context_facts};
 
 pub struct UnusualCountryForCommand;
 
@@ -60,7 +58,7 @@ impl Detector for UnusualCountryForCommand {
             obs.command_events_in_window, n.days_seen
         ));
         f.baseline_facts
-            .extend(principal_facts(obs, ctx.window_days()));
+            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }

@@ -6,8 +6,8 @@ use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
 
 use super::{Context, Detector};
 use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack, candidate, novelty_fact,
-    principal_facts,
+    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack, candidate, context_facts,
+    novelty_fact,
 };
 
 pub struct NewGeolocation;
@@ -50,7 +50,7 @@ impl Detector for NewGeolocation {
         f.baseline_facts
             .push(novelty_fact("location", n, ctx.window_days()));
         f.baseline_facts
-            .extend(principal_facts(obs, ctx.window_days()));
+            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }

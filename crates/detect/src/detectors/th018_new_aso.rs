@@ -5,7 +5,7 @@ use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
 
 use super::{Context, Detector};
 use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, novelty_fact, principal_facts,
+    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, context_facts, novelty_fact,
 };
 
 pub struct NewAso;
@@ -52,7 +52,7 @@ impl Detector for NewAso {
             obs.facts().known_asos
         ));
         f.baseline_facts
-            .extend(principal_facts(obs, ctx.window_days()));
+            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }

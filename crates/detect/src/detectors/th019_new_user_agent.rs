@@ -6,7 +6,7 @@ use trailhound_proto::{ClientKind, Finding, NoveltyKind, Observation, Severity};
 
 use super::{Context, Detector};
 use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, novelty_fact, principal_facts,
+    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, context_facts, novelty_fact,
 };
 
 pub struct NewUserAgent;
@@ -59,7 +59,7 @@ impl Detector for NewUserAgent {
             obs.facts().known_user_agents
         ));
         f.baseline_facts
-            .extend(principal_facts(obs, ctx.window_days()));
+            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }
