@@ -16,11 +16,13 @@
 
 use std::sync::Arc;
 
+use foldhash::HashMap;
+
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{
     ComputeHome, ComputeKind, EnrichedEvent, Novelty, NoveltyKind, Observation, PrincipalFacts,
 };
-use trailhound_state::{Batch, FastMap, StateError, Store, Table};
+use trailhound_state::{Batch, StateError, Store, Table};
 
 use crate::config::DetectionConfig;
 use crate::seen::{Seen, day, record_in};
@@ -34,16 +36,16 @@ const MAX_SESSIONS: usize = 512;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Profile {
     pub activity: Option<Seen>,
-    pub service_regions: FastMap<String, Seen>,
-    pub countries: FastMap<String, Seen>,
-    pub cities: FastMap<String, Seen>,
-    pub asos: FastMap<String, Seen>,
-    pub user_agents: FastMap<String, Seen>,
+    pub service_regions: HashMap<String, Seen>,
+    pub countries: HashMap<String, Seen>,
+    pub cities: HashMap<String, Seen>,
+    pub asos: HashMap<String, Seen>,
+    pub user_agents: HashMap<String, Seen>,
     /// Compute sessions (instance id or function name): last call, and
     /// successful regional calls per region.
-    pub sessions: FastMap<String, (i64, FastMap<String, u32>)>,
+    pub sessions: HashMap<String, (i64, HashMap<String, u32>)>,
     /// All sessions of the role together, when a session has too few calls.
-    pub role_regions: FastMap<String, u32>,
+    pub role_regions: HashMap<String, u32>,
     pub pruned_day: i64,
 }
 
@@ -52,14 +54,14 @@ pub struct AccountProfile {
     /// The account's earliest event: novelty detectors wait for the
     /// activation period of data after it.
     pub data_start_ms: i64,
-    pub regions: FastMap<String, Seen>,
+    pub regions: HashMap<String, Seen>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CommandProfile {
     /// (day, events) for the window.
     pub daily: Vec<(i64, u32)>,
-    pub countries: FastMap<String, Seen>,
+    pub countries: HashMap<String, Seen>,
     pub pruned_day: i64,
 }
 
@@ -330,7 +332,7 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
 
 /// Values seen before `t` and still in the window: what an event at `t`
 /// is compared with, whatever order events arrive in.
-fn known_before(map: &FastMap<String, Seen>, t: i64, window: i64) -> impl Iterator<Item = &String> {
+fn known_before(map: &HashMap<String, Seen>, t: i64, window: i64) -> impl Iterator<Item = &String> {
     map.iter()
         .filter(move |(_, s)| s.first_ms < t && s.live(t, window))
         .map(|(k, _)| k)
@@ -370,7 +372,7 @@ fn home_region(
     dominant(&profile.role_regions).map(|r| (r, "role"))
 }
 
-fn dominant(counts: &FastMap<String, u32>) -> Option<String> {
+fn dominant(counts: &HashMap<String, u32>) -> Option<String> {
     // Ties go to the smaller name, so the answer does not depend on map order.
     counts
         .iter()

@@ -101,7 +101,7 @@ impl Seen {
 
 /// Record `t` for `key` in a map of values, creating the entry when new.
 pub fn record_in(
-    map: &mut trailhound_state::FastMap<String, Seen>,
+    map: &mut foldhash::HashMap<String, Seen>,
     key: &str,
     t: i64,
     window_ms: i64,

@@ -5,8 +5,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use foldhash::HashMap;
+
 use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Geo, Network, UserAgentInfo};
-use trailhound_state::FastMap;
 
 use crate::attack::AttackTable;
 use crate::aws_ranges::AwsRanges;
@@ -39,8 +40,8 @@ pub struct Enricher {
     ranges: Option<AwsRanges>,
     attack: AttackTable,
     partitions: u32,
-    by_ip: FastMap<IpAddr, (Option<Geo>, Network)>,
-    by_user_agent: FastMap<String, UserAgentInfo>,
+    by_ip: HashMap<IpAddr, (Option<Geo>, Network)>,
+    by_user_agent: HashMap<String, UserAgentInfo>,
     /// What could not be loaded, one line each; enrichment goes on without it.
     pub warnings: Vec<String>,
 }
@@ -89,8 +90,8 @@ impl Enricher {
             ranges,
             attack: AttackTable::builtin(),
             partitions,
-            by_ip: FastMap::default(),
-            by_user_agent: FastMap::default(),
+            by_ip: HashMap::default(),
+            by_user_agent: HashMap::default(),
             warnings,
         }
     }
@@ -174,7 +175,7 @@ impl Enricher {
 }
 
 /// Cache a lookup; past CACHE_LIMIT entries the cache starts over.
-fn remember<K: std::hash::Hash + Eq, V>(cache: &mut FastMap<K, V>, key: K, value: V) {
+fn remember<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, value: V) {
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
     }

@@ -96,7 +96,7 @@ fn main() {
         &trailhound_pipeline::stage::all_tables(),
     )
     .expect("reopen state");
-    store.compact();
+    store.compact().expect("compact state");
     println!(
         "state on disk: {:.1} MiB, {:.0} bytes per principal",
         store.disk_bytes() as f64 / 1048576.0,

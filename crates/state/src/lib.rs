@@ -7,18 +7,15 @@
 //! so state and checkpoint never disagree. Without a store a table is
 //! purely in memory: that is how detectors are unit-tested.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+// foldhash rather than SipHash on the hot path: several times faster on short
+// string keys, and still seeded per process, so keys taken from logs cannot be
+// chosen to collide.
+use foldhash::{HashMap, HashSet};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-/// Hash maps and sets for hot paths: foldhash is several times faster than
-/// SipHash on short string keys and still seeded per process, so keys taken
-/// from logs cannot be chosen to collide.
-pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-pub type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// Column family for checkpoints and bookkeeping.
 const META: &str = "meta";
@@ -130,12 +127,13 @@ impl Store {
 
     /// Flush memtables and compact every table, so that [`Store::disk_bytes`]
     /// measures settled state.
-    pub fn compact(&self) {
-        for name in self.tables.iter() {
+    pub fn compact(&self) -> Result<(), StateError> {
+        for name in &self.tables {
             let cf = self.db.cf_handle(name).expect("tables are created at open");
-            let _ = self.db.flush_cf(&cf);
+            self.db.flush_cf(&cf)?;
             self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
         }
+        Ok(())
     }
 
     /// Approximate bytes on disk (SST files) across all tables.
@@ -180,11 +178,11 @@ impl Batch {
 pub struct Table<V> {
     name: &'static str,
     store: Option<Arc<Store>>,
-    cache: FastMap<String, V>,
-    dirty: FastSet<String>,
-    removed: FastSet<String>,
+    cache: HashMap<String, V>,
+    dirty: HashSet<String>,
+    removed: HashSet<String>,
     /// Keys the store does not hold: looked up once, not on every miss.
-    absent: FastSet<String>,
+    absent: HashSet<String>,
 }
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
@@ -198,30 +196,32 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Self {
             name,
             store,
-            cache: FastMap::default(),
-            dirty: FastSet::default(),
-            removed: FastSet::default(),
-            absent: FastSet::default(),
+            cache: HashMap::default(),
+            dirty: HashSet::default(),
+            removed: HashSet::default(),
+            absent: HashSet::default(),
         }
     }
 
     /// The entry for `key`, loading it from the store on a cache miss.
     pub fn get(&mut self, key: &str) -> Result<Option<&V>, StateError> {
-        self.load(key)?;
+        if !self.load(key)? && self.store.is_some() && !self.absent.contains(key) {
+            self.absent.insert(key.to_string());
+        }
         Ok(self.cache.get(key))
     }
 
     /// The entry for `key` to change, created with `init` when absent.
     pub fn entry(&mut self, key: &str, init: impl FnOnce() -> V) -> Result<&mut V, StateError> {
-        self.load(key)?;
+        let cached = self.load(key)?;
         if !self.removed.is_empty() {
             self.removed.remove(key);
         }
         if !self.dirty.contains(key) {
             self.dirty.insert(key.to_string());
         }
-        // Look up before inserting: most calls hit, and a hit allocates nothing.
-        if !self.cache.contains_key(key) {
+        // Most calls hit the cache, and a hit allocates nothing.
+        if !cached {
             self.absent.remove(key);
             self.cache.insert(key.to_string(), init());
         }
@@ -234,12 +234,17 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         self.removed.insert(key.to_string());
     }
 
-    fn load(&mut self, key: &str) -> Result<(), StateError> {
-        if self.cache.contains_key(key) || self.removed.contains(key) || self.absent.contains(key) {
-            return Ok(());
+    /// Bring `key` into the cache from the store if it is there; say
+    /// whether the cache now holds it.
+    fn load(&mut self, key: &str) -> Result<bool, StateError> {
+        if self.cache.contains_key(key) {
+            return Ok(true);
+        }
+        if self.removed.contains(key) || self.absent.contains(key) {
+            return Ok(false);
         }
         let Some(store) = &self.store else {
-            return Ok(());
+            return Ok(false);
         };
         if let Some(bytes) = store.get(self.name, key.as_bytes())? {
             let value = postcard::from_bytes(&bytes).map_err(|source| StateError::Decode {
@@ -248,10 +253,9 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                 source,
             })?;
             self.cache.insert(key.to_string(), value);
-        } else {
-            self.absent.insert(key.to_string());
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Move every change since the last call into `batch`.
@@ -290,6 +294,8 @@ mod tests {
         let mut t: Table<Vec<u32>> = Table::new("t", Some(store.clone()));
         assert_eq!(t.get("a").unwrap(), Some(&vec![1]));
         assert_eq!(t.get("c").unwrap(), None);
+        t.entry("c", Vec::new).unwrap().push(4); // known absent, then created
+        assert_eq!(t.get("c").unwrap(), Some(&vec![4]));
         assert_eq!(
             store.meta("checkpoint").unwrap().as_deref(),
             Some(&b"7"[..])
@@ -300,7 +306,7 @@ mod tests {
         store.commit(batch).unwrap();
         assert_eq!(
             store.scan::<Vec<u32>>("t").unwrap(),
-            vec![("b".to_string(), vec![2])]
+            vec![("b".to_string(), vec![2]), ("c".to_string(), vec![4])]
         );
     }
 
