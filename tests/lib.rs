@@ -2,6 +2,8 @@
 //! S3 delivery files, configure a scan with the real GeoIP databases, and
 //! summarise findings for exact comparison.
 
+pub mod cluster;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! Behavioural baselines and the detectors of the catalogue (DETECTIONS.md).
 //!
-//! - [`baseline`]: the baseline stage: per-(account, principal) profiles,
+//! - [`baseline`]: the baseline stage in three hops: per-(account, principal) profiles,
 //!   the account's active regions, organisation-wide command rarity and
 //!   the compute inventory; it turns an enriched event into an
 //!   [`Observation`](trailhound_proto::Observation).

@@ -56,7 +56,7 @@ impl InProcessBus {
         self.enrich.process(event, &mut self.enriched)?;
         for enriched in self.enriched.drain(..) {
             if let Some(p) = &enriched.principal {
-                let key = format!("{}\u{1f}{}", p.account_id, p.arn);
+                let key = trailhound_detect::baseline::principal_key(p);
                 self.principals
                     .insert(xxhash_rust::xxh3::xxh3_128(key.as_bytes()));
             }

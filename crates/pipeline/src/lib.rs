@@ -4,11 +4,13 @@
 //!   own state) to outputs, with state changes drained at commit points;
 //!   and the four stages (enrich, baseline, detect, alert).
 //! - [`bus`]: the in-process bus that chains stages inside one process and
-//!   commits their state in one batch; the NATS JetStream bus runs the same
-//!   stages as separate services.
+//!   commits their state in one batch.
+//! - [`nats`]: the NATS JetStream bus: the same stages as hops between
+//!   streams, run by the services, with checkpoints, outbox and dead letters.
 //! - [`scan`]: `trailhound scan`: read logs, run every stage, report.
 
 pub mod bus;
+pub mod nats;
 pub mod scan;
 pub mod stage;
 

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use trailhound_alert::AlertStage;
+use trailhound_detect::baseline::{AccountBaseline, CommandBaseline, ProfileBaseline};
 use trailhound_detect::{Baseline, DetectionConfig, Detectors};
 use trailhound_enrich::{Enricher, EnricherConfig};
 use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
@@ -82,6 +83,66 @@ impl Stage for BaselineStage {
     }
 }
 
+/// The baseline's profile hop alone: the services run each hop of the
+/// baseline on its own partitioned subject (DESIGN.md).
+pub struct ProfileStage(pub ProfileBaseline);
+
+impl Stage for ProfileStage {
+    type In = EnrichedEvent;
+    type Out = Observation;
+    fn process(
+        &mut self,
+        input: EnrichedEvent,
+        out: &mut Vec<Observation>,
+    ) -> Result<(), StageError> {
+        out.push(self.0.observe(input)?);
+        Ok(())
+    }
+    fn drain_into(&mut self, batch: &mut Batch) {
+        self.0.drain_into(batch);
+    }
+}
+
+/// The baseline's account hop alone.
+pub struct AccountStage(pub AccountBaseline);
+
+impl Stage for AccountStage {
+    type In = Observation;
+    type Out = Observation;
+    fn process(
+        &mut self,
+        mut input: Observation,
+        out: &mut Vec<Observation>,
+    ) -> Result<(), StageError> {
+        self.0.observe(&mut input)?;
+        out.push(input);
+        Ok(())
+    }
+    fn drain_into(&mut self, batch: &mut Batch) {
+        self.0.drain_into(batch);
+    }
+}
+
+/// The baseline's command hop alone.
+pub struct CommandStage(pub CommandBaseline);
+
+impl Stage for CommandStage {
+    type In = Observation;
+    type Out = Observation;
+    fn process(
+        &mut self,
+        mut input: Observation,
+        out: &mut Vec<Observation>,
+    ) -> Result<(), StageError> {
+        self.0.observe(&mut input)?;
+        out.push(input);
+        Ok(())
+    }
+    fn drain_into(&mut self, batch: &mut Batch) {
+        self.0.drain_into(batch);
+    }
+}
+
 /// The detectors: observations in, candidate findings out.
 pub struct DetectStage(pub Detectors);
 
@@ -111,7 +172,7 @@ impl Stage for MergeStage {
 
 /// Every table a process running all stages needs in its store.
 pub fn all_tables() -> Vec<&'static str> {
-    let mut tables = trailhound_detect::baseline::TABLES.to_vec();
+    let mut tables = trailhound_detect::baseline::tables();
     tables.extend_from_slice(trailhound_alert::TABLES);
     tables
 }

@@ -164,6 +164,10 @@ impl Batch {
             .push((META, key.as_bytes().to_vec(), value.to_vec()));
     }
 
+    pub fn delete_meta(&mut self, key: &str) {
+        self.deletes.push((META, key.as_bytes().to_vec()));
+    }
+
     pub fn len(&self) -> usize {
         self.puts.len() + self.deletes.len()
     }

@@ -29,6 +29,34 @@ enum Command {
     Scan(Box<ScanArgs>),
     /// List the detectors of the catalogue.
     Detectors,
+    /// Manage the NATS JetStream streams the services use.
+    #[command(subcommand)]
+    Nats(NatsCommand),
+}
+
+#[derive(Subcommand)]
+enum NatsCommand {
+    /// Create or update every stream with the configured retention and
+    /// limits (the services also do this when they start).
+    Init(trailhound_service::ServiceArgs),
+    /// Wait until every consumer has acked everything it was given.
+    WaitIdle {
+        #[command(flatten)]
+        service: trailhound_service::ServiceArgs,
+        /// Give up after this long (e.g. 10m).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+        timeout: Duration,
+    },
+    /// Print the findings the alert service has stored (from th.alerts).
+    Findings {
+        #[command(flatten)]
+        service: trailhound_service::ServiceArgs,
+        /// Output format; json lines by default when stdout is not a terminal.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Print the dead-lettered messages with the stage and the reason.
+    DeadLetters(trailhound_service::ServiceArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,12 +114,69 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Scan(args) => scan(*args),
+        Command::Nats(command) => nats(command),
         Command::Detectors => {
             for (id, name) in trailhound_detect::Detectors::catalogue() {
                 output::line(&format!("{id}  {name}"))?;
             }
             Ok(())
         }
+    }
+}
+
+fn nats(command: NatsCommand) -> anyhow::Result<()> {
+    use trailhound_pipeline::nats::{Topic, inspect};
+    let args = match &command {
+        NatsCommand::Init(args) | NatsCommand::DeadLetters(args) => args,
+        NatsCommand::WaitIdle { service, .. } | NatsCommand::Findings { service, .. } => service,
+    };
+    let config = trailhound_service::ServiceConfig::load(args)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        // Without a server, fail rather than wait for one.
+        let js = tokio::time::timeout(Duration::from_secs(30), config.connect())
+            .await
+            .with_context(|| format!("no answer from NATS at {}", config.nats_url))??;
+        let nats_error = |e: async_nats::Error| anyhow::anyhow!("{}: {e}", config.nats_url);
+        match command {
+            NatsCommand::Init(_) => output::line(&format!(
+                "streams ready on {}: {}",
+                config.nats_url,
+                Topic::ALL.map(|t| t.stream).join(", ")
+            ))?,
+            NatsCommand::WaitIdle { timeout, .. } => {
+                inspect::wait_idle(&js, Duration::from_millis(500), timeout)
+                    .await
+                    .map_err(nats_error)?;
+            }
+            NatsCommand::Findings { format, .. } => {
+                let mut findings = inspect::stored_findings(&js).await.map_err(nats_error)?;
+                findings.sort_by(|a, b| {
+                    b.severity
+                        .cmp(&a.severity)
+                        .then(a.first_event_ms.cmp(&b.first_event_ms))
+                });
+                let shown: Vec<_> = findings.iter().collect();
+                match format.unwrap_or_else(default_format) {
+                    Format::Json => output::json_lines(&shown)?,
+                    Format::Table => output::table(&shown)?,
+                }
+            }
+            NatsCommand::DeadLetters(_) => {
+                for dead in inspect::dead_letters(&js).await.map_err(nats_error)? {
+                    output::line(&format!("{}\t{}", dead.subject, dead.reason))?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn default_format() -> Format {
+    if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Json
     }
 }
 
@@ -137,11 +222,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Table
-    } else {
-        Format::Json
-    });
+    let format = args.format.unwrap_or_else(default_format);
     let shown: Vec<_> = report
         .findings
         .iter()

@@ -1,0 +1,106 @@
+//! The command hop, keyed by API call (`eventSource:eventName`),
+//! organisation-wide: how many events of the command the window holds and
+//! in which countries it has been called (TH-003).
+
+use std::sync::Arc;
+
+use foldhash::HashMap;
+use serde::{Deserialize, Serialize};
+use trailhound_proto::{Novelty, NoveltyKind, Observation};
+use trailhound_state::{Batch, StateError, Store, Table};
+
+use super::{command_key, enriched, located_geo};
+use crate::config::DetectionConfig;
+use crate::seen::{Seen, day, record_in};
+
+/// The tables the command hop keeps.
+pub const TABLES: &[&str] = &["commands"];
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CommandProfile {
+    /// (day, events) for the window.
+    pub daily: Vec<(i64, u32)>,
+    pub countries: HashMap<String, Seen>,
+    pub pruned_day: i64,
+}
+
+#[derive(Debug)]
+pub struct CommandBaseline {
+    config: Arc<DetectionConfig>,
+    commands: Table<CommandProfile>,
+}
+
+impl CommandBaseline {
+    pub fn new(config: Arc<DetectionConfig>, store: Option<Arc<Store>>) -> Self {
+        Self {
+            config,
+            commands: Table::new("commands", store),
+        }
+    }
+
+    pub fn drain_into(&mut self, batch: &mut Batch) {
+        self.commands.drain_into(batch);
+    }
+
+    /// Add the command's volume and its country novelty to an observation.
+    pub fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
+        let (window, window_days) = (self.config.window_ms(), self.config.window_days());
+        let enriched = enriched(observation);
+        let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
+        let country = located_geo(enriched).map(|g| g.country.clone());
+        let command = command_key(enriched);
+
+        let profile = self.commands.entry(&command, CommandProfile::default)?;
+        observation.command_events_in_window =
+            record_daily(&mut profile.daily, day(t), window_days);
+        if let Some(country) = country {
+            if day(t) > profile.pruned_day {
+                profile.pruned_day = day(t);
+                profile.countries.retain(|_, s| s.live(t, window));
+            }
+            let s = record_in(&mut profile.countries, &country, t, window, window_days);
+            observation.novelties.push(Novelty {
+                kind: NoveltyKind::CommandCountry as i32,
+                value: format!("{command}|{country}"),
+                is_new: s.is_new,
+                first_seen_ms: s.first_ms,
+                days_seen: s.days_seen,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Count an event on day `d`; return the window's events on earlier days
+/// (earlier days only, so arrival order within a day does not matter).
+fn record_daily(daily: &mut Vec<(i64, u32)>, d: i64, window_days: u32) -> u32 {
+    daily.retain(|(day, _)| (d - day).abs() <= i64::from(window_days));
+    let before = daily
+        .iter()
+        .filter(|(day, _)| *day < d)
+        .map(|(_, n)| *n)
+        .sum();
+    match daily.iter_mut().find(|(day, _)| *day == d) {
+        Some((_, n)) => *n += 1,
+        None => daily.push((d, 1)),
+    }
+    before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daily_counts_stay_within_the_window() {
+        let mut daily = Vec::new();
+        assert_eq!(record_daily(&mut daily, 0, 45), 0);
+        assert_eq!(
+            record_daily(&mut daily, 0, 45),
+            0,
+            "the same day is not counted"
+        );
+        assert_eq!(record_daily(&mut daily, 10, 45), 2);
+        assert_eq!(record_daily(&mut daily, 50, 45), 1, "day 0 left the window");
+    }
+}

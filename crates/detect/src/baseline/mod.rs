@@ -1,0 +1,106 @@
+//! The baseline stage: learns normal behaviour and says, for every event,
+//! which of its attributes are new (an [`Observation`]). All state is
+//! windowed by event time and lives in three hops, each keyed by what its
+//! state is about, so that every replica count gives the same answer
+//! (DESIGN.md, "State keyed by something else"):
+//!
+//! 1. [`profile`], by (account, principal): the principal's own behaviour;
+//! 2. [`account`], by account: activation clock, active regions, inventory;
+//! 3. [`command`], by API call: organisation-wide volume and countries.
+//!
+//! The NATS services run each hop on its own partitioned subject; `scan`
+//! and the tests chain them in one [`Baseline`].
+
+pub mod account;
+pub mod command;
+pub mod profile;
+
+use std::sync::Arc;
+
+use trailhound_proto::{EnrichedEvent, Geo, Observation, Principal};
+use trailhound_state::{Batch, StateError, Store};
+
+pub use account::AccountBaseline;
+pub use command::CommandBaseline;
+pub use profile::ProfileBaseline;
+
+use crate::config::DetectionConfig;
+
+/// Every table of the three hops, for opening a store that holds them all.
+pub fn tables() -> Vec<&'static str> {
+    [profile::TABLES, account::TABLES, command::TABLES].concat()
+}
+
+/// The three hops chained in one process.
+#[derive(Debug)]
+pub struct Baseline {
+    pub profile: ProfileBaseline,
+    pub account: AccountBaseline,
+    pub command: CommandBaseline,
+}
+
+impl Baseline {
+    pub fn new(config: Arc<DetectionConfig>, store: Option<Arc<Store>>) -> Self {
+        Self {
+            profile: ProfileBaseline::new(config.clone(), store.clone()),
+            account: AccountBaseline::new(config.clone(), store.clone()),
+            command: CommandBaseline::new(config, store),
+        }
+    }
+
+    pub fn observe(&mut self, enriched: EnrichedEvent) -> Result<Observation, StateError> {
+        let mut observation = self.profile.observe(enriched)?;
+        self.account.observe(&mut observation)?;
+        self.command.observe(&mut observation)?;
+        Ok(observation)
+    }
+
+    pub fn drain_into(&mut self, batch: &mut Batch) {
+        self.profile.drain_into(batch);
+        self.account.drain_into(batch);
+        self.command.drain_into(batch);
+    }
+}
+
+/// The profile key of a principal: account and ARN.
+pub fn principal_key(principal: &Principal) -> String {
+    format!("{}\u{1f}{}", principal.account_id, principal.arn)
+}
+
+/// The command key of an event: `eventSource:eventName`.
+pub fn command_key(enriched: &EnrichedEvent) -> String {
+    let event = enriched
+        .event
+        .as_ref()
+        .expect("enriched events carry their event");
+    format!("{}:{}", event.event_source, event.event_name)
+}
+
+/// The event's region, or "global" for a global service.
+fn region_of(enriched: &EnrichedEvent) -> &str {
+    if enriched.global_service {
+        "global"
+    } else {
+        enriched.event.as_ref().map_or("", |e| e.aws_region.as_str())
+    }
+}
+
+/// The location of a call from a real network address (not an AWS
+/// service calling on the principal's behalf), when it has a country.
+fn located_geo(enriched: &EnrichedEvent) -> Option<&Geo> {
+    let located = enriched
+        .network
+        .as_ref()
+        .is_some_and(|n| n.is_network_location);
+    enriched
+        .geo
+        .as_ref()
+        .filter(|g| located && !g.country.is_empty())
+}
+
+fn enriched(observation: &Observation) -> &EnrichedEvent {
+    observation
+        .enriched
+        .as_ref()
+        .expect("observations carry their enriched event")
+}

@@ -1,0 +1,595 @@
+//! One stage as a JetStream consumer: the delivery loop every service runs.
+//!
+//! For each batch of input messages a stateful hop processes them, then
+//! writes its state changes, each partition's stream sequence (the
+//! checkpoint) and the outputs it is about to publish (the outbox) in one
+//! RocksDB write batch; then publishes the outputs with a `Nats-Msg-Id`
+//! derived from the input, and only then acks. A redelivered message at
+//! or below its partition's checkpoint is acked without processing, and an
+//! outbox left by a crash is republished at start (JetStream drops what
+//! had already arrived), so effects happen exactly once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use prost::Message as _;
+use futures_util::{FutureExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use trailhound_state::{Batch, StateError, Store};
+use trailhound_telemetry::{HopMetrics, Metrics, Readiness, propagation};
+
+use super::{PUBLISHED_BUCKET, REASON_HEADER, Topic, header_value};
+use crate::stage::{Stage, StageError};
+
+/// Which partitions a replica of a stateful stage owns: p mod R = i.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    pub replica: u32,
+    pub replicas: u32,
+}
+
+impl Ownership {
+    pub fn owns(&self, partition: u32) -> bool {
+        partition % self.replicas.max(1) == self.replica
+    }
+}
+
+/// How a hop consumes (`[hop]` in the service config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HopSettings {
+    /// Messages processed and committed together.
+    pub batch: usize,
+    /// Deliveries after which a message that keeps failing (or crashing
+    /// the stage) is dead-lettered instead of processed again.
+    pub max_deliver: i64,
+    /// How long JetStream waits for an ack before redelivering.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+}
+
+impl Default for HopSettings {
+    fn default() -> Self {
+        Self {
+            batch: 512,
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A stage wired between two topics.
+pub struct Hop<S: Stage> {
+    /// Names the consumer, the checkpoints and the dead-letter subject.
+    pub name: &'static str,
+    pub stage: S,
+    pub input: Topic,
+    pub output: Topic,
+    /// The output partition of a message (ignored for unpartitioned topics).
+    pub route: fn(&S::Out, u32) -> u32,
+    pub partitions: u32,
+    /// Stateful hops own partitions and a store; stateless ones share one
+    /// consumer among all replicas.
+    pub owned: Option<(Ownership, Arc<Store>)>,
+    /// Counts what an output means beyond the hop's own metrics (new
+    /// findings by detector).
+    pub count_output: fn(&S::Out, &Metrics),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HopError {
+    #[error("hop {hop}: {error}")]
+    Nats {
+        hop: &'static str,
+        error: async_nats::Error,
+    },
+    #[error("hop {hop}: state: {source}")]
+    State {
+        hop: &'static str,
+        source: StateError,
+    },
+}
+
+/// What a hop did until it stopped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HopStats {
+    pub processed: u64,
+    /// Redeliveries its checkpoint already covered.
+    pub skipped: u64,
+    /// Inputs processed only to rebuild state: a previous owner of the
+    /// partition had published their outputs.
+    pub replayed: u64,
+    pub dead_lettered: u64,
+    pub published: u64,
+}
+
+/// A message to publish, kept in the outbox until JetStream has it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Outgoing {
+    subject: String,
+    id: String,
+    payload: Vec<u8>,
+    /// The dead-letter reason, or the trace context, as headers.
+    headers: Vec<(String, String)>,
+}
+
+/// Consume `hop.input` until `shutdown` resolves, finishing the batch in
+/// hand; `ready` is told once the consumer is in place. Returns on a state
+/// error (the batch is left unacked, so it is redelivered to the restarted
+/// service) or when the bus is gone.
+pub async fn run_hop<S>(
+    js: &jetstream::Context,
+    mut hop: Hop<S>,
+    settings: &HopSettings,
+    metrics: &Metrics,
+    ready: &Readiness,
+    shutdown: impl Future<Output = ()>,
+) -> Result<HopStats, HopError>
+where
+    S: Stage,
+    S::In: prost::Message + Default,
+    S::Out: prost::Message,
+{
+    let name = hop.name;
+    let nats = |error: async_nats::Error| HopError::Nats { hop: name, error };
+    let state = |source: StateError| HopError::State { hop: name, source };
+
+    // A stateful hop resumes from its lowest checkpoint on a fresh consumer,
+    // so that each partition arrives in stream order: messages handed to a
+    // crashed predecessor are not redelivered after newer ones (which the
+    // checkpoint would then wrongly skip).
+    let mut checkpoints = HashMap::new();
+    let mut resume_from = 1;
+    if let Some((ownership, store)) = &hop.owned {
+        let mut lowest = u64::MAX;
+        for partition in (0..hop.partitions).filter(|p| ownership.owns(*p)) {
+            let checkpoint = run_checkpoint(&mut checkpoints, store, name, partition).map_err(state)?;
+            lowest = lowest.min(checkpoint);
+        }
+        resume_from = lowest.saturating_add(1);
+    }
+    let consumer = consumer(js, &hop, settings, resume_from).await.map_err(nats)?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(settings.batch)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(|e| nats(e.into()))?;
+    let mut run = Run {
+        checkpoints,
+        outbox_key: format!("outbox/{name}"),
+        stats: HopStats::default(),
+        metrics: metrics.hop(name),
+        all_metrics: metrics.clone(),
+        published: None,
+    };
+    let run_error = |e| match e {
+        RunError::Nats(e) => nats(e),
+        RunError::State(e) => state(e),
+    };
+    if let Some((ownership, store)) = &hop.owned {
+        run.republish_outbox(js, store).await.map_err(run_error)?;
+        let bucket = js
+            .get_key_value(PUBLISHED_BUCKET)
+            .await
+            .map_err(|e| nats(e.into()))?;
+        let owned: Vec<u32> = (0..hop.partitions).filter(|p| ownership.owns(*p)).collect();
+        run.published = Some(
+            Published::load(bucket, name, &owned, |p| run_checkpoint(&mut run.checkpoints, store, name, p))
+                .await
+                .map_err(run_error)?,
+        );
+    }
+    ready.mark_ready();
+
+    tokio::pin!(shutdown);
+    loop {
+        let first = tokio::select! {
+            _ = &mut shutdown => break,
+            next = messages.next() => next,
+        };
+        let mut batch = match first {
+            None => break,
+            Some(Ok(message)) => vec![message],
+            Some(Err(e)) => {
+                // Missed heartbeats and the like while NATS restarts: the
+                // consumer stream reconnects by itself.
+                tracing::warn!(hop = name, error = %e, "consumer");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        while batch.len() < settings.batch {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(message),
+                _ => break,
+            }
+        }
+        run.handle(js, &mut hop, settings, batch)
+            .await
+            .map_err(run_error)?;
+    }
+    if let Some(published) = &mut run.published {
+        published.flush(true).await;
+    }
+    Ok(run.stats)
+}
+
+async fn consumer<S: Stage>(
+    js: &jetstream::Context,
+    hop: &Hop<S>,
+    settings: &HopSettings,
+    resume_from: u64,
+) -> Result<jetstream::consumer::PullConsumer, async_nats::Error> {
+    let (durable, filter_subjects) = match &hop.owned {
+        None => (hop.name.to_string(), Vec::new()),
+        Some((ownership, _)) => (
+            format!("{}-{}-of-{}", hop.name, ownership.replica, ownership.replicas),
+            (0..hop.partitions)
+                .filter(|p| ownership.owns(*p))
+                .map(|p| hop.input.subject_of(p))
+                .collect(),
+        ),
+    };
+    let stream = js.get_stream(hop.input.stream).await?;
+    let deliver_policy = if let Some((ownership, _)) = &hop.owned {
+        // Not found is fine: the first start. Consumers of this hop for
+        // another replica count are left over from before a rescale.
+        let _ = stream.delete_consumer(&durable).await;
+        let current = format!("-of-{}", ownership.replicas);
+        let mut names = stream.consumer_names();
+        let mut stale = Vec::new();
+        while let Some(name) = names.next().await {
+            let name = name?;
+            if name.starts_with(&format!("{}-", hop.name))
+                && name.contains("-of-")
+                && !name.ends_with(&current)
+            {
+                stale.push(name);
+            }
+        }
+        for name in stale {
+            tracing::info!(consumer = %name, "removing the consumer of an earlier replica count");
+            let _ = stream.delete_consumer(&name).await;
+        }
+        DeliverPolicy::ByStartSequence {
+            start_sequence: resume_from,
+        }
+    } else {
+        DeliverPolicy::All
+    };
+    let config = pull::Config {
+        durable_name: Some(durable.clone()),
+        deliver_policy,
+        filter_subjects,
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        // The hop dead-letters after `max_deliver` itself, with the reason;
+        // the server keeps redelivering until then.
+        max_deliver: -1,
+        max_ack_pending: (settings.batch * 4) as i64,
+        ..Default::default()
+    };
+    Ok(stream.get_or_create_consumer(&durable, config).await?)
+}
+
+enum RunError {
+    Nats(async_nats::Error),
+    State(StateError),
+}
+
+impl From<StateError> for RunError {
+    fn from(e: StateError) -> Self {
+        Self::State(e)
+    }
+}
+
+struct Run {
+    /// Last committed stream sequence per partition, loaded on first use.
+    checkpoints: HashMap<u32, u64>,
+    outbox_key: String,
+    stats: HopStats,
+    metrics: HopMetrics,
+    all_metrics: Metrics,
+    published: Option<Published>,
+}
+
+impl Run {
+    async fn handle<S>(
+        &mut self,
+        js: &jetstream::Context,
+        hop: &mut Hop<S>,
+        settings: &HopSettings,
+        batch: Vec<jetstream::Message>,
+    ) -> Result<(), RunError>
+    where
+        S: Stage,
+        S::In: prost::Message + Default,
+        S::Out: prost::Message,
+    {
+        let started = Instant::now();
+        let mut outgoing = Vec::new();
+        let mut advanced = Vec::new();
+        let mut outputs = Vec::new();
+        for message in &batch {
+            let info = message.info().map_err(RunError::Nats)?;
+            let (sequence, delivered) = (info.stream_sequence, info.delivered);
+            self.metrics.consumer_lag.set(info.pending as i64);
+            self.metrics.messages_in.inc();
+            let input_id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_else(|| format!("{}:{sequence}", hop.input.stream));
+            let partition = hop.input.partition_of_subject(&message.subject).unwrap_or(0);
+            let replaying = self
+                .published
+                .as_ref()
+                .is_some_and(|p| p.replaying(partition, sequence));
+            if let Some((_, store)) = &hop.owned {
+                if sequence <= run_checkpoint(&mut self.checkpoints, store, hop.name, partition)? {
+                    self.stats.skipped += 1;
+                    self.metrics.redeliveries_skipped.inc();
+                    continue;
+                }
+                advanced.push((partition, sequence));
+                self.checkpoints.insert(partition, sequence);
+            }
+            let span = tracing::info_span!("process", hop = hop.name, message = %input_id);
+            propagation::continue_trace(&span, message.headers.as_ref());
+            let result = if delivered > settings.max_deliver {
+                Err(format!("gave up after {delivered} deliveries"))
+            } else {
+                match S::In::decode(message.payload.as_ref()) {
+                    Err(e) => Err(format!("not a valid {} message: {e}", hop.input.subject)),
+                    Ok(input) => match span.in_scope(|| hop.stage.process(input, &mut outputs)) {
+                        Ok(()) => Ok(()),
+                        Err(StageError::Rejected(reason)) => Err(reason),
+                        Err(StageError::State(e)) => return Err(e.into()),
+                    },
+                }
+            };
+            match result {
+                Ok(()) if replaying => {
+                    self.stats.replayed += 1;
+                    outputs.clear();
+                }
+                Err(_) if replaying => self.stats.replayed += 1,
+                Ok(()) => {
+                    self.stats.processed += 1;
+                    let trace = trace_headers(&span);
+                    for (i, output) in outputs.drain(..).enumerate() {
+                        (hop.count_output)(&output, &self.all_metrics);
+                        let subject = if hop.output.partitioned {
+                            hop.output.subject_of((hop.route)(&output, hop.partitions))
+                        } else {
+                            hop.output.subject.to_string()
+                        };
+                        outgoing.push(Outgoing {
+                            subject,
+                            id: format!("{input_id}/{i}"),
+                            payload: output.encode_to_vec(),
+                            headers: trace.clone(),
+                        });
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(hop = hop.name, message = %input_id, %reason, "dead-lettered");
+                    self.stats.dead_lettered += 1;
+                    self.metrics.dead_lettered.inc();
+                    outgoing.push(Outgoing {
+                        subject: Topic::DEAD.subject_of(hop.name),
+                        id: format!("{input_id}/dead"),
+                        payload: message.payload.to_vec(),
+                        headers: vec![(REASON_HEADER.to_string(), header_value(&reason))],
+                    });
+                }
+            }
+        }
+
+        if let Some((_, store)) = &hop.owned {
+            let mut changes = Batch::default();
+            hop.stage.drain_into(&mut changes);
+            for &(partition, sequence) in &advanced {
+                changes.set_meta(
+                    &checkpoint_key(hop.name, partition),
+                    &sequence.to_le_bytes(),
+                );
+            }
+            if !outgoing.is_empty() {
+                changes.set_meta(&self.outbox_key, &postcard::to_stdvec(&outgoing).expect("outbox encodes"));
+            }
+            store.commit(changes)?;
+        }
+        self.publish(js, &outgoing).await?;
+        if let Some((_, store)) = &hop.owned
+            && !outgoing.is_empty()
+        {
+            let mut clear = Batch::default();
+            clear.delete_meta(&self.outbox_key);
+            store.commit(clear)?;
+        }
+        if let Some(published) = &mut self.published {
+            published.advance(&advanced);
+            published.flush(false).await;
+        }
+        for message in &batch {
+            // A lost ack means a redelivery, which the checkpoint skips.
+            if let Err(e) = message.ack_with(AckKind::Ack).await {
+                tracing::warn!(error = %e, "ack");
+            }
+        }
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn republish_outbox(&mut self, js: &jetstream::Context, store: &Store) -> Result<(), RunError> {
+        let Some(bytes) = store.meta(&self.outbox_key)? else {
+            return Ok(());
+        };
+        let outgoing: Vec<Outgoing> = match postcard::from_bytes(&bytes) {
+            Ok(outgoing) => outgoing,
+            Err(e) => {
+                tracing::error!(key = %self.outbox_key, error = %e, "unreadable outbox dropped");
+                Vec::new()
+            }
+        };
+        tracing::info!(messages = outgoing.len(), "republishing the outbox left by a crash");
+        self.publish(js, &outgoing).await?;
+        let mut clear = Batch::default();
+        clear.delete_meta(&self.outbox_key);
+        store.commit(clear)?;
+        Ok(())
+    }
+
+    /// Publish everything and wait for JetStream to have stored it all,
+    /// retrying (with the same message ids, so nothing doubles) while NATS
+    /// is unreachable or restarting: the outbox keeps them meanwhile.
+    async fn publish(&mut self, js: &jetstream::Context, outgoing: &[Outgoing]) -> Result<(), RunError> {
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = publish_all(js, outgoing).await {
+            tracing::warn!(error = %e, retry_in = ?delay, "publishing");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        self.stats.published += outgoing.len() as u64;
+        self.metrics.messages_out.inc_by(outgoing.len() as u64);
+        Ok(())
+    }
+}
+
+async fn publish_all(js: &jetstream::Context, outgoing: &[Outgoing]) -> Result<(), async_nats::Error> {
+    let mut acks = Vec::with_capacity(outgoing.len());
+    for out in outgoing {
+        let mut publish = PublishMessage::build()
+            .message_id(&out.id)
+            .payload(out.payload.clone().into());
+        for (name, value) in &out.headers {
+            publish = publish.header(name.as_str(), value.as_str());
+        }
+        acks.push(js.send_publish(out.subject.clone(), publish).await?);
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
+}
+
+/// The trace context of `span` as headers (none without a tracer).
+fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
+    let mut headers = async_nats::HeaderMap::new();
+    propagation::inject(span, &mut headers);
+    headers
+        .iter()
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |v| (AsRef::<str>::as_ref(name).to_string(), v.as_str().to_string()))
+        })
+        .collect()
+}
+
+/// A partition's checkpoint: from memory, else from the store.
+fn run_checkpoint(
+    checkpoints: &mut HashMap<u32, u64>,
+    store: &Store,
+    hop: &str,
+    partition: u32,
+) -> Result<u64, StateError> {
+    if let Some(sequence) = checkpoints.get(&partition) {
+        return Ok(*sequence);
+    }
+    let sequence = store
+        .meta(&checkpoint_key(hop, partition))?
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    checkpoints.insert(partition, sequence);
+    Ok(sequence)
+}
+
+/// The published-through watermarks of a hop's partitions in the shared
+/// bucket, written at most once a second (a lagging watermark only means a
+/// rebuilding replica republishes a little, which JetStream deduplicates).
+struct Published {
+    bucket: jetstream::kv::Store,
+    hop: &'static str,
+    /// Partitions being rebuilt: replay without publishing up to here.
+    replay_until: HashMap<u32, u64>,
+    unflushed: HashMap<u32, u64>,
+    flushed_at: Instant,
+}
+
+impl Published {
+    async fn load(
+        bucket: jetstream::kv::Store,
+        hop: &'static str,
+        owned: &[u32],
+        mut checkpoint: impl FnMut(u32) -> Result<u64, StateError>,
+    ) -> Result<Self, RunError> {
+        let mut replay_until = HashMap::new();
+        for &partition in owned {
+            let key = format!("{hop}.{partition}");
+            let published = bucket
+                .get(key)
+                .await
+                .map_err(|e| RunError::Nats(e.into()))?
+                .and_then(|v| v.as_ref().try_into().ok())
+                .map_or(0, u64::from_le_bytes);
+            if published > checkpoint(partition)? {
+                tracing::info!(hop, partition, published, "rebuilding the partition's state by replay");
+                replay_until.insert(partition, published);
+            }
+        }
+        Ok(Self {
+            bucket,
+            hop,
+            replay_until,
+            unflushed: HashMap::new(),
+            flushed_at: Instant::now(),
+        })
+    }
+
+    fn replaying(&self, partition: u32, sequence: u64) -> bool {
+        self.replay_until
+            .get(&partition)
+            .is_some_and(|until| sequence <= *until)
+    }
+
+    fn advance(&mut self, advanced: &[(u32, u64)]) {
+        for &(partition, sequence) in advanced {
+            if !self.replaying(partition, sequence) {
+                self.unflushed.insert(partition, sequence);
+            }
+        }
+    }
+
+    /// Write the watermarks; one that fails stays for the next flush.
+    async fn flush(&mut self, now: bool) {
+        if !now && self.flushed_at.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let pending: Vec<(u32, u64)> = self.unflushed.iter().map(|(p, s)| (*p, *s)).collect();
+        for (partition, sequence) in pending {
+            let key = format!("{}.{partition}", self.hop);
+            match self.bucket.put(key, sequence.to_le_bytes().to_vec().into()).await {
+                Ok(_) => {
+                    self.unflushed.remove(&partition);
+                }
+                Err(e) => tracing::warn!(hop = self.hop, partition, error = %e, "published watermark"),
+            }
+        }
+        self.flushed_at = Instant::now();
+    }
+}
+
+fn checkpoint_key(hop: &str, partition: u32) -> String {
+    format!("checkpoint/{hop}/{partition}")
+}

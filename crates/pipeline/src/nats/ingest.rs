@@ -1,0 +1,112 @@
+//! Ingest from files: every record of every file onto `th.raw`, once.
+
+use std::path::PathBuf;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use prost::Message;
+use trailhound_cloudtrail::Parsed;
+use trailhound_proto::CloudTrailEvent;
+
+use super::{REASON_HEADER, Topic, header_value};
+
+/// Publishes in flight before waiting for JetStream's acks.
+const WINDOW: usize = 2048;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    pub files: usize,
+    /// Files that could not be read or whose structure is broken.
+    pub file_errors: Vec<String>,
+    pub events: u64,
+    /// Events JetStream already had (same account and event id).
+    pub duplicates: u64,
+    /// Records that are not CloudTrail events, sent to `th.dead.ingest`.
+    pub rejected: u64,
+}
+
+/// The message id that makes re-ingesting an event a no-op.
+pub fn event_message_id(event: &CloudTrailEvent) -> String {
+    let account = match &event.user_identity {
+        Some(user) if !user.account_id.is_empty() => user.account_id.as_str(),
+        _ => event.recipient_account_id.as_str(),
+    };
+    format!("{account}:{}", event.event_id)
+}
+
+/// Publish every event of the files under `paths` (sorted, recursive, gzip
+/// or plain; the shapes `scan` reads).
+pub async fn ingest_paths(
+    js: &jetstream::Context,
+    paths: &[PathBuf],
+) -> Result<IngestReport, async_nats::Error> {
+    let mut report = IngestReport::default();
+    let files = trailhound_cloudtrail::discover(paths)?;
+    for path in files {
+        let name = path.display().to_string();
+        let bytes = match trailhound_cloudtrail::read_file(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                report.file_errors.push(e.to_string());
+                continue;
+            }
+        };
+        let mut records: Vec<Parsed> = Vec::new();
+        let structure =
+            trailhound_cloudtrail::parse_document(&name, &bytes, true, &mut |p| records.push(p));
+        report.files += 1;
+        if let Err(e) = structure {
+            report.file_errors.push(e.to_string());
+        }
+        publish_records(js, records, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Publish parsed records: events to `th.raw`, rejections with their
+/// reason to `th.dead.ingest`.
+pub async fn publish_records(
+    js: &jetstream::Context,
+    records: Vec<Parsed>,
+    report: &mut IngestReport,
+) -> Result<(), async_nats::Error> {
+    let mut acks = Vec::with_capacity(WINDOW);
+    for record in records {
+        let (subject, publish) = match record {
+            Ok(mut event) => {
+                report.events += 1;
+                // The raw JSON is only for dead letters; keep the bus lean.
+                event.raw_json.clear();
+                let id = event_message_id(&event);
+                let publish = PublishMessage::build()
+                    .message_id(id)
+                    .payload(event.encode_to_vec().into());
+                (Topic::RAW.subject.to_string(), publish)
+            }
+            Err(rejected) => {
+                report.rejected += 1;
+                let publish = PublishMessage::build()
+                    .message_id(format!("rejected:{}", rejected.origin))
+                    .header(REASON_HEADER, header_value(&rejected.to_string()).as_str())
+                    .payload(rejected.raw.unwrap_or_default().into_bytes().into());
+                (Topic::DEAD.subject_of("ingest"), publish)
+            }
+        };
+        acks.push(js.send_publish(subject, publish).await?);
+        if acks.len() >= WINDOW {
+            await_acks(&mut acks, report).await?;
+        }
+    }
+    await_acks(&mut acks, report).await
+}
+
+async fn await_acks(
+    acks: &mut Vec<jetstream::context::PublishAckFuture>,
+    report: &mut IngestReport,
+) -> Result<(), async_nats::Error> {
+    for ack in acks.drain(..) {
+        if ack.await?.duplicate {
+            report.duplicates += 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! The NATS JetStream bus: the same stages as the in-process bus, each
+//! running as a service that consumes one subject and publishes to the
+//! next (DESIGN.md, "Partitioning" and "Delivery").
+//!
+//! ```text
+//! th.raw              CloudTrailEvent  ingest   → enrich (one shared consumer)
+//! th.enriched.<p>     EnrichedEvent    enrich   → baseline profile hop
+//! th.profiled.<a>     Observation      profile  → account hop   (a: hash of account)
+//! th.accounted.<c>    Observation      account  → command hop   (c: hash of API call)
+//! th.observed.<p>     Observation      command  → detect
+//! th.findings.<p>     Finding          detect   → alert         (candidates)
+//! th.alerts           Alert            alert    → query, sinks  (stored findings)
+//! th.dead.<stage>     the input        any stage, with the reason in a header
+//! ```
+//! `<p>` is the partition of (account, principal). Every message carries a
+//! `Nats-Msg-Id` derived from the event, so JetStream drops republished
+//! duplicates within the streams' duplicate window.
+
+mod hop;
+mod ingest;
+pub mod inspect;
+mod streams;
+pub mod topology;
+
+pub use hop::{Hop, HopError, HopSettings, HopStats, Ownership, run_hop};
+pub use ingest::{IngestReport, event_message_id, ingest_paths, publish_records};
+pub use streams::{PUBLISHED_BUCKET, StreamSettings, Topic, init_streams};
+
+/// Header naming why a message was dead-lettered.
+pub const REASON_HEADER: &str = "Trailhound-Reason";
+
+/// A header value on one line (header values cannot hold line breaks).
+pub fn header_value(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+/// Partition of any key (an account, an API call) among `partitions`.
+pub fn key_partition(key: &str, partitions: u32) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions.max(1))) as u32
+}
+
+/// Connect to NATS, retrying the first connection and reconnecting for
+/// ever afterwards, so that a restarting server loses nothing.
+pub async fn connect(url: &str) -> Result<async_nats::jetstream::Context, async_nats::ConnectError> {
+    let client = async_nats::ConnectOptions::new()
+        .name("trailhound")
+        .retry_on_initial_connect()
+        .connect(url)
+        .await?;
+    Ok(async_nats::jetstream::new(client))
+}

@@ -1,0 +1,16 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Trailhound alert service: candidate findings merged, deduplicated and stored; published on th.alerts.
+#[derive(Debug, Parser)]
+#[command(name = "trailhound-alert", version)]
+struct Cli {
+    #[command(flatten)]
+    service: trailhound_service::ServiceArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    trailhound_service::main("trailhound-alert", &cli.service, trailhound_alert_service::run)
+}

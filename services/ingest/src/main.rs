@@ -1,0 +1,21 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Trailhound ingest service: CloudTrail files onto th.raw, each event once.
+#[derive(Debug, Parser)]
+#[command(name = "trailhound-ingest", version)]
+struct Cli {
+    #[command(flatten)]
+    service: trailhound_service::ServiceArgs,
+    #[command(flatten)]
+    ingest: trailhound_ingest_service::IngestArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ingest = cli.ingest;
+    trailhound_service::main("trailhound-ingest", &cli.service, move |config, shutdown| {
+        trailhound_ingest_service::run(config, ingest, shutdown)
+    })
+}

@@ -1,0 +1,327 @@
+//! Real processes for the distributed tests: a `nats-server -js` on a free
+//! loopback port with a temporary store, and the service binaries.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use trailhound_pipeline::nats::inspect;
+use trailhound_proto::Finding;
+
+/// A JetStream server of this test's own; killed when dropped.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut server = Self {
+            child: None,
+            port,
+            store: tempfile::tempdir().unwrap(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH (scripts/setup installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port);
+    }
+
+    /// Stop the server abruptly and start it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A service binary built beside this test (`cargo build --workspace --bins`,
+/// which scripts/test runs first).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// One running service process; killed when dropped.
+pub struct Service {
+    pub name: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Start `trailhound-<stage>` with `args` (its state dir, replica …).
+    pub fn start(stage: &str, args: Vec<String>) -> Self {
+        let mut service = Self {
+            name: format!("trailhound-{stage}"),
+            args,
+            child: None,
+        };
+        service.spawn();
+        service
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(binary(&self.name))
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, then start again with the same arguments and state.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().unwrap()
+    }
+
+    /// Has it exited by itself (a crash)?
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Run `trailhound-ingest` over `paths` to completion.
+pub fn ingest(nats_url: &str, paths: &[&Path]) {
+    ingest_with(nats_url, &[], paths);
+}
+
+/// Run `trailhound-ingest` with extra flags (a `--config`).
+pub fn ingest_with(nats_url: &str, flags: &[String], paths: &[&Path]) {
+    let status = Command::new(binary("trailhound-ingest"))
+        .args(["--nats-url", nats_url])
+        .args(flags)
+        .args(paths)
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success(), "ingest failed: {status}");
+}
+
+pub async fn connect(url: &str) -> jetstream::Context {
+    jetstream::new(async_nats::connect(url).await.unwrap())
+}
+
+pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+    inspect::stream_messages(js, stream).await.unwrap()
+}
+
+/// Wait until the baseline's streams hold `events` messages each and the
+/// whole pipeline is idle.
+pub async fn wait_until_settled(js: &jetstream::Context, events: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    for stream in ["TH_ENRICHED", "TH_PROFILED", "TH_ACCOUNTED", "TH_OBSERVED"] {
+        while stream_messages(js, stream).await < events {
+            assert!(Instant::now() < deadline, "{stream} did not fill");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    inspect::wait_idle(js, Duration::from_millis(300), left)
+        .await
+        .unwrap();
+}
+
+pub async fn stored_findings(js: &jetstream::Context) -> Vec<Finding> {
+    inspect::stored_findings(js).await.unwrap()
+}
+
+/// Dead letters: (subject, reason) of each.
+pub async fn dead_letters(js: &jetstream::Context) -> Vec<(String, String)> {
+    let dead = inspect::dead_letters(js).await.unwrap();
+    dead.into_iter().map(|d| (d.subject, d.reason)).collect()
+}
+
+/// Wait until a consumer has acked some but not all of its stream: the
+/// moment to crash its service. False if it finished first.
+pub async fn wait_mid_way(js: &jetstream::Context, stream: &str, consumer: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let info = js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(consumer, stream)
+            .await
+            .ok();
+        if let Some(mut c) = info {
+            let info = c.info().await.unwrap();
+            if info.ack_floor.stream_sequence > 0 {
+                return info.num_pending > 0;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// Every stage as its own process: enrich (shared consumer) and the
+/// stateful stages with `replicas` replicas each, each with its own store.
+pub struct Pipeline {
+    pub services: Vec<Service>,
+    state: tempfile::TempDir,
+}
+
+impl Pipeline {
+    pub fn start(nats_url: &str, replicas: u32) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), nats_url, replicas, &[])
+    }
+
+    /// Start every stage with `replicas` replicas, replica i's state under
+    /// `state/<stage>-<i>` (so a second pipeline can continue the first's
+    /// state), and extra flags for all.
+    pub fn start_in(
+        state: tempfile::TempDir,
+        nats_url: &str,
+        replicas: u32,
+        flags: &[String],
+    ) -> Self {
+        let mut pipeline = Self::empty(state);
+        for stage in ["enrich", "baseline", "detect", "alert"] {
+            for replica in 0..replicas {
+                pipeline.start_stage(stage, replica, replicas, nats_url, flags);
+            }
+        }
+        pipeline
+    }
+
+    /// No service running yet.
+    pub fn empty(state: tempfile::TempDir) -> Self {
+        Self {
+            services: Vec::new(),
+            state,
+        }
+    }
+
+    /// Start one replica of one stage.
+    pub fn start_stage(
+        &mut self,
+        stage: &str,
+        replica: u32,
+        replicas: u32,
+        nats_url: &str,
+        flags: &[String],
+    ) {
+        let mut args = vec!["--nats-url".to_string(), nats_url.to_string()];
+        args.extend_from_slice(flags);
+        if stage == "enrich" {
+            let db = |rel: &str| crate::shared(rel).display().to_string();
+            args.extend([
+                "--geoip-city".to_string(),
+                db("geoip/dbip-city-lite-2023-04.mmdb.gz"),
+                "--geoip-asn".to_string(),
+                db("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz"),
+                "--aws-ip-ranges".to_string(),
+                "builtin".to_string(),
+            ]);
+        } else {
+            let dir = self.state.path().join(format!("{stage}-{replica}"));
+            args.extend([
+                "--replica".to_string(),
+                replica.to_string(),
+                "--replicas".to_string(),
+                replicas.to_string(),
+                "--state-dir".to_string(),
+                dir.display().to_string(),
+            ]);
+        }
+        self.services.push(Service::start(stage, args));
+    }
+
+    /// The first replica of a stage.
+    pub fn service(&mut self, name: &str) -> &mut Service {
+        let name = format!("trailhound-{name}");
+        self.services.iter_mut().find(|s| s.name == name).unwrap()
+    }
+
+    /// SIGTERM every service and hand back the state directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        for service in &mut self.services {
+            let status = service.stop();
+            assert!(status.success(), "{} exited with {status}", service.name);
+        }
+        self.state
+    }
+
+    /// Panic if a service died by itself.
+    pub fn assert_running(&mut self) {
+        for service in &mut self.services {
+            assert!(service.exited().is_none(), "{} exited", service.name);
+        }
+    }
+}

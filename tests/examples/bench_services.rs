@@ -1,0 +1,153 @@
+//! The services' figures on this machine, all in one run with real
+//! processes: nats-server and one replica of every stage (release build).
+//!
+//! 1. Sustained throughput: a generated delivery file through
+//!    `trailhound-ingest` until every event has reached the detectors and
+//!    every finding is stored; beside it, `scan` over the same file.
+//! 2. Latency: events published on th.raw at a steady rate (default
+//!    5,000/s) 30 days later than the history, so that principals are
+//!    trained and their occasional new networks raise findings; each new
+//!    finding's latency is from its event's publication to its alert.
+//!
+//! Run with `scripts/bench-services`. Environment: TRAILHOUND_BENCH_EVENTS
+//! (200,000), TRAILHOUND_BENCH_RATE (5,000/s), TRAILHOUND_BENCH_SECONDS (30).
+#![allow(clippy::print_stdout)] // a program whose output is its report
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::PublishMessage;
+use futures_util::StreamExt;
+use prost::Message;
+use trailhound_e2e::cluster::{NatsServer, Pipeline, connect, ingest, wait_until_settled};
+use trailhound_pipeline::nats::{Topic, event_message_id};
+use trailhound_proto::{Alert, CloudTrailEvent};
+use trailhound_synth::DAY_MS;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let events = env_usize("TRAILHOUND_BENCH_EVENTS", 200_000);
+    let rate = env_usize("TRAILHOUND_BENCH_RATE", 5_000);
+    let seconds = env_usize("TRAILHOUND_BENCH_SECONDS", 30);
+    let principals = 10_000;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.json");
+    std::fs::write(&file, trailhound_synth::bulk(1, principals, events, 30)).unwrap();
+
+    // The same run's single-process figure.
+    let scanned = trailhound_pipeline::scan(
+        &[file.clone()],
+        &trailhound_e2e::scan_config(),
+        &mut |_| {},
+    )
+    .unwrap();
+    println!(
+        "scan (one process, state in memory): {} events in {:.1}s = {:.0} events/s",
+        scanned.events_read,
+        scanned.elapsed.as_secs_f64(),
+        scanned.events_per_second()
+    );
+
+    let nats = NatsServer::start();
+    let mut pipeline = Pipeline::start(&nats.url(), 1);
+    let js = connect(&nats.url()).await;
+    let started = Instant::now();
+    ingest(&nats.url(), &[file.as_path()]);
+    let ingested = started.elapsed();
+    wait_until_settled(&js, events as u64, Duration::from_secs(3600)).await;
+    let elapsed = started.elapsed();
+    println!(
+        "services: {events} events from ingest to findings stored in {:.1}s = {:.0} events/s \
+         (ingest alone {:.1}s)",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64(),
+        ingested.as_secs_f64()
+    );
+
+    // Steady load, 30 days on.
+    let mut steady: Vec<CloudTrailEvent> = Vec::new();
+    let doc = trailhound_synth::bulk(2, principals, rate * seconds, 10);
+    trailhound_cloudtrail::parse_document("steady", &doc, false, &mut |p| {
+        let mut event = p.unwrap();
+        event.event_time_ms += 30 * DAY_MS;
+        steady.push(event);
+    })
+    .unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut alerts = client.subscribe(Topic::ALERTS.subject).await.unwrap();
+    let published: HashMap<String, Instant> = HashMap::with_capacity(steady.len());
+    let published = std::sync::Arc::new(std::sync::Mutex::new(published));
+    let collector = {
+        let published = published.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_secs(10), alerts.next()).await
+            {
+                let alert = Alert::decode(message.payload.as_ref()).unwrap();
+                let Some(finding) = alert.finding.filter(|_| alert.is_new) else {
+                    continue;
+                };
+                let published = published.lock().unwrap();
+                if let Some(sent) = finding
+                    .evidence
+                    .iter()
+                    .filter_map(|e| published.get(&e.event_id))
+                    .max()
+                {
+                    latencies.push(sent.elapsed());
+                }
+            }
+            latencies
+        })
+    };
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    let mut interval = tokio::time::interval(tick);
+    let load_started = Instant::now();
+    for chunk in steady.chunks(per_tick) {
+        interval.tick().await;
+        let mut acks = Vec::with_capacity(chunk.len());
+        for event in chunk {
+            let publish = PublishMessage::build()
+                .message_id(event_message_id(event))
+                .payload(event.encode_to_vec().into());
+            published
+                .lock()
+                .unwrap()
+                .insert(event.event_id.clone(), Instant::now());
+            acks.push(js.send_publish(Topic::RAW.subject, publish).await.unwrap());
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+    let offered = steady.len() as f64 / load_started.elapsed().as_secs_f64();
+    let mut latencies = collector.await.unwrap();
+    pipeline.assert_running();
+    latencies.sort();
+    if latencies.is_empty() {
+        println!("latency: no new findings during the steady load");
+    } else {
+        println!(
+            "latency at {offered:.0} events/s offered: {} new findings, event → finding p50 {:.0} ms, \
+             p99 {:.0} ms, max {:.0} ms",
+            latencies.len(),
+            percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+            latencies.last().unwrap().as_secs_f64() * 1000.0
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! The Helm chart lints, and renders a configuration the services accept,
+//! with each stateful stage told its replica count.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn chart() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../helm/trailhound")
+}
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new("helm")
+        .args(args)
+        .output()
+        .expect("helm on PATH (scripts/setup installs it)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The `services.toml` block of the rendered ConfigMap.
+fn services_toml(rendered: &str) -> String {
+    let mut lines = rendered.lines().skip_while(|l| !l.contains("services.toml: |"));
+    lines.next().expect("a services.toml entry");
+    lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_chart_lints() {
+    let chart = chart();
+    helm(&["lint", "--strict", chart.to_str().unwrap()]);
+}
+
+#[test]
+fn the_chart_renders_a_config_the_services_accept() {
+    let chart = chart();
+    let rendered = helm(&[
+        "template",
+        "th",
+        chart.to_str().unwrap(),
+        "--set",
+        "baseline.replicas=3",
+        "--set",
+        "partitions=32",
+    ]);
+    let text = services_toml(&rendered);
+    let config: trailhound_service::ServiceConfig =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(config.partitions, 32);
+    assert_eq!(config.nats_url, "nats://th-trailhound-nats:4222");
+    assert_eq!(config.enrich.aws_ip_ranges.as_deref(), Some("builtin".as_ref()));
+    for (stage, replicas) in [("baseline", 3), ("detect", 1), ("alert", 1)] {
+        let statefulset = rendered
+            .split("\n---")
+            .find(|doc| doc.contains("kind: StatefulSet") && doc.contains(&format!("name: th-trailhound-{stage}\n")))
+            .unwrap_or_else(|| panic!("no {stage} StatefulSet"));
+        assert!(statefulset.contains(&format!("replicas: {replicas}\n")), "{statefulset}");
+        assert!(statefulset.contains(&format!("--replicas={replicas}")), "{statefulset}");
+        assert!(statefulset.contains(&format!("command: [\"trailhound-{stage}\"]")), "{statefulset}");
+    }
+}
+
+#[test]
+fn ingest_needs_a_volume_of_logs() {
+    let chart = chart();
+    let out = Command::new("helm")
+        .args(["template", "th", chart.to_str().unwrap(), "--set", "ingest.enabled=true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ingest.existingClaim"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,244 @@
+//! The stage services as real processes over a real nats-server: they find
+//! exactly what `scan` finds, with one replica or two, through `kill -9`
+//! of each stateful service and a NATS restart, and dead-letter poison.
+
+use std::path::Path;
+use std::time::Duration;
+
+use trailhound_e2e::cluster::{
+    NatsServer, Pipeline, connect, dead_letters, ingest, ingest_with, stored_findings,
+    stream_messages, wait_mid_way, wait_until_settled,
+};
+use trailhound_e2e::{scan_config, write_delivery};
+use trailhound_proto::Finding;
+use trailhound_synth::{DAY_MS, HISTORY_START_MS, benign_history, stolen_credentials_episode};
+
+const SETTLE: Duration = Duration::from_secs(180);
+
+/// Messages handed to a killed service come back after `ack_wait`: keep
+/// it short so that the tests do not wait long for them.
+const SHORT_ACK_WAIT: &str = "[hop]\nack_wait = \"2s\"\n";
+
+/// `--config` flags for a TOML file that lives as long as the guard.
+fn config_flags(toml: &str) -> (tempfile::NamedTempFile, Vec<String>) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), toml).unwrap();
+    let flags = vec!["--config".to_string(), file.path().display().to_string()];
+    (file, flags)
+}
+
+/// 46 days of benign history and the stolen-credential episode, written as
+/// delivery files; with what `scan` finds in them and how many events.
+fn scenario(dir: &Path) -> (Vec<Finding>, u64) {
+    let mut records = benign_history(42, HISTORY_START_MS, 46);
+    records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
+    write_delivery(dir, &records);
+    let report =
+        trailhound_pipeline::scan(&[dir.to_path_buf()], &scan_config(), &mut |_| {}).unwrap();
+    assert_eq!(report.events_rejected, 0);
+    assert!(report.findings.len() >= 10, "{}", report.findings.len());
+    (sorted(report.findings), report.events_read)
+}
+
+fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.sort_by(|a, b| a.id.cmp(&b.id));
+    findings
+}
+
+/// Wait until `stream` holds at least `n` messages.
+async fn wait_for(js: &async_nats::jetstream::Context, stream: &str, n: u64) -> u64 {
+    loop {
+        let have = stream_messages(js, stream).await;
+        if have >= n {
+            return have;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn assert_exactly_once(js: &async_nats::jetstream::Context, events: u64) {
+    for stream in ["TH_RAW", "TH_ENRICHED", "TH_PROFILED", "TH_ACCOUNTED", "TH_OBSERVED"] {
+        assert_eq!(stream_messages(js, stream).await, events, "{stream}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_find_exactly_what_scan_finds() {
+    let logs = tempfile::tempdir().unwrap();
+    let (expected, events) = scenario(logs.path());
+    let nats = NatsServer::start();
+    let mut pipeline = Pipeline::start(&nats.url(), 1);
+    ingest(&nats.url(), &[logs.path()]);
+    let js = connect(&nats.url()).await;
+    wait_until_settled(&js, events, SETTLE).await;
+    pipeline.assert_running();
+    assert_exactly_once(&js, events).await;
+    assert_eq!(sorted(stored_findings(&js).await), expected);
+
+    // Re-ingesting the same files adds nothing.
+    ingest(&nats.url(), &[logs.path()]);
+    wait_until_settled(&js, events, SETTLE).await;
+    assert_exactly_once(&js, events).await;
+
+    // SIGTERM: each service finishes, commits and exits cleanly.
+    for service in &mut pipeline.services {
+        let status = service.stop();
+        assert!(status.success(), "{} exited with {status}", service.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_find_the_same_as_one() {
+    let logs = tempfile::tempdir().unwrap();
+    let (expected, events) = scenario(logs.path());
+    let nats = NatsServer::start();
+    let mut pipeline = Pipeline::start(&nats.url(), 2);
+    ingest(&nats.url(), &[logs.path()]);
+    let js = connect(&nats.url()).await;
+    wait_until_settled(&js, events, SETTLE).await;
+    pipeline.assert_running();
+    assert_exactly_once(&js, events).await;
+    assert_eq!(sorted(stored_findings(&js).await), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_each_stateful_service_loses_and_duplicates_nothing() {
+    let logs = tempfile::tempdir().unwrap();
+    let (expected, events) = scenario(logs.path());
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let js = connect(&url).await;
+    ingest(&url, &[logs.path()]);
+    let (_config, flags) = config_flags("[hop]\nbatch = 4\nack_wait = \"2s\"\n");
+    let mut pipeline = Pipeline::empty(tempfile::tempdir().unwrap());
+    pipeline.start_stage("enrich", 0, 1, &url, &flags);
+    wait_for(&js, "TH_ENRICHED", events).await;
+    // baseline and detect start with all their input waiting and are
+    // killed once they have acked part of it (small batches make "part"
+    // likely); alert, which sees few candidates, is killed once it has
+    // acked some while detect is still producing.
+    pipeline.start_stage("baseline", 0, 1, &url, &flags);
+    assert!(
+        wait_mid_way(&js, "TH_ENRICHED", "baseline-profile-0-of-1").await,
+        "baseline finished before it could be killed"
+    );
+    pipeline.service("baseline").crash_and_restart();
+    wait_for(&js, "TH_OBSERVED", events).await;
+    pipeline.start_stage("detect", 0, 1, &url, &flags);
+    pipeline.start_stage("alert", 0, 1, &url, &flags);
+    assert!(
+        wait_mid_way(&js, "TH_OBSERVED", "detect-0-of-1").await,
+        "detect finished before it could be killed"
+    );
+    pipeline.service("detect").crash_and_restart();
+    wait_mid_way(&js, "TH_FINDINGS", "alert-0-of-1").await;
+    pipeline.service("alert").crash_and_restart();
+    wait_until_settled(&js, events, SETTLE).await;
+    pipeline.assert_running();
+    assert_exactly_once(&js, events).await;
+    assert_eq!(sorted(stored_findings(&js).await), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_loses_nothing() {
+    let logs = tempfile::tempdir().unwrap();
+    let (expected, events) = scenario(logs.path());
+    let mut nats = NatsServer::start();
+    let js = connect(&nats.url()).await;
+    ingest(&nats.url(), &[logs.path()]);
+    let (_config, flags) = config_flags(SHORT_ACK_WAIT);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut pipeline = Pipeline::start_in(tmp, &nats.url(), 1, &flags);
+    wait_for(&js, "TH_PROFILED", events / 4).await;
+    nats.restart();
+    let js = connect(&nats.url()).await;
+    wait_until_settled(&js, events, SETTLE).await;
+    pipeline.assert_running();
+    assert_exactly_once(&js, events).await;
+    assert_eq!(sorted(stored_findings(&js).await), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_goes_to_the_dead_letter_stream_and_the_rest_flows() {
+    let logs = tempfile::tempdir().unwrap();
+    let (expected, events) = scenario(logs.path());
+    std::fs::write(
+        logs.path().join("broken.jsonl"),
+        "{\"hello\":\"world\"}\nnot json at all\n",
+    )
+    .unwrap();
+    let nats = NatsServer::start();
+    let mut pipeline = Pipeline::start(&nats.url(), 1);
+    let js = connect(&nats.url()).await;
+    ingest(&nats.url(), &[logs.path()]);
+    // Bytes that are no protobuf, on the raw and on a partitioned subject.
+    js.publish("th.raw", "not protobuf".into()).await.unwrap().await.unwrap();
+    js.publish("th.enriched.3", "not protobuf".into()).await.unwrap().await.unwrap();
+    wait_until_settled(&js, events, SETTLE).await;
+    pipeline.assert_running();
+    assert_eq!(sorted(stored_findings(&js).await), expected);
+
+    let dead = dead_letters(&js).await;
+    let subjects: Vec<&str> = dead.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects.iter().filter(|s| **s == "th.dead.ingest").count(),
+        2,
+        "{dead:?}"
+    );
+    assert!(subjects.contains(&"th.dead.enrich"), "{dead:?}");
+    assert!(subjects.contains(&"th.dead.baseline-profile"), "{dead:?}");
+    assert!(dead.iter().all(|(_, reason)| !reason.is_empty()), "{dead:?}");
+    assert!(
+        dead.iter()
+            .any(|(s, r)| s == "th.dead.enrich" && r.contains("not a valid th.raw message")),
+        "{dead:?}"
+    );
+    assert!(
+        dead.iter().any(|(_, r)| r.contains("broken.jsonl:2")),
+        "{dead:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known failure: after R=1 -> R=2 the web-server profile reports 42 active days where scan reports 45; the replay rebuild misses part of the history (open in issue 4)"]
+async fn rescaling_from_one_replica_to_two_rebuilds_state_by_replay() {
+    // The first 30 days with one replica per stage, the rest with two.
+    let mut records = benign_history(42, HISTORY_START_MS, 46);
+    records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
+    let cut = HISTORY_START_MS + 30 * DAY_MS;
+    let time = |r: &serde_json::Value| {
+        trailhound_cloudtrail::time::parse_event_time(r["eventTime"].as_str().unwrap()).unwrap()
+    };
+    let (early, late): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| time(r) < cut);
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_delivery(first.path(), &early);
+    write_delivery(second.path(), &late);
+    let report = trailhound_pipeline::scan(
+        &[first.path().to_path_buf(), second.path().to_path_buf()],
+        &scan_config(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let (expected, events) = (sorted(report.findings), report.events_read);
+
+    // A duplicate window of one second: a replica rebuilding a partition
+    // must not republish what the previous owner published, and JetStream
+    // is no longer there to drop it.
+    let (_config, flags) =
+        config_flags("[streams]\nduplicate_window = \"1s\"\n[hop]\nack_wait = \"2s\"\n");
+    let nats = NatsServer::start();
+    let js = connect(&nats.url()).await;
+
+    let one = Pipeline::start_in(tempfile::tempdir().unwrap(), &nats.url(), 1, &flags);
+    ingest_with(&nats.url(), &flags, &[first.path()]);
+    wait_until_settled(&js, early.len() as u64, SETTLE).await;
+    let state = one.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut two = Pipeline::start_in(state, &nats.url(), 2, &flags);
+    ingest_with(&nats.url(), &flags, &[second.path()]);
+    wait_until_settled(&js, events, SETTLE).await;
+    two.assert_running();
+    assert_exactly_once(&js, events).await;
+    assert_eq!(sorted(stored_findings(&js).await), expected);
+}
