@@ -242,3 +242,48 @@ async fn rescaling_from_one_replica_to_two_rebuilds_state_by_replay() {
     assert_exactly_once(&js, events).await;
     assert_eq!(sorted(stored_findings(&js).await), expected);
 }
+
+/// GET `path` from 127.0.0.1:`port`: (status code, body), or None while
+/// nothing listens.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_serve_health_readiness_and_metrics() {
+    let logs = tempfile::tempdir().unwrap();
+    let (_, events) = scenario(logs.path());
+    let nats = NatsServer::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let flags = ["--http-addr".to_string(), format!("127.0.0.1:{port}")];
+    let mut pipeline = Pipeline::empty(tempfile::tempdir().unwrap());
+    pipeline.start_stage("enrich", 0, 1, &nats.url(), &[]);
+    pipeline.start_stage("baseline", 0, 1, &nats.url(), &flags);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/readyz").map(|r| r.0) != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "baseline never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    ingest(&nats.url(), &[logs.path()]);
+    let js = connect(&nats.url()).await;
+    wait_for(&js, "TH_OBSERVED", events).await;
+    let (status, metrics) = http_get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for hop in ["baseline-profile", "baseline-account", "baseline-command"] {
+        let line = format!("trailhound_messages_in_total{{hop=\"{hop}\"}} {events}");
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    assert!(metrics.contains("trailhound_batch_seconds_bucket"), "{metrics}");
+    pipeline.assert_running();
+}
