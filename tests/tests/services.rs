@@ -92,7 +92,16 @@ async fn two_replicas_find_the_same_as_one() {
     let logs = tempfile::tempdir().unwrap();
     let (expected, events) = scenario(logs.path());
     let nats = NatsServer::start();
-    let mut pipeline = Pipeline::start(&nats.url(), 2);
+    // One enrich (stateless: replicas only add throughput, and two of
+    // them reorder a 46-day backfill by whole batches, beyond the reorder
+    // window the baselines are built for); two of each stateful stage.
+    let mut pipeline = Pipeline::empty(tempfile::tempdir().unwrap());
+    pipeline.start_stage("enrich", 0, 1, &nats.url(), &[]);
+    for stage in ["baseline", "detect", "alert"] {
+        for replica in 0..2 {
+            pipeline.start_stage(stage, replica, 2, &nats.url(), &[]);
+        }
+    }
     ingest(&nats.url(), &[logs.path()]);
     let js = connect(&nats.url()).await;
     wait_until_settled(&js, events, SETTLE).await;

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use trailhound_alert::AlertStage;
-use trailhound_detect::baseline::{AccountBaseline, CommandBaseline, ProfileBaseline};
+use trailhound_detect::baseline::{
+    AccountBaseline, CommandBaseline, ObservationHop, ProfileBaseline,
+};
 use trailhound_detect::{Baseline, DetectionConfig, Detectors};
 use trailhound_enrich::{Enricher, EnricherConfig};
 use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
@@ -103,30 +105,14 @@ impl Stage for ProfileStage {
     }
 }
 
-/// The baseline's account hop alone.
-pub struct AccountStage(pub AccountBaseline);
+/// A baseline hop after the profile alone (account, command): adds its
+/// facts to the observation and passes it on.
+pub struct ObservationStage<B>(pub B);
 
-impl Stage for AccountStage {
-    type In = Observation;
-    type Out = Observation;
-    fn process(
-        &mut self,
-        mut input: Observation,
-        out: &mut Vec<Observation>,
-    ) -> Result<(), StageError> {
-        self.0.observe(&mut input)?;
-        out.push(input);
-        Ok(())
-    }
-    fn drain_into(&mut self, batch: &mut Batch) {
-        self.0.drain_into(batch);
-    }
-}
+pub type AccountStage = ObservationStage<AccountBaseline>;
+pub type CommandStage = ObservationStage<CommandBaseline>;
 
-/// The baseline's command hop alone.
-pub struct CommandStage(pub CommandBaseline);
-
-impl Stage for CommandStage {
+impl<B: ObservationHop> Stage for ObservationStage<B> {
     type In = Observation;
     type Out = Observation;
     fn process(

@@ -41,15 +41,17 @@ impl AccountBaseline {
             inventory: Table::new("inventory", store),
         }
     }
+}
 
-    pub fn drain_into(&mut self, batch: &mut Batch) {
+impl super::ObservationHop for AccountBaseline {
+    fn drain_into(&mut self, batch: &mut Batch) {
         self.accounts.drain_into(batch);
         self.inventory.drain_into(batch);
     }
 
     /// Add the account's facts and the inventory's home region to an
     /// observation from the profile hop.
-    pub fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
+    fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let enriched = enriched(observation);
         self.learn_inventory(enriched)?;
@@ -92,7 +94,9 @@ impl AccountBaseline {
         }
         Ok(())
     }
+}
 
+impl AccountBaseline {
     /// RunInstances and CreateFunction say where an instance or function lives.
     fn learn_inventory(&mut self, enriched: &EnrichedEvent) -> Result<(), StateError> {
         let event = enriched

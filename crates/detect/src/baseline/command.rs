@@ -37,13 +37,15 @@ impl CommandBaseline {
             commands: Table::new("commands", store),
         }
     }
+}
 
-    pub fn drain_into(&mut self, batch: &mut Batch) {
+impl super::ObservationHop for CommandBaseline {
+    fn drain_into(&mut self, batch: &mut Batch) {
         self.commands.drain_into(batch);
     }
 
     /// Add the command's volume and its country novelty to an observation.
-    pub fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
+    fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let enriched = enriched(observation);
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);

@@ -31,6 +31,14 @@ pub fn tables() -> Vec<&'static str> {
     [profile::TABLES, account::TABLES, command::TABLES].concat()
 }
 
+/// A hop after the profile: adds the facts its state holds to an
+/// observation (the account and command hops).
+pub trait ObservationHop {
+    fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError>;
+    /// Move every state change since the last commit into `batch`.
+    fn drain_into(&mut self, batch: &mut Batch);
+}
+
 /// The three hops chained in one process.
 #[derive(Debug)]
 pub struct Baseline {

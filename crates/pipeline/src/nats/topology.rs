@@ -13,7 +13,10 @@ use trailhound_proto::{EnrichedEvent, Finding, Observation, Severity};
 use trailhound_state::Store;
 
 use super::{Hop, Ownership, Topic, key_partition};
-use crate::stage::{AccountStage, CommandStage, DetectStage, EnrichStage, MergeStage, ProfileStage};
+use crate::stage::{
+    AccountStage, CommandStage, DetectStage, EnrichStage, MergeStage, ObservationStage,
+    ProfileStage,
+};
 
 /// The partition of (account, principal) an enriched event belongs to.
 fn principal_partition(enriched: &EnrichedEvent) -> u32 {
@@ -64,7 +67,7 @@ pub fn baseline(
         },
         Hop {
             name: "baseline-account",
-            stage: AccountStage(AccountBaseline::new(config.clone(), Some(store.clone()))),
+            stage: ObservationStage(AccountBaseline::new(config.clone(), Some(store.clone()))),
             input: Topic::PROFILED,
             output: Topic::ACCOUNTED,
             route: |observation, n| key_partition(&command_key(observed_enriched(observation)), n),
@@ -74,7 +77,7 @@ pub fn baseline(
         },
         Hop {
             name: "baseline-command",
-            stage: CommandStage(CommandBaseline::new(config, Some(store))),
+            stage: ObservationStage(CommandBaseline::new(config, Some(store))),
             input: Topic::ACCOUNTED,
             output: Topic::OBSERVED,
             route: |observation, _| principal_partition(observed_enriched(observation)),
