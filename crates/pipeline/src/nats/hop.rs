@@ -36,6 +36,11 @@ impl Ownership {
     pub fn owns(&self, partition: u32) -> bool {
         partition % self.replicas.max(1) == self.replica
     }
+
+    /// The partitions of `0..partitions` this replica owns.
+    pub fn owned(&self, partitions: u32) -> impl Iterator<Item = u32> + '_ {
+        (0..partitions).filter(|p| self.owns(*p))
+    }
 }
 
 /// How a hop consumes (`[hop]` in the service config).
@@ -146,7 +151,7 @@ where
     let mut resume_from = 1;
     if let Some((ownership, store)) = &hop.owned {
         let mut lowest = u64::MAX;
-        for partition in (0..hop.partitions).filter(|p| ownership.owns(*p)) {
+        for partition in ownership.owned(hop.partitions) {
             let checkpoint = run_checkpoint(&mut checkpoints, store, name, partition).map_err(state)?;
             lowest = lowest.min(checkpoint);
         }
@@ -172,15 +177,15 @@ where
         RunError::Nats(e) => nats(e),
         RunError::State(e) => state(e),
     };
-    if let Some((ownership, store)) = &hop.owned {
+    if let Some((_, store)) = &hop.owned {
         run.republish_outbox(js, store).await.map_err(run_error)?;
         let bucket = js
             .get_key_value(PUBLISHED_BUCKET)
             .await
             .map_err(|e| nats(e.into()))?;
-        let owned: Vec<u32> = (0..hop.partitions).filter(|p| ownership.owns(*p)).collect();
+        // `checkpoints` holds exactly the owned partitions, loaded above.
         run.published = Some(
-            Published::load(bucket, name, &owned, |p| run_checkpoint(&mut run.checkpoints, store, name, p))
+            Published::load(bucket, name, &run.checkpoints)
                 .await
                 .map_err(run_error)?,
         );
@@ -230,8 +235,8 @@ async fn consumer<S: Stage>(
         None => (hop.name.to_string(), Vec::new()),
         Some((ownership, _)) => (
             format!("{}-{}-of-{}", hop.name, ownership.replica, ownership.replicas),
-            (0..hop.partitions)
-                .filter(|p| ownership.owns(*p))
+            ownership
+                .owned(hop.partitions)
                 .map(|p| hop.input.subject_of(p))
                 .collect(),
         ),
@@ -531,11 +536,10 @@ impl Published {
     async fn load(
         bucket: jetstream::kv::Store,
         hop: &'static str,
-        owned: &[u32],
-        mut checkpoint: impl FnMut(u32) -> Result<u64, StateError>,
+        checkpoints: &HashMap<u32, u64>,
     ) -> Result<Self, RunError> {
         let mut replay_until = HashMap::new();
-        for &partition in owned {
+        for (&partition, &checkpoint) in checkpoints {
             let key = format!("{hop}.{partition}");
             let published = bucket
                 .get(key)
@@ -543,7 +547,7 @@ impl Published {
                 .map_err(|e| RunError::Nats(e.into()))?
                 .and_then(|v| v.as_ref().try_into().ok())
                 .map_or(0, u64::from_le_bytes);
-            if published > checkpoint(partition)? {
+            if published > checkpoint {
                 tracing::info!(hop, partition, published, "rebuilding the partition's state by replay");
                 replay_until.insert(partition, published);
             }
