@@ -35,7 +35,14 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -77,7 +84,10 @@ fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -101,15 +111,21 @@ pub struct Service {
     pub name: String,
     args: Vec<String>,
     child: Option<Child>,
+    /// Where its /healthz, /readyz and /metrics are served.
+    pub http_port: u16,
 }
 
 impl Service {
-    /// Start `trailhound-<stage>` with `args` (its state dir, replica …).
-    pub fn start(stage: &str, args: Vec<String>) -> Self {
+    /// Start `trailhound-<stage>` with `args` (its state dir, replica …)
+    /// and its endpoints on a free port.
+    pub fn start(stage: &str, mut args: Vec<String>) -> Self {
+        let http_port = free_port();
+        args.extend(["--http-addr".to_string(), format!("127.0.0.1:{http_port}")]);
         let mut service = Self {
             name: format!("trailhound-{stage}"),
             args,
             child: None,
+            http_port,
         };
         service.spawn();
         service
@@ -140,6 +156,11 @@ impl Service {
         child.wait().unwrap()
     }
 
+    /// Does `/readyz` answer 200?
+    pub fn is_ready(&self) -> bool {
+        http_get(self.http_port, "/readyz").is_some_and(|(status, _)| status == 200)
+    }
+
     /// Has it exited by itself (a crash)?
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.as_mut().and_then(|c| c.try_wait().unwrap())
@@ -157,6 +178,22 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// GET `path` from 127.0.0.1:`port`: (status code, whole response), or
+/// None while nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response))
 }
 
 /// Run `trailhound-ingest` over `paths` to completion.
@@ -230,8 +267,11 @@ pub async fn wait_mid_way(js: &jetstream::Context, stream: &str, consumer: &str)
     false
 }
 
-/// Every stage as its own process: enrich (shared consumer) and the
-/// stateful stages with `replicas` replicas each, each with its own store.
+/// Every stage as its own process: one enrich and `replicas` replicas of
+/// each stateful stage, each with its own store. (Enrich replicas share one
+/// consumer, so two of them reorder a multi-week backfill by whole batches,
+/// beyond what the baselines are built for: tests comparing with `scan` use
+/// one.)
 pub struct Pipeline {
     pub services: Vec<Service>,
     state: tempfile::TempDir,
@@ -242,9 +282,9 @@ impl Pipeline {
         Self::start_in(tempfile::tempdir().unwrap(), nats_url, replicas, &[])
     }
 
-    /// Start every stage with `replicas` replicas, replica i's state under
-    /// `state/<stage>-<i>` (so a second pipeline can continue the first's
-    /// state), and extra flags for all.
+    /// Start one enrich and `replicas` replicas of each stateful stage,
+    /// replica i's state under `state/<stage>-<i>` (so a second pipeline
+    /// can continue the first's state), and extra flags for all.
     pub fn start_in(
         state: tempfile::TempDir,
         nats_url: &str,
@@ -252,7 +292,8 @@ impl Pipeline {
         flags: &[String],
     ) -> Self {
         let mut pipeline = Self::empty(state);
-        for stage in ["enrich", "baseline", "detect", "alert"] {
+        pipeline.start_stage("enrich", 0, 1, nats_url, flags);
+        for stage in ["baseline", "detect", "alert"] {
             for replica in 0..replicas {
                 pipeline.start_stage(stage, replica, replicas, nats_url, flags);
             }
@@ -316,6 +357,22 @@ impl Pipeline {
             assert!(status.success(), "{} exited with {status}", service.name);
         }
         self.state
+    }
+
+    /// Wait until every service reports ready (consuming, and done
+    /// rebuilding the partitions it took over).
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for service in &self.services {
+            while !service.is_ready() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never became ready",
+                    service.name
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// Panic if a service died by itself.

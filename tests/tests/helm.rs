@@ -24,7 +24,9 @@ fn helm(args: &[&str]) -> String {
 
 /// The `services.toml` block of the rendered ConfigMap.
 fn services_toml(rendered: &str) -> String {
-    let mut lines = rendered.lines().skip_while(|l| !l.contains("services.toml: |"));
+    let mut lines = rendered
+        .lines()
+        .skip_while(|l| !l.contains("services.toml: |"));
     lines.next().expect("a services.toml entry");
     lines
         .take_while(|l| l.is_empty() || l.starts_with("    "))
@@ -56,15 +58,30 @@ fn the_chart_renders_a_config_the_services_accept() {
         toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(config.partitions, 32);
     assert_eq!(config.nats_url, "nats://th-trailhound-nats:4222");
-    assert_eq!(config.enrich.aws_ip_ranges.as_deref(), Some("builtin".as_ref()));
+    assert_eq!(
+        config.enrich.aws_ip_ranges.as_deref(),
+        Some("builtin".as_ref())
+    );
     for (stage, replicas) in [("baseline", 3), ("detect", 1), ("alert", 1)] {
         let statefulset = rendered
             .split("\n---")
-            .find(|doc| doc.contains("kind: StatefulSet") && doc.contains(&format!("name: th-trailhound-{stage}\n")))
+            .find(|doc| {
+                doc.contains("kind: StatefulSet")
+                    && doc.contains(&format!("name: th-trailhound-{stage}\n"))
+            })
             .unwrap_or_else(|| panic!("no {stage} StatefulSet"));
-        assert!(statefulset.contains(&format!("replicas: {replicas}\n")), "{statefulset}");
-        assert!(statefulset.contains(&format!("--replicas={replicas}")), "{statefulset}");
-        assert!(statefulset.contains(&format!("command: [\"trailhound-{stage}\"]")), "{statefulset}");
+        assert!(
+            statefulset.contains(&format!("replicas: {replicas}\n")),
+            "{statefulset}"
+        );
+        assert!(
+            statefulset.contains(&format!("--replicas={replicas}")),
+            "{statefulset}"
+        );
+        assert!(
+            statefulset.contains(&format!("command: [\"trailhound-{stage}\"]")),
+            "{statefulset}"
+        );
     }
 }
 
@@ -72,7 +89,13 @@ fn the_chart_renders_a_config_the_services_accept() {
 fn ingest_needs_a_volume_of_logs() {
     let chart = chart();
     let out = Command::new("helm")
-        .args(["template", "th", chart.to_str().unwrap(), "--set", "ingest.enabled=true"])
+        .args([
+            "template",
+            "th",
+            chart.to_str().unwrap(),
+            "--set",
+            "ingest.enabled=true",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

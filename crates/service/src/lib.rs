@@ -246,7 +246,11 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.toml");
-        std::fs::write(&path, "partitions = 8\nreplicas = 2\nnats_url = \"nats://a:1\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "partitions = 8\nreplicas = 2\nnats_url = \"nats://a:1\"\n",
+        )
+        .unwrap();
         let args = ServiceArgs {
             config: Some(path),
             replicas: Some(3),
@@ -256,7 +260,13 @@ mod tests {
         let config = ServiceConfig::load(&args).unwrap();
         assert_eq!((config.partitions, config.replicas), (8, 3));
         assert_eq!(config.nats_url, "nats://a:1");
-        assert_eq!(config.ownership(), Ownership { replica: 2, replicas: 3 });
+        assert_eq!(
+            config.ownership(),
+            Ownership {
+                replica: 2,
+                replicas: 3
+            }
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Metrics;
 
-/// Ready once each of a service's parts (its hops) has connected and is
-/// consuming.
+/// Ready once each of a service's parts (its hops) has connected, is
+/// consuming, and has rebuilt any partitions it took over in a rescale.
 #[derive(Debug, Clone)]
 pub struct Readiness(Arc<AtomicUsize>);
 
@@ -40,8 +40,8 @@ struct Endpoints {
     ready: Readiness,
 }
 
-/// Serve `/healthz` (the process is alive), `/readyz` (connected and
-/// consuming) and `/metrics` (Prometheus text) on `addr` until `shutdown`.
+/// Serve `/healthz` (the process is alive), `/readyz` (see [`Readiness`])
+/// and `/metrics` (Prometheus text) on `addr` until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Metrics,

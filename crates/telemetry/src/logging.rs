@@ -29,7 +29,10 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let mut failure = None;
     let provider = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(|_| {
-        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
             Ok(exporter) => Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)

@@ -34,6 +34,7 @@ pub struct Metrics {
     dead_lettered: Family<HopLabel, Counter>,
     redeliveries_skipped: Family<HopLabel, Counter>,
     consumer_lag: Family<HopLabel, Gauge>,
+    partitions_rebuilding: Family<HopLabel, Gauge>,
     batch_seconds: Family<HopLabel, Histogram, fn() -> Histogram>,
     findings: Family<FindingLabels, Counter>,
 }
@@ -54,6 +55,7 @@ impl Metrics {
             dead_lettered: Family::default(),
             redeliveries_skipped: Family::default(),
             consumer_lag: Family::default(),
+            partitions_rebuilding: Family::default(),
             batch_seconds: Family::new_with_constructor(batch_histogram),
             findings: Family::default(),
         };
@@ -83,6 +85,11 @@ impl Metrics {
             metrics.consumer_lag.clone(),
         );
         registry.register(
+            "partitions_rebuilding",
+            "Partitions the hop took over and is still replaying to rebuild their state",
+            metrics.partitions_rebuilding.clone(),
+        );
+        registry.register(
             "batch_seconds",
             "Time to process, commit, publish and ack one batch",
             metrics.batch_seconds.clone(),
@@ -109,6 +116,7 @@ impl Metrics {
             dead_lettered: self.dead_lettered.get_or_create(&label).clone(),
             redeliveries_skipped: self.redeliveries_skipped.get_or_create(&label).clone(),
             consumer_lag: self.consumer_lag.get_or_create(&label).clone(),
+            partitions_rebuilding: self.partitions_rebuilding.get_or_create(&label).clone(),
             batch_seconds: self.batch_seconds.get_or_create(&label).clone(),
         }
     }
@@ -140,5 +148,6 @@ pub struct HopMetrics {
     pub dead_lettered: Counter,
     pub redeliveries_skipped: Counter,
     pub consumer_lag: Gauge,
+    pub partitions_rebuilding: Gauge,
     pub batch_seconds: Histogram,
 }

@@ -27,9 +27,8 @@ impl Extractor for HeaderExtractor<'_> {
 /// Make the trace context in `headers` (if any) the parent of `span`.
 pub fn continue_trace(span: &tracing::Span, headers: Option<&HeaderMap>) {
     let Some(headers) = headers else { return };
-    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&HeaderExtractor(headers))
-    });
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     // Only fails when no OpenTelemetry layer is installed: nothing to link.
     let _ = span.set_parent(parent);
 }

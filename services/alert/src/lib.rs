@@ -18,7 +18,15 @@ pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::
         config.ownership(),
         store,
     );
-    let stats = run_hop(&js, hop, &config.hop, &metrics, &ready, shutdown.cancelled()).await?;
+    let stats = run_hop(
+        &js,
+        hop,
+        &config.hop,
+        &metrics,
+        &ready,
+        shutdown.cancelled(),
+    )
+    .await?;
     tracing::info!(?stats, "alert stopped");
     Ok(())
 }

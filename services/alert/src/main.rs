@@ -12,5 +12,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    trailhound_service::main("trailhound-alert", &cli.service, trailhound_alert_service::run)
+    trailhound_service::main(
+        "trailhound-alert",
+        &cli.service,
+        trailhound_alert_service::run,
+    )
 }

@@ -19,9 +19,30 @@ pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::
         store,
     );
     let (profile, account, command) = tokio::try_join!(
-        run_hop(&js, profile, &config.hop, &metrics, &ready, shutdown.cancelled()),
-        run_hop(&js, account, &config.hop, &metrics, &ready, shutdown.cancelled()),
-        run_hop(&js, command, &config.hop, &metrics, &ready, shutdown.cancelled()),
+        run_hop(
+            &js,
+            profile,
+            &config.hop,
+            &metrics,
+            &ready,
+            shutdown.cancelled()
+        ),
+        run_hop(
+            &js,
+            account,
+            &config.hop,
+            &metrics,
+            &ready,
+            shutdown.cancelled()
+        ),
+        run_hop(
+            &js,
+            command,
+            &config.hop,
+            &metrics,
+            &ready,
+            shutdown.cancelled()
+        ),
     )?;
     tracing::info!(?profile, ?account, ?command, "baseline stopped");
     Ok(())

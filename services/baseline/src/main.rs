@@ -12,5 +12,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    trailhound_service::main("trailhound-baseline", &cli.service, trailhound_baseline_service::run)
+    trailhound_service::main(
+        "trailhound-baseline",
+        &cli.service,
+        trailhound_baseline_service::run,
+    )
 }

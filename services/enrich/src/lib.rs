@@ -38,7 +38,15 @@ pub async fn run(
     for warning in &hop.stage.0.warnings {
         tracing::warn!("{warning}");
     }
-    let stats = run_hop(&js, hop, &config.hop, &metrics, &ready, shutdown.cancelled()).await?;
+    let stats = run_hop(
+        &js,
+        hop,
+        &config.hop,
+        &metrics,
+        &ready,
+        shutdown.cancelled(),
+    )
+    .await?;
     tracing::info!(?stats, "enrich stopped");
     Ok(())
 }

@@ -15,7 +15,9 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let enrich = cli.enrich;
-    trailhound_service::main("trailhound-enrich", &cli.service, move |config, shutdown| {
-        trailhound_enrich_service::run(config, enrich, shutdown)
-    })
+    trailhound_service::main(
+        "trailhound-enrich",
+        &cli.service,
+        move |config, shutdown| trailhound_enrich_service::run(config, enrich, shutdown),
+    )
 }

@@ -15,7 +15,9 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ingest = cli.ingest;
-    trailhound_service::main("trailhound-ingest", &cli.service, move |config, shutdown| {
-        trailhound_ingest_service::run(config, ingest, shutdown)
-    })
+    trailhound_service::main(
+        "trailhound-ingest",
+        &cli.service,
+        move |config, shutdown| trailhound_ingest_service::run(config, ingest, shutdown),
+    )
 }

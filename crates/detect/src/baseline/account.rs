@@ -80,12 +80,10 @@ impl super::ObservationHop for AccountBaseline {
             });
         }
 
-        let account = self
-            .accounts
-            .entry(&account_id, || AccountProfile {
-                data_start_ms: t,
-                ..Default::default()
-            })?;
+        let account = self.accounts.entry(&account_id, || AccountProfile {
+            data_start_ms: t,
+            ..Default::default()
+        })?;
         account.data_start_ms = account.data_start_ms.min(t);
         observation.region_unused_in_account =
             !global && record_in(&mut account.regions, &region, t, window, window_days).is_new;

@@ -89,7 +89,10 @@ fn region_of(enriched: &EnrichedEvent) -> &str {
     if enriched.global_service {
         "global"
     } else {
-        enriched.event.as_ref().map_or("", |e| e.aws_region.as_str())
+        enriched
+            .event
+            .as_ref()
+            .map_or("", |e| e.aws_region.as_str())
     }
 }
 

@@ -86,7 +86,9 @@ impl ProfileBaseline {
             })
         };
 
-        let profile = self.profiles.entry(&principal_key(principal), Profile::default)?;
+        let profile = self
+            .profiles
+            .entry(&principal_key(principal), Profile::default)?;
         prune(profile, t, window);
         let (new_principal, first_seen_ms) = match &mut profile.activity {
             None => {
@@ -150,7 +152,11 @@ impl ProfileBaseline {
         let compute_home = if compute == ComputeKind::None {
             None
         } else {
-            let home = home_region(profile, &principal.session_name, self.config.min_session_calls);
+            let home = home_region(
+                profile,
+                &principal.session_name,
+                self.config.min_session_calls,
+            );
             if !enriched.global_service && !enriched.failed {
                 learn_session_region(profile, &principal.session_name, region, t);
             }

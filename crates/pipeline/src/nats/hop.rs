@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
-use prost::Message as _;
 use futures_util::{FutureExt, StreamExt};
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use trailhound_state::{Batch, StateError, Store};
 use trailhound_telemetry::{HopMetrics, Metrics, Readiness, propagation};
@@ -152,12 +152,15 @@ where
     if let Some((ownership, store)) = &hop.owned {
         let mut lowest = u64::MAX;
         for partition in ownership.owned(hop.partitions) {
-            let checkpoint = run_checkpoint(&mut checkpoints, store, name, partition).map_err(state)?;
+            let checkpoint =
+                run_checkpoint(&mut checkpoints, store, name, partition).map_err(state)?;
             lowest = lowest.min(checkpoint);
         }
         resume_from = lowest.saturating_add(1);
     }
-    let consumer = consumer(js, &hop, settings, resume_from).await.map_err(nats)?;
+    let consumer = consumer(js, &hop, settings, resume_from)
+        .await
+        .map_err(nats)?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(settings.batch)
@@ -190,7 +193,18 @@ where
                 .map_err(run_error)?,
         );
     }
-    ready.mark_ready();
+    // Ready once consuming and no longer rebuilding taken-over partitions
+    // (so `kubectl rollout status` waits for a rescale's replay).
+    let mut marked_ready = false;
+    let mut mark_ready_once_rebuilt = |run: &Run| {
+        let rebuilding = run.published.as_ref().map_or(0, Published::rebuilding);
+        run.metrics.partitions_rebuilding.set(rebuilding as i64);
+        if rebuilding == 0 && !marked_ready {
+            marked_ready = true;
+            ready.mark_ready();
+        }
+    };
+    mark_ready_once_rebuilt(&run);
 
     tokio::pin!(shutdown);
     loop {
@@ -218,6 +232,7 @@ where
         run.handle(js, &mut hop, settings, batch)
             .await
             .map_err(run_error)?;
+        mark_ready_once_rebuilt(&run);
     }
     if let Some(published) = &mut run.published {
         published.flush(true).await;
@@ -234,7 +249,10 @@ async fn consumer<S: Stage>(
     let (durable, filter_subjects) = match &hop.owned {
         None => (hop.name.to_string(), Vec::new()),
         Some((ownership, _)) => (
-            format!("{}-{}-of-{}", hop.name, ownership.replica, ownership.replicas),
+            format!(
+                "{}-{}-of-{}",
+                hop.name, ownership.replica, ownership.replicas
+            ),
             ownership
                 .owned(hop.partitions)
                 .map(|p| hop.input.subject_of(p))
@@ -321,10 +339,12 @@ impl Run {
         let mut outgoing = Vec::new();
         let mut advanced = Vec::new();
         let mut outputs = Vec::new();
+        let mut caught_up = false;
         for message in &batch {
             let info = message.info().map_err(RunError::Nats)?;
             let (sequence, delivered) = (info.stream_sequence, info.delivered);
             self.metrics.consumer_lag.set(info.pending as i64);
+            caught_up = info.pending == 0;
             self.metrics.messages_in.inc();
             let input_id = message
                 .headers
@@ -332,7 +352,10 @@ impl Run {
                 .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
                 .map(|v| v.as_str().to_string())
                 .unwrap_or_else(|| format!("{}:{sequence}", hop.input.stream));
-            let partition = hop.input.partition_of_subject(&message.subject).unwrap_or(0);
+            let partition = hop
+                .input
+                .partition_of_subject(&message.subject)
+                .unwrap_or(0);
             let replaying = self
                 .published
                 .as_ref()
@@ -408,7 +431,10 @@ impl Run {
                 );
             }
             if !outgoing.is_empty() {
-                changes.set_meta(&self.outbox_key, &postcard::to_stdvec(&outgoing).expect("outbox encodes"));
+                changes.set_meta(
+                    &self.outbox_key,
+                    &postcard::to_stdvec(&outgoing).expect("outbox encodes"),
+                );
             }
             store.commit(changes)?;
         }
@@ -421,7 +447,7 @@ impl Run {
             store.commit(clear)?;
         }
         if let Some(published) = &mut self.published {
-            published.advance(&advanced);
+            published.advance(&advanced, caught_up);
             published.flush(false).await;
         }
         for message in &batch {
@@ -436,7 +462,11 @@ impl Run {
         Ok(())
     }
 
-    async fn republish_outbox(&mut self, js: &jetstream::Context, store: &Store) -> Result<(), RunError> {
+    async fn republish_outbox(
+        &mut self,
+        js: &jetstream::Context,
+        store: &Store,
+    ) -> Result<(), RunError> {
         let Some(bytes) = store.meta(&self.outbox_key)? else {
             return Ok(());
         };
@@ -447,7 +477,10 @@ impl Run {
                 Vec::new()
             }
         };
-        tracing::info!(messages = outgoing.len(), "republishing the outbox left by a crash");
+        tracing::info!(
+            messages = outgoing.len(),
+            "republishing the outbox left by a crash"
+        );
         self.publish(js, &outgoing).await?;
         let mut clear = Batch::default();
         clear.delete_meta(&self.outbox_key);
@@ -458,7 +491,11 @@ impl Run {
     /// Publish everything and wait for JetStream to have stored it all,
     /// retrying (with the same message ids, so nothing doubles) while NATS
     /// is unreachable or restarting: the outbox keeps them meanwhile.
-    async fn publish(&mut self, js: &jetstream::Context, outgoing: &[Outgoing]) -> Result<(), RunError> {
+    async fn publish(
+        &mut self,
+        js: &jetstream::Context,
+        outgoing: &[Outgoing],
+    ) -> Result<(), RunError> {
         let mut delay = Duration::from_millis(100);
         while let Err(e) = publish_all(js, outgoing).await {
             tracing::warn!(error = %e, retry_in = ?delay, "publishing");
@@ -471,7 +508,10 @@ impl Run {
     }
 }
 
-async fn publish_all(js: &jetstream::Context, outgoing: &[Outgoing]) -> Result<(), async_nats::Error> {
+async fn publish_all(
+    js: &jetstream::Context,
+    outgoing: &[Outgoing],
+) -> Result<(), async_nats::Error> {
     let mut acks = Vec::with_capacity(outgoing.len());
     for out in outgoing {
         let mut publish = PublishMessage::build()
@@ -495,9 +535,12 @@ fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
     headers
         .iter()
         .flat_map(|(name, values)| {
-            values
-                .iter()
-                .map(move |v| (AsRef::<str>::as_ref(name).to_string(), v.as_str().to_string()))
+            values.iter().map(move |v| {
+                (
+                    AsRef::<str>::as_ref(name).to_string(),
+                    v.as_str().to_string(),
+                )
+            })
         })
         .collect()
 }
@@ -548,7 +591,12 @@ impl Published {
                 .and_then(|v| v.as_ref().try_into().ok())
                 .map_or(0, u64::from_le_bytes);
             if published > checkpoint {
-                tracing::info!(hop, partition, published, "rebuilding the partition's state by replay");
+                tracing::info!(
+                    hop,
+                    partition,
+                    published,
+                    "rebuilding the partition's state by replay"
+                );
                 replay_until.insert(partition, published);
             }
         }
@@ -567,12 +615,33 @@ impl Published {
             .is_some_and(|until| sequence <= *until)
     }
 
-    fn advance(&mut self, advanced: &[(u32, u64)]) {
+    /// Note the sequences just committed; a partition whose replay reached
+    /// its watermark is rebuilt, and so is every partition once the
+    /// consumer has caught up (the watermark's message may have aged out).
+    fn advance(&mut self, advanced: &[(u32, u64)], caught_up: bool) {
         for &(partition, sequence) in advanced {
-            if !self.replaying(partition, sequence) {
+            if self.replaying(partition, sequence) {
+                if self.replay_until[&partition] == sequence {
+                    self.finish_rebuild(partition);
+                }
+            } else {
                 self.unflushed.insert(partition, sequence);
             }
         }
+        if caught_up {
+            let partitions: Vec<u32> = self.replay_until.keys().copied().collect();
+            partitions.into_iter().for_each(|p| self.finish_rebuild(p));
+        }
+    }
+
+    fn finish_rebuild(&mut self, partition: u32) {
+        self.replay_until.remove(&partition);
+        tracing::info!(hop = self.hop, partition, "partition rebuilt");
+    }
+
+    /// How many partitions are still being rebuilt.
+    fn rebuilding(&self) -> usize {
+        self.replay_until.len()
     }
 
     /// Write the watermarks; one that fails stays for the next flush.
@@ -583,11 +652,17 @@ impl Published {
         let pending: Vec<(u32, u64)> = self.unflushed.iter().map(|(p, s)| (*p, *s)).collect();
         for (partition, sequence) in pending {
             let key = format!("{}.{partition}", self.hop);
-            match self.bucket.put(key, sequence.to_le_bytes().to_vec().into()).await {
+            match self
+                .bucket
+                .put(key, sequence.to_le_bytes().to_vec().into())
+                .await
+            {
                 Ok(_) => {
                     self.unflushed.remove(&partition);
                 }
-                Err(e) => tracing::warn!(hop = self.hop, partition, error = %e, "published watermark"),
+                Err(e) => {
+                    tracing::warn!(hop = self.hop, partition, error = %e, "published watermark")
+                }
             }
         }
         self.flushed_at = Instant::now();

@@ -17,7 +17,13 @@ pub async fn stream_messages(
     js: &jetstream::Context,
     stream: &str,
 ) -> Result<u64, async_nats::Error> {
-    Ok(js.get_stream(stream).await?.get_info().await?.state.messages)
+    Ok(js
+        .get_stream(stream)
+        .await?
+        .get_info()
+        .await?
+        .state
+        .messages)
 }
 
 /// Whether every consumer of every stream has acked all it was given.

@@ -41,7 +41,9 @@ pub fn key_partition(key: &str, partitions: u32) -> u32 {
 
 /// Connect to NATS, retrying the first connection and reconnecting for
 /// ever afterwards, so that a restarting server loses nothing.
-pub async fn connect(url: &str) -> Result<async_nats::jetstream::Context, async_nats::ConnectError> {
+pub async fn connect(
+    url: &str,
+) -> Result<async_nats::jetstream::Context, async_nats::ConnectError> {
     let client = async_nats::ConnectOptions::new()
         .name("trailhound")
         .retry_on_initial_connect()

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use trailhound_alert::AlertStage;
-use trailhound_detect::baseline::{
-    AccountBaseline, CommandBaseline, ProfileBaseline, command_key,
-};
+use trailhound_detect::baseline::{AccountBaseline, CommandBaseline, ProfileBaseline, command_key};
 use trailhound_detect::{DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{EnrichedEvent, Finding, Observation, Severity};
