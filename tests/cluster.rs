@@ -72,7 +72,8 @@ impl Drop for NatsServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
         .local_addr()
@@ -80,15 +81,60 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// Wait until something listens on `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not listen on {port}"
-        );
+        assert!(Instant::now() < deadline, "nothing listened on {port}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// moto's server: S3 and SQS on a free loopback port, in memory; killed
+/// when dropped.
+pub struct MotoServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server on PATH (scripts/setup installs it)");
+        wait_for_port(port);
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment that points the AWS SDK (ours and the services')
+    /// at this server.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url().as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -110,6 +156,7 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Service {
     pub name: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// Where its /healthz, /readyz and /metrics are served.
     pub http_port: u16,
@@ -118,12 +165,18 @@ pub struct Service {
 impl Service {
     /// Start `trailhound-<stage>` with `args` (its state dir, replica …)
     /// and its endpoints on a free port.
-    pub fn start(stage: &str, mut args: Vec<String>) -> Self {
+    pub fn start(stage: &str, args: Vec<String>) -> Self {
+        Self::start_with_env(stage, args, Vec::new())
+    }
+
+    /// The same, with extra environment variables.
+    pub fn start_with_env(stage: &str, mut args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let http_port = free_port();
         args.extend(["--http-addr".to_string(), format!("127.0.0.1:{http_port}")]);
         let mut service = Self {
             name: format!("trailhound-{stage}"),
             args,
+            env,
             child: None,
             http_port,
         };
@@ -134,6 +187,7 @@ impl Service {
     fn spawn(&mut self) {
         let child = Command::new(binary(&self.name))
             .args(&self.args)
+            .envs(self.env.iter().cloned())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -183,15 +237,33 @@ impl Drop for Service {
 /// GET `path` from 127.0.0.1:`port`: (status code, whole response), or
 /// None while nothing listens.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, &[], &[])
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status code, whole
+/// response), or None while nothing listens.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, response))
 }

@@ -85,23 +85,44 @@ fn the_chart_renders_a_config_the_services_accept() {
     }
 }
 
-#[test]
-fn ingest_needs_a_volume_of_logs() {
+fn template(sets: &[&str]) -> std::process::Output {
     let chart = chart();
-    let out = Command::new("helm")
-        .args([
-            "template",
-            "th",
-            chart.to_str().unwrap(),
-            "--set",
-            "ingest.enabled=true",
-        ])
-        .output()
-        .unwrap();
+    let mut args = vec!["template", "th", chart.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    Command::new("helm").args(&args).output().unwrap()
+}
+
+#[test]
+fn ingest_needs_a_source() {
+    let out = template(&["ingest.enabled=true"]);
     assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ingest.enabled needs a source"), "{stderr}");
+}
+
+#[test]
+fn ingest_renders_its_http_and_sqs_sources() {
+    let out = template(&[
+        "ingest.enabled=true",
+        "ingest.http.enabled=true",
+        "ingest.http.tokenSecret=ingest-token",
+        "ingest.sqs.queueUrl=https://sqs.us-east-1.amazonaws.com/111122223333/trail",
+    ]);
+    let rendered = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("ingest.existingClaim"),
+        out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for expected in [
+        "- \"--listen=0.0.0.0:8080\"",
+        "- \"--sqs-queue-url=https://sqs.us-east-1.amazonaws.com/111122223333/trail\"",
+        "name: TRAILHOUND_INGEST_TOKEN",
+        "kind: Service",
+    ] {
+        assert!(rendered.contains(expected), "{expected} not in\n{rendered}");
+    }
+    assert!(!rendered.contains("--watch"), "{rendered}");
 }

@@ -111,10 +111,12 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
     } else {
         std::fs::read(path).map_err(io)?
     };
-    gunzip_if_needed(&name, bytes)
+    decompress(&name, bytes)
 }
 
-fn gunzip_if_needed(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, InputError> {
+/// Gunzip `bytes` (named `name` in errors) when they start with the gzip
+/// magic bytes; otherwise hand them back as they are.
+pub fn decompress(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, InputError> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
     }

@@ -14,5 +14,5 @@ pub mod principal;
 pub mod record;
 pub mod time;
 
-pub use input::{InputError, Parsed, Rejected, discover, parse_document, read_file};
+pub use input::{InputError, Parsed, Rejected, decompress, discover, parse_document, read_file};
 pub use principal::{normalise, partition_of};

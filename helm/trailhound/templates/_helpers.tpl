@@ -33,6 +33,9 @@ nats://{{ include "trailhound.fullname" . }}-nats:4222
 ports:
   - name: http
     containerPort: {{ .Values.httpPort }}
+  {{- with .extraPorts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 livenessProbe:
   httpGet: { path: /healthz, port: http }
 readinessProbe:

@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Trailhound ingest service: CloudTrail files onto th.raw, each event once.
+/// Trailhound ingest service: CloudTrail from files, HTTP POSTs and S3 (via
+/// SQS notifications) onto th.raw, each event once.
 #[derive(Debug, Parser)]
 #[command(name = "trailhound-ingest", version)]
 struct Cli {

@@ -240,6 +240,31 @@ where
     Ok(run.stats)
 }
 
+/// Run the stage on one input; a panic (a bug meeting an input nobody
+/// foresaw) rejects that input instead of taking the service down, which
+/// would otherwise meet the same input again on every restart.
+fn process_guarded<S: Stage>(
+    stage: &mut S,
+    input: S::In,
+    outputs: &mut Vec<S::Out>,
+) -> Result<(), StageError> {
+    let len = outputs.len();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stage.process(input, outputs)
+    }))
+    .unwrap_or_else(|panic| {
+        outputs.truncate(len);
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(StageError::Rejected(format!(
+            "the stage panicked on this input: {message}"
+        )))
+    })
+}
+
 async fn consumer<S: Stage>(
     js: &jetstream::Context,
     hop: &Hop<S>,
@@ -376,7 +401,9 @@ impl Run {
             } else {
                 match S::In::decode(message.payload.as_ref()) {
                     Err(e) => Err(format!("not a valid {} message: {e}", hop.input.subject)),
-                    Ok(input) => match span.in_scope(|| hop.stage.process(input, &mut outputs)) {
+                    Ok(input) => match span
+                        .in_scope(|| process_guarded(&mut hop.stage, input, &mut outputs))
+                    {
                         Ok(()) => Ok(()),
                         Err(StageError::Rejected(reason)) => Err(reason),
                         Err(StageError::State(e)) => return Err(e.into()),
@@ -671,4 +698,37 @@ impl Published {
 
 fn checkpoint_key(hop: &str, partition: u32) -> String {
     format!("checkpoint/{hop}/{partition}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Doubles its input, and panics on 13 after producing half its output.
+    struct Fragile;
+
+    impl Stage for Fragile {
+        type In = u32;
+        type Out = u32;
+        fn process(&mut self, input: u32, out: &mut Vec<u32>) -> Result<(), StageError> {
+            out.push(input);
+            assert_ne!(input, 13, "unlucky input");
+            out.push(input);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_stage_rejects_the_input_and_keeps_earlier_outputs() {
+        let mut outputs = Vec::new();
+        process_guarded(&mut Fragile, 1, &mut outputs).unwrap();
+        let error = process_guarded(&mut Fragile, 13, &mut outputs).unwrap_err();
+        assert!(
+            matches!(&error, StageError::Rejected(r) if r.contains("panicked") && r.contains("unlucky input")),
+            "{error}"
+        );
+        assert_eq!(outputs, [1, 1], "the half-made output of 13 is dropped");
+        process_guarded(&mut Fragile, 2, &mut outputs).unwrap();
+        assert_eq!(outputs, [1, 1, 2, 2]);
+    }
 }

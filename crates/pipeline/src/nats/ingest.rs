@@ -1,4 +1,5 @@
-//! Ingest from files: every record of every file onto `th.raw`, once.
+//! Ingest: every record of a CloudTrail document (a file, an HTTP body, an
+//! S3 object) onto `th.raw`, once.
 
 use std::path::PathBuf;
 
@@ -40,31 +41,46 @@ pub async fn ingest_paths(
     paths: &[PathBuf],
 ) -> Result<IngestReport, async_nats::Error> {
     let mut report = IngestReport::default();
-    let files = trailhound_cloudtrail::discover(paths)?;
-    for path in files {
-        let name = path.display().to_string();
-        let bytes = match trailhound_cloudtrail::read_file(&path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                report.file_errors.push(e.to_string());
-                continue;
+    for path in trailhound_cloudtrail::discover(paths)? {
+        match trailhound_cloudtrail::read_file(&path) {
+            Ok(bytes) => {
+                ingest_document(js, &path.display().to_string(), bytes, &mut report).await?
             }
-        };
-        let mut records: Vec<Parsed> = Vec::new();
-        let structure =
-            trailhound_cloudtrail::parse_document(&name, &bytes, true, &mut |p| records.push(p));
-        report.files += 1;
-        if let Err(e) = structure {
-            report.file_errors.push(e.to_string());
+            Err(e) => report.file_errors.push(e.to_string()),
         }
-        publish_records(js, records, &mut report).await?;
     }
     Ok(report)
 }
 
+/// Publish every event of one document named `name` (gzip or plain, any
+/// shape `scan` reads). A broken structure or gzip stream is recorded in
+/// `report.file_errors`; the records read before it are still published.
+pub async fn ingest_document(
+    js: &jetstream::Context,
+    name: &str,
+    bytes: Vec<u8>,
+    report: &mut IngestReport,
+) -> Result<(), async_nats::Error> {
+    report.files += 1;
+    let bytes = match trailhound_cloudtrail::decompress(name, bytes) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            report.file_errors.push(e.to_string());
+            return Ok(());
+        }
+    };
+    let mut records: Vec<Parsed> = Vec::new();
+    let structure =
+        trailhound_cloudtrail::parse_document(name, &bytes, true, &mut |p| records.push(p));
+    if let Err(e) = structure {
+        report.file_errors.push(e.to_string());
+    }
+    publish_records(js, records, report).await
+}
+
 /// Publish parsed records: events to `th.raw`, rejections with their
 /// reason to `th.dead.ingest`.
-pub async fn publish_records(
+async fn publish_records(
     js: &jetstream::Context,
     records: Vec<Parsed>,
     report: &mut IngestReport,
@@ -84,11 +100,12 @@ pub async fn publish_records(
             }
             Err(rejected) => {
                 report.rejected += 1;
-                let publish = PublishMessage::build()
-                    .message_id(format!("rejected:{}", rejected.origin))
-                    .header(REASON_HEADER, header_value(&rejected.to_string()).as_str())
-                    .payload(rejected.raw.unwrap_or_default().into_bytes().into());
-                (Topic::DEAD.subject_of("ingest"), publish)
+                let reason = rejected.to_string();
+                let raw = rejected.raw.unwrap_or_default().into_bytes();
+                (
+                    Topic::DEAD.subject_of("ingest"),
+                    dead_letter(&rejected.origin, &reason, raw),
+                )
             }
         };
         acks.push(js.send_publish(subject, publish).await?);
@@ -97,6 +114,31 @@ pub async fn publish_records(
         }
     }
     await_acks(&mut acks, report).await
+}
+
+/// Send something ingest cannot use (a whole object, a notification) to
+/// `th.dead.ingest` with its reason; `origin` names it and makes it
+/// idempotent.
+pub async fn publish_dead_letter(
+    js: &jetstream::Context,
+    origin: &str,
+    reason: &str,
+    payload: Vec<u8>,
+) -> Result<(), async_nats::Error> {
+    js.send_publish(
+        Topic::DEAD.subject_of("ingest"),
+        dead_letter(origin, reason, payload),
+    )
+    .await?
+    .await?;
+    Ok(())
+}
+
+fn dead_letter(origin: &str, reason: &str, payload: Vec<u8>) -> PublishMessage {
+    PublishMessage::build()
+        .message_id(format!("rejected:{origin}"))
+        .header(REASON_HEADER, header_value(reason).as_str())
+        .payload(payload.into())
 }
 
 async fn await_acks(

@@ -23,7 +23,9 @@ mod streams;
 pub mod topology;
 
 pub use hop::{Hop, HopError, HopSettings, HopStats, Ownership, run_hop};
-pub use ingest::{IngestReport, event_message_id, ingest_paths, publish_records};
+pub use ingest::{
+    IngestReport, event_message_id, ingest_document, ingest_paths, publish_dead_letter,
+};
 pub use streams::{PUBLISHED_BUCKET, StreamSettings, Topic, init_streams};
 
 /// Header naming why a message was dead-lettered.

@@ -1,0 +1,259 @@
+//! The ingest service's network sources as real processes: CloudTrail
+//! POSTed over HTTP, and S3 objects announced on SQS by a real S3 event
+//! notification (moto's server on 127.0.0.1). Each publishes every event
+//! once and dead-letters what it cannot use, with the reason.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
+use trailhound_e2e::cluster::{
+    MotoServer, NatsServer, Service, connect, dead_letters, free_port, http_request,
+    stream_messages, wait_for_port,
+};
+use trailhound_synth::{HISTORY_START_MS, stolen_credentials_episode};
+
+/// A CloudTrail log file as CloudTrail writes it (gzip'd `Records`), and
+/// how many events it holds.
+fn cloudtrail_file(seed: u64) -> (Vec<u8>, u64) {
+    let records = stolen_credentials_episode(seed, HISTORY_START_MS, 45);
+    let document = serde_json::json!({ "Records": records });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(document.to_string().as_bytes()).unwrap();
+    (gz.finish().unwrap(), records.len() as u64)
+}
+
+async fn wait_for_raw(js: &jetstream::Context, events: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stream_messages(js, "TH_RAW").await < events {
+        assert!(
+            Instant::now() < deadline,
+            "th.raw never held {events} events"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_posts_publish_each_event_once_and_dead_letter_bad_records() {
+    let nats = NatsServer::start();
+    let port = free_port();
+    let args = [
+        "--nats-url",
+        &nats.url(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ];
+    let token = ("TRAILHOUND_INGEST_TOKEN".to_string(), "s3cret".to_string());
+    let mut ingest = Service::start_with_env(
+        "ingest",
+        args.iter().map(|a| a.to_string()).collect(),
+        vec![token],
+    );
+    wait_for_port(port);
+    let post = |headers: &[(&str, &str)], body: &[u8]| {
+        http_request(port, "POST", "/v1/events", headers, body).expect("ingest answers")
+    };
+    let auth = ("Authorization", "Bearer s3cret");
+
+    let (file, events) = cloudtrail_file(7);
+    let (status, response) = post(&[], &file);
+    assert_eq!(status, 401, "{response}");
+
+    let (status, response) = post(&[auth], &file);
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        response.contains(&format!("\"events\":{events}")),
+        "{response}"
+    );
+    assert!(response.contains("\"duplicates\":0"), "{response}");
+    // The same file again: JetStream already holds every event.
+    let (status, response) = post(&[auth], &file);
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        response.contains(&format!("\"duplicates\":{events}")),
+        "{response}"
+    );
+
+    // One good record (new) and one that is no CloudTrail event.
+    let mut fresh = stolen_credentials_episode(8, HISTORY_START_MS, 45)[0].clone();
+    fresh["eventID"] = "11111111-2222-3333-4444-555555555555".into();
+    let mixed = serde_json::json!({"Records": [fresh, {"eventVersion": "1.08", "eventName": 3}]});
+    let (status, response) = post(&[auth], mixed.to_string().as_bytes());
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        response.contains("\"events\":1") && response.contains("\"rejected\":1"),
+        "{response}"
+    );
+
+    let (status, response) = post(&[auth], b"{\"Records\": [ {\"eventID\": ");
+    assert_eq!(status, 400, "{response}");
+    assert!(response.contains("malformed JSON"), "{response}");
+
+    let js = connect(&nats.url()).await;
+    wait_for_raw(&js, events + 1).await;
+    assert_eq!(stream_messages(&js, "TH_RAW").await, events + 1);
+    let dead = dead_letters(&js).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].1.starts_with("POST 127.0.0.1:"), "{dead:?}");
+    assert!(ingest.stop().success());
+}
+
+/// S3 and SQS clients of the test's own, against moto.
+async fn aws_clients(moto: &MotoServer) -> (aws_sdk_s3::Client, aws_sdk_sqs::Client) {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let credentials =
+        aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(moto.url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(true)
+        .build();
+    (
+        aws_sdk_s3::Client::from_conf(s3_config),
+        aws_sdk_sqs::Client::new(&shared),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_objects_announced_on_sqs_are_ingested_once() {
+    let moto = MotoServer::start();
+    let nats = NatsServer::start();
+    let (s3, sqs) = aws_clients(&moto).await;
+
+    // The usual setup: the trail's bucket notifies a queue of new objects.
+    let bucket = "org-trail";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name("org-trail-objects")
+        .send()
+        .await
+        .unwrap();
+    let queue_url = queue.queue_url().unwrap().to_string();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let queue_arn = attributes.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
+    let notify = QueueConfiguration::builder()
+        .queue_arn(queue_arn)
+        .events(Event::from("s3:ObjectCreated:*"))
+        .build()
+        .unwrap();
+    s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(notify)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let args = [
+        "--nats-url",
+        &nats.url(),
+        "--sqs-queue-url",
+        &queue_url,
+        "--s3-force-path-style",
+    ];
+    let mut ingest = Service::start_with_env(
+        "ingest",
+        args.iter().map(|a| a.to_string()).collect(),
+        moto.aws_env(),
+    );
+
+    let prefix = "AWSLogs/210987654321/CloudTrail/us-east-1/2024/04/15";
+    let (file, events) = cloudtrail_file(9);
+    let truncated = file[..file.len() / 2].to_vec();
+    let put = |key: String, body: Vec<u8>| {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+    };
+    put(
+        format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0200Z_a.json.gz"),
+        file.clone(),
+    )
+    .await
+    .unwrap();
+    // The same events delivered twice (under another name) count once.
+    put(
+        format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0200Z_b.json.gz"),
+        file.clone(),
+    )
+    .await
+    .unwrap();
+    // A truncated object: dead-lettered by name with the reason.
+    let broken = format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0205Z_c.json.gz");
+    put(broken.clone(), truncated).await.unwrap();
+
+    let js = connect(&nats.url()).await;
+    wait_for_raw(&js, events).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dead = loop {
+        let dead = dead_letters(&js).await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken object was never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].1.contains(&format!("s3://{bucket}/{broken}")),
+        "{dead:?}"
+    );
+    assert!(dead[0].1.contains("gzip"), "{dead:?}");
+
+    // Every message handled is deleted from the queue.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let left: u64 = attributes
+            .attributes()
+            .unwrap()
+            .values()
+            .map(|v| v.parse::<u64>().unwrap())
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} message(s) left on the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(stream_messages(&js, "TH_RAW").await, events);
+    assert!(ingest.stop().success());
+}
