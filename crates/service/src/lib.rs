@@ -10,11 +10,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use async_nats::jetstream;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
-use trailhound_pipeline::nats::{HopSettings, Ownership, StreamSettings};
+use trailhound_pipeline::Stage;
+use trailhound_pipeline::nats::{
+    Hop, HopError, HopSettings, HopStats, Ownership, StreamSettings, run_hop,
+};
 use trailhound_state::Store;
 use trailhound_telemetry::{Metrics, Readiness};
 
@@ -163,6 +167,23 @@ impl ServiceConfig {
             });
         }
         (metrics, ready)
+    }
+
+    /// Run one hop with this configuration's hop settings until `shutdown`.
+    pub async fn run_hop<S>(
+        &self,
+        js: &jetstream::Context,
+        hop: Hop<S>,
+        metrics: &Metrics,
+        ready: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> Result<HopStats, HopError>
+    where
+        S: Stage,
+        S::In: prost::Message + Default,
+        S::Out: prost::Message,
+    {
+        run_hop(js, hop, &self.hop, metrics, ready, shutdown.cancelled()).await
     }
 
     /// Open (or create) the service's store with the tables it keeps.

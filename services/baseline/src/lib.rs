@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use trailhound_pipeline::nats::{run_hop, topology};
+use trailhound_pipeline::nats::topology;
 use trailhound_service::ServiceConfig;
 
 pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -19,30 +19,9 @@ pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::
         store,
     );
     let (profile, account, command) = tokio::try_join!(
-        run_hop(
-            &js,
-            profile,
-            &config.hop,
-            &metrics,
-            &ready,
-            shutdown.cancelled()
-        ),
-        run_hop(
-            &js,
-            account,
-            &config.hop,
-            &metrics,
-            &ready,
-            shutdown.cancelled()
-        ),
-        run_hop(
-            &js,
-            command,
-            &config.hop,
-            &metrics,
-            &ready,
-            shutdown.cancelled()
-        ),
+        config.run_hop(&js, profile, &metrics, &ready, &shutdown),
+        config.run_hop(&js, account, &metrics, &ready, &shutdown),
+        config.run_hop(&js, command, &metrics, &ready, &shutdown),
     )?;
     tracing::info!(?profile, ?account, ?command, "baseline stopped");
     Ok(())

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use trailhound_pipeline::nats::{run_hop, topology};
+use trailhound_pipeline::nats::topology;
 use trailhound_service::ServiceConfig;
 
 pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -17,15 +17,9 @@ pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::
         config.ownership(),
         store,
     );
-    let stats = run_hop(
-        &js,
-        hop,
-        &config.hop,
-        &metrics,
-        &ready,
-        shutdown.cancelled(),
-    )
-    .await?;
+    let stats = config
+        .run_hop(&js, hop, &metrics, &ready, &shutdown)
+        .await?;
     tracing::info!(?stats, "detect stopped");
     Ok(())
 }

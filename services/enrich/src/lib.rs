@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
-use trailhound_pipeline::nats::{run_hop, topology};
+use trailhound_pipeline::nats::topology;
 use trailhound_service::ServiceConfig;
 
 /// Enrichment data, overriding `[enrich]` of the config file.
@@ -38,15 +38,9 @@ pub async fn run(
     for warning in &hop.stage.0.warnings {
         tracing::warn!("{warning}");
     }
-    let stats = run_hop(
-        &js,
-        hop,
-        &config.hop,
-        &metrics,
-        &ready,
-        shutdown.cancelled(),
-    )
-    .await?;
+    let stats = config
+        .run_hop(&js, hop, &metrics, &ready, &shutdown)
+        .await?;
     tracing::info!(?stats, "enrich stopped");
     Ok(())
 }
