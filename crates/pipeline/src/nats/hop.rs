@@ -315,7 +315,14 @@ async fn consumer<S: Stage>(
         durable_name: Some(durable.clone()),
         deliver_policy,
         filter_subjects,
-        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        // A replica's own consumer takes one ack per batch, for the batch's
+        // last message: the server then has a fraction of the acks to store.
+        // Enrich's replicas share a consumer, so each acks its own messages.
+        ack_policy: if hop.owned.is_some() {
+            jetstream::consumer::AckPolicy::All
+        } else {
+            jetstream::consumer::AckPolicy::Explicit
+        },
         ack_wait: settings.ack_wait,
         // The hop dead-letters after `max_deliver` itself, with the reason;
         // the server keeps redelivering until then.
@@ -477,8 +484,18 @@ impl Run {
             published.advance(&advanced, caught_up);
             published.flush(false).await;
         }
-        for message in &batch {
-            // A lost ack means a redelivery, which the checkpoint skips.
+        // A lost ack means a redelivery, which the checkpoint skips.
+        let to_ack: Vec<&jetstream::Message> = if hop.owned.is_some() {
+            // Everything this consumer delivered before (and the batch) is
+            // processed, so acking the highest sequence acks it all.
+            let last = batch
+                .iter()
+                .max_by_key(|m| m.info().map_or(0, |i| i.stream_sequence));
+            last.into_iter().collect()
+        } else {
+            batch.iter().collect()
+        };
+        for message in to_ack {
             if let Err(e) = message.ack_with(AckKind::Ack).await {
                 tracing::warn!(error = %e, "ack");
             }
