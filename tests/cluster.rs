@@ -293,15 +293,25 @@ pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
     inspect::stream_messages(js, stream).await.unwrap()
 }
 
+/// Wait until `stream` holds at least `n` messages; panic after `timeout`.
+pub async fn wait_for_messages(js: &jetstream::Context, stream: &str, n: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while stream_messages(js, stream).await < n {
+        assert!(
+            Instant::now() < deadline,
+            "{stream} never held {n} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Wait until the baseline's streams hold `events` messages each and the
 /// whole pipeline is idle.
 pub async fn wait_until_settled(js: &jetstream::Context, events: u64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     for stream in ["TH_ENRICHED", "TH_PROFILED", "TH_ACCOUNTED", "TH_OBSERVED"] {
-        while stream_messages(js, stream).await < events {
-            assert!(Instant::now() < deadline, "{stream} did not fill");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        wait_for_messages(js, stream, events, left).await;
     }
     let left = deadline.saturating_duration_since(Instant::now());
     inspect::wait_idle(js, Duration::from_millis(300), left)

@@ -47,9 +47,12 @@ async fn main() {
     std::fs::write(&file, trailhound_synth::bulk(1, principals, events, 30)).unwrap();
 
     // The same run's single-process figure.
-    let scanned =
-        trailhound_pipeline::scan(&[file.clone()], &trailhound_e2e::scan_config(), &mut |_| {})
-            .unwrap();
+    let scanned = trailhound_pipeline::scan(
+        std::slice::from_ref(&file),
+        &trailhound_e2e::scan_config(),
+        &mut |_| {},
+    )
+    .unwrap();
     println!(
         "scan (one process, state in memory): {} events in {:.1}s = {:.0} events/s",
         scanned.events_read,

@@ -6,13 +6,12 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use trailhound_e2e::cluster::{
     MotoServer, NatsServer, Service, connect, dead_letters, free_port, http_request,
-    stream_messages, wait_for_port,
+    stream_messages, wait_for_messages, wait_for_port,
 };
 use trailhound_synth::{HISTORY_START_MS, stolen_credentials_episode};
 
@@ -24,17 +23,6 @@ fn cloudtrail_file(seed: u64) -> (Vec<u8>, u64) {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(document.to_string().as_bytes()).unwrap();
     (gz.finish().unwrap(), records.len() as u64)
-}
-
-async fn wait_for_raw(js: &jetstream::Context, events: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stream_messages(js, "TH_RAW").await < events {
-        assert!(
-            Instant::now() < deadline,
-            "th.raw never held {events} events"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +82,7 @@ async fn http_posts_publish_each_event_once_and_dead_letter_bad_records() {
     assert!(response.contains("malformed JSON"), "{response}");
 
     let js = connect(&nats.url()).await;
-    wait_for_raw(&js, events + 1).await;
+    wait_for_messages(&js, "TH_RAW", events + 1, Duration::from_secs(120)).await;
     assert_eq!(stream_messages(&js, "TH_RAW").await, events + 1);
     let dead = dead_letters(&js).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
@@ -208,7 +196,7 @@ async fn s3_objects_announced_on_sqs_are_ingested_once() {
     put(broken.clone(), truncated).await.unwrap();
 
     let js = connect(&nats.url()).await;
-    wait_for_raw(&js, events).await;
+    wait_for_messages(&js, "TH_RAW", events, Duration::from_secs(120)).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let dead = loop {
         let dead = dead_letters(&js).await;

@@ -15,8 +15,9 @@ const WINDOW: usize = 2048;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestReport {
+    /// Documents read: files, HTTP bodies, S3 objects.
     pub files: usize,
-    /// Files that could not be read or whose structure is broken.
+    /// Documents that could not be read or whose structure is broken.
     pub file_errors: Vec<String>,
     pub events: u64,
     /// Events JetStream already had (same account and event id).
