@@ -95,7 +95,7 @@ async fn events(
     let request = endpoint.requests.fetch_add(1, Ordering::Relaxed);
     let name = format!("POST {peer} {}-{request}", endpoint.started_ms);
     let mut report = IngestReport::default();
-    if let Err(e) = ingest_document(&endpoint.js, &name, body.to_vec(), &mut report).await {
+    if let Err(e) = ingest_document(&endpoint.js, &name, body.into(), &mut report).await {
         tracing::warn!(%peer, error = %e, "publishing POSTed events");
         return (
             StatusCode::SERVICE_UNAVAILABLE,

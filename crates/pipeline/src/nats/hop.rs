@@ -372,11 +372,17 @@ impl Run {
         let mut advanced = Vec::new();
         let mut outputs = Vec::new();
         let mut caught_up = false;
+        // The batch's message with the highest stream sequence: acking it
+        // acks the batch on a replica's own consumer (AckPolicy::All).
+        let mut highest: Option<(u64, &jetstream::Message)> = None;
         for message in &batch {
             let info = message.info().map_err(RunError::Nats)?;
             let (sequence, delivered) = (info.stream_sequence, info.delivered);
             self.metrics.consumer_lag.set(info.pending as i64);
             caught_up = info.pending == 0;
+            if highest.is_none_or(|(h, _)| sequence > h) {
+                highest = Some((sequence, message));
+            }
             self.metrics.messages_in.inc();
             let input_id = message
                 .headers
@@ -488,10 +494,7 @@ impl Run {
         let to_ack: Vec<&jetstream::Message> = if hop.owned.is_some() {
             // Everything this consumer delivered before (and the batch) is
             // processed, so acking the highest sequence acks it all.
-            let last = batch
-                .iter()
-                .max_by_key(|m| m.info().map_or(0, |i| i.stream_sequence));
-            last.into_iter().collect()
+            highest.map(|(_, message)| message).into_iter().collect()
         } else {
             batch.iter().collect()
         };
@@ -659,17 +662,20 @@ impl Published {
             .is_some_and(|until| sequence <= *until)
     }
 
-    /// Note the sequences just committed; a partition whose replay reached
-    /// its watermark is rebuilt, and so is every partition once the
+    /// Note the sequences just committed; a partition that reached (or
+    /// passed) its watermark is rebuilt, and so is every partition once the
     /// consumer has caught up (the watermark's message may have aged out).
     fn advance(&mut self, advanced: &[(u32, u64)], caught_up: bool) {
         for &(partition, sequence) in advanced {
-            if self.replaying(partition, sequence) {
-                if self.replay_until[&partition] == sequence {
-                    self.finish_rebuild(partition);
-                }
-            } else {
+            if !self.replaying(partition, sequence) {
                 self.unflushed.insert(partition, sequence);
+            }
+            let rebuilt = self
+                .replay_until
+                .get(&partition)
+                .is_some_and(|until| sequence >= *until);
+            if rebuilt {
+                self.finish_rebuild(partition);
             }
         }
         if caught_up {
