@@ -3,6 +3,7 @@
 //! summarise findings for exact comparison.
 
 pub mod cluster;
+pub mod rule_coverage;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub fn scan_config() -> ScanConfig {
             geoip_city: Some(shared("geoip/dbip-city-lite-2023-04.mmdb.gz")),
             geoip_asn: Some(shared("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz")),
             aws_ip_ranges: Some("builtin".into()),
+            threat_lists: Vec::new(),
         },
         ..ScanConfig::default()
     }

@@ -2,19 +2,23 @@
 //! stored findings. A finding's id is a hash of (detector, account,
 //! principal, key, dedup bucket of its event time), and merging is
 //! commutative and idempotent, so replays and arrival order never create a
-//! second finding or change the result.
+//! second finding or change the result. Suppression rules
+//! ([`suppression`]) mark findings without dropping them.
+
+pub mod suppression;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use trailhound_detect::DetectionConfig;
 use trailhound_proto::{Alert, Attack, EvidenceEvent, Finding, Message};
+
+pub use suppression::{AlertConfig, SuppressionRule};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 pub const TABLES: &[&str] = &["findings"];
 
-/// Evidence events kept per finding (the earliest ones).
-pub const MAX_EVIDENCE: usize = 20;
+pub use trailhound_detect::finding::MAX_EVIDENCE;
 
 /// A protobuf message stored in a state table.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -38,13 +42,19 @@ impl<'de, T: Message + Default> Deserialize<'de> for Proto<T> {
 #[derive(Debug)]
 pub struct AlertStage {
     config: Arc<DetectionConfig>,
+    alert: Arc<AlertConfig>,
     findings: Table<Proto<Finding>>,
 }
 
 impl AlertStage {
-    pub fn new(config: Arc<DetectionConfig>, store: Option<Arc<Store>>) -> Self {
+    pub fn new(
+        config: Arc<DetectionConfig>,
+        alert: Arc<AlertConfig>,
+        store: Option<Arc<Store>>,
+    ) -> Self {
         Self {
             config,
+            alert,
             findings: Table::new("findings", store),
         }
     }
@@ -61,6 +71,8 @@ impl AlertStage {
         if !is_new {
             merge(&mut stored.0, candidate);
         }
+        // After the merge: rules may match the fields the merge chose.
+        suppression::apply(&self.alert.suppress, &mut stored.0);
         Ok(Alert {
             finding: Some(stored.0.clone()),
             is_new,
@@ -100,6 +112,14 @@ fn order(e: &EvidenceEvent) -> (i64, &str) {
     (e.event_time_ms, e.event_id.as_str())
 }
 
+/// Keep the earliest MAX_EVIDENCE of the stored and new evidence.
+fn add_evidence(stored: &mut Finding, evidence: &[EvidenceEvent]) {
+    stored.evidence.extend(evidence.iter().cloned());
+    stored.evidence.sort_by(|a, b| order(a).cmp(&order(b)));
+    stored.evidence.dedup_by(|a, b| a.event_id == b.event_id);
+    stored.evidence.truncate(MAX_EVIDENCE);
+}
+
 /// Fold `candidate` into `stored`. Commutative and idempotent.
 pub fn merge(stored: &mut Finding, candidate: Finding) {
     let (Some(c_desc), Some(s_desc)) = (&candidate.described, &stored.described) else {
@@ -107,14 +127,26 @@ pub fn merge(stored: &mut Finding, candidate: Finding) {
     };
     if candidate.first_event_only {
         // Novelty: the finding is its earliest event; a later one adds nothing.
-        if order(c_desc) < order(s_desc) {
+        // On a tie, the later evidence wins (a journey's nearer other end).
+        fn evidence(f: &Finding) -> Vec<(i64, &str)> {
+            f.evidence.iter().map(order).collect()
+        }
+        let earlier = (order(c_desc), std::cmp::Reverse(evidence(&candidate)))
+            < (order(s_desc), std::cmp::Reverse(evidence(stored)));
+        if earlier {
             let id = std::mem::take(&mut stored.id);
             *stored = Finding { id, ..candidate };
         }
         return;
     }
-    let takes_over = (candidate.rank, std::cmp::Reverse(order(c_desc)))
-        > (stored.rank, std::cmp::Reverse(order(s_desc)));
+    // A volume finding is described by its busiest bucket; others by their
+    // highest-ranked, then earliest, event.
+    let peak = |f: &Finding| if f.count_is_peak { f.count } else { 0 };
+    let takes_over = (
+        peak(&candidate),
+        candidate.rank,
+        std::cmp::Reverse(order(c_desc)),
+    ) > (peak(stored), stored.rank, std::cmp::Reverse(order(s_desc)));
     // Replays are recognised by the kept evidence; past MAX_EVIDENCE events a
     // replayed event later than every kept one would count again (scan skips
     // files it has already read, so replays do not reach this point).
@@ -122,12 +154,13 @@ pub fn merge(stored: &mut Finding, candidate: Finding) {
         .evidence
         .iter()
         .any(|e| e.event_id == c_desc.event_id);
-    if !known {
+    if candidate.count_is_peak {
+        // The candidate carries its bucket's earliest events and size.
+        stored.count = stored.count.max(candidate.count);
+        add_evidence(stored, &candidate.evidence);
+    } else if !known {
         stored.count += candidate.count;
-        stored.evidence.extend(candidate.evidence.iter().cloned());
-        stored.evidence.sort_by(|a, b| order(a).cmp(&order(b)));
-        stored.evidence.dedup_by(|a, b| a.event_id == b.event_id);
-        stored.evidence.truncate(MAX_EVIDENCE);
+        add_evidence(stored, &candidate.evidence);
     }
     stored.attack.extend(candidate.attack.iter().cloned());
     sort_attack(&mut stored.attack);
@@ -142,6 +175,7 @@ pub fn merge(stored: &mut Finding, candidate: Finding) {
         stored.source_ip = candidate.source_ip;
         stored.country = candidate.country;
         stored.as_org = candidate.as_org;
+        stored.asn = candidate.asn;
         stored.user_agent = candidate.user_agent;
         stored.described = candidate.described;
     }
@@ -176,7 +210,7 @@ mod tests {
     }
 
     fn run(order: &[Finding]) -> Vec<Finding> {
-        let mut stage = AlertStage::new(Arc::new(DetectionConfig::default()), None);
+        let mut stage = AlertStage::new(Arc::new(DetectionConfig::default()), Arc::default(), None);
         let mut ids = Vec::new();
         for c in order {
             ids.push(stage.process(c.clone()).unwrap().finding.unwrap().id);
@@ -223,6 +257,29 @@ mod tests {
             (f[0].count, f[0].evidence[0].event_id.as_str()),
             (1, "early")
         );
+    }
+
+    #[test]
+    fn volume_findings_keep_their_busiest_bucket_in_any_order() {
+        let surge = |id: &str, t: i64, count: u64| Finding {
+            count,
+            count_is_peak: true,
+            ..cand(id, t, Severity::Medium, false)
+        };
+        let buckets = [
+            surge("a", 1_000, 25),
+            surge("a", 1_000, 40),
+            surge("z", 9_000, 30),
+        ];
+        let forward = run(&buckets);
+        let mut reversed = buckets.clone();
+        reversed.reverse();
+        assert_eq!(forward, run(&reversed));
+        assert_eq!(
+            forward,
+            run(&[buckets.as_slice(), buckets.as_slice()].concat())
+        );
+        assert_eq!((forward[0].count, forward[0].evidence.len()), (40, 2));
     }
 
     #[test]

@@ -6,6 +6,9 @@ use trailhound_proto::{
     Observation, Principal, PrincipalFacts, Severity,
 };
 
+/// Evidence events kept per finding (the earliest ones).
+pub const MAX_EVIDENCE: usize = 20;
+
 /// Read access to the parts of an observation detectors use.
 pub trait ObservationExt {
     fn enriched(&self) -> &EnrichedEvent;
@@ -120,8 +123,10 @@ pub fn candidate(
             .as_ref()
             .map(|n| n.as_org.clone())
             .unwrap_or_default(),
+        asn: e.network.as_ref().map_or(0, |n| n.asn),
         user_agent: event.user_agent.clone(),
         first_event_only: false,
+        count_is_peak: false,
         suppressed: false,
         suppression_reason: String::new(),
         rank: severity as u32 * 2 + 1,
@@ -178,6 +183,14 @@ pub fn novelty_fact(what: &str, n: &Novelty, window_days: u32) -> String {
     format!(
         "{what} {}: seen on {} of the previous {window_days} days (first occurrence in the window)",
         n.value, n.days_seen
+    )
+}
+
+/// "2024-07-31 12:05 UTC".
+pub fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
     )
 }
 

@@ -12,7 +12,9 @@ pub mod baseline;
 pub mod config;
 pub mod detectors;
 pub mod finding;
+pub mod rates;
 pub mod seen;
+pub mod travel;
 
 pub use baseline::Baseline;
 pub use config::{DetectionConfig, DetectorSettings};

@@ -12,7 +12,8 @@ use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Geo, Network, UserAgentIn
 use crate::attack::AttackTable;
 use crate::aws_ranges::AwsRanges;
 use crate::geo::GeoDb;
-use crate::{service, source, user_agent};
+use crate::threat_lists::ThreatLists;
+use crate::{hosting, service, source, user_agent};
 
 /// Amazon's autonomous systems, used to tell AWS addresses when no
 /// `ip-ranges.json` is configured.
@@ -31,6 +32,9 @@ pub struct EnricherConfig {
     /// AWS `ip-ranges.json` (plain or gzip), or `builtin` for the shipped
     /// snapshot. Unset: Amazon's ASNs decide what is inside AWS.
     pub aws_ip_ranges: Option<PathBuf>,
+    /// Files of flagged addresses and CIDRs (TH-017), each list named by
+    /// its file stem; read again when they change.
+    pub threat_lists: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -38,6 +42,7 @@ pub struct Enricher {
     city: Option<GeoDb>,
     asn: Option<GeoDb>,
     ranges: Option<AwsRanges>,
+    threat_lists: ThreatLists,
     attack: AttackTable,
     partitions: u32,
     by_ip: HashMap<IpAddr, (Option<Geo>, Network)>,
@@ -84,10 +89,13 @@ impl Enricher {
                 })
                 .ok(),
         };
+        let (threat_lists, list_warnings) = ThreatLists::open(&config.threat_lists);
+        warnings.extend(list_warnings);
         Self {
             city,
             asn,
             ranges,
+            threat_lists,
             attack: AttackTable::builtin(),
             partitions,
             by_ip: HashMap::default(),
@@ -133,6 +141,9 @@ impl Enricher {
                 },
             );
         };
+        if self.threat_lists.refresh() {
+            self.by_ip.clear();
+        }
         if let Some(hit) = self.by_ip.get(&ip) {
             return hit.clone();
         }
@@ -145,6 +156,8 @@ impl Enricher {
         let mut network = Network {
             is_network_location: true,
             ip: ip.to_string(),
+            hosting: hosting::is_hosting(asn, &as_org),
+            flagged_by: self.threat_lists.lookup(ip),
             asn,
             as_org,
             ..Default::default()
@@ -160,6 +173,7 @@ impl Enricher {
             network.aws_source = "asn".into();
             network.in_aws = AMAZON_ASNS.contains(&asn);
         }
+        network.hosting |= network.in_aws;
         remember(&mut self.by_ip, ip, (geo.clone(), network.clone()));
         (geo, network)
     }
@@ -210,6 +224,7 @@ mod tests {
             geoip_city: Some(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")),
             geoip_asn: Some(shared("maxmind-test/test-data/GeoLite2-ASN-Test.mmdb")),
             aws_ip_ranges: None,
+            threat_lists: Vec::new(),
         };
         let mut e = Enricher::new(&config, 16);
         assert!(e.warnings.is_empty(), "{:?}", e.warnings);
@@ -235,6 +250,7 @@ mod tests {
             )),
             geoip_asn: Some(PathBuf::from("/nonexistent/asn.mmdb")),
             aws_ip_ranges: Some(PathBuf::from("builtin")),
+            threat_lists: vec![PathBuf::from("/nonexistent/tor.txt")],
         };
         let mut e = Enricher::new(&config, 16);
         assert!(

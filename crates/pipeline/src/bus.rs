@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use trailhound_alert::AlertConfig;
 use trailhound_detect::{DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
@@ -30,6 +31,7 @@ impl InProcessBus {
     pub fn new(
         enrich: &EnricherConfig,
         detection: Arc<DetectionConfig>,
+        alert: Arc<AlertConfig>,
         partitions: u32,
         store: Option<Arc<Store>>,
     ) -> Self {
@@ -37,7 +39,11 @@ impl InProcessBus {
             enrich: EnrichStage::new(enrich, partitions),
             baseline: BaselineStage::new(detection.clone(), store.clone()),
             detect: DetectStage(Detectors::new(detection.clone())),
-            merge: MergeStage(trailhound_alert::AlertStage::new(detection, store.clone())),
+            merge: MergeStage(trailhound_alert::AlertStage::new(
+                detection,
+                alert,
+                store.clone(),
+            )),
             store,
             enriched: Vec::with_capacity(1),
             observed: Vec::with_capacity(1),

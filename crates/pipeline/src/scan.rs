@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use trailhound_alert::AlertConfig;
 use trailhound_cloudtrail::{Parsed, Rejected};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
@@ -24,6 +25,8 @@ use crate::stage::{StageError, all_tables};
 pub struct ScanConfig {
     pub enrich: EnricherConfig,
     pub detection: DetectionConfig,
+    /// Suppression rules (`[[alert.suppress]]`).
+    pub alert: AlertConfig,
     /// Partitions of (account, principal); fixed for the life of a state dir.
     pub partitions: u32,
     /// RocksDB state directory; unset keeps state in memory for this run.
@@ -39,6 +42,7 @@ impl Default for ScanConfig {
         Self {
             enrich: EnricherConfig::default(),
             detection: DetectionConfig::default(),
+            alert: AlertConfig::default(),
             partitions: 16,
             state_dir: None,
             dead_letter: None,
@@ -108,7 +112,14 @@ pub fn scan(
         None => None,
     };
     let detection = Arc::new(config.detection.clone());
-    let mut bus = InProcessBus::new(&config.enrich, detection, config.partitions, store.clone());
+    let alert = Arc::new(config.alert.clone());
+    let mut bus = InProcessBus::new(
+        &config.enrich,
+        detection,
+        alert,
+        config.partitions,
+        store.clone(),
+    );
     let mut dead_letter = match &config.dead_letter {
         Some(path) => Some(DeadLetter::create(path)?),
         None => None,

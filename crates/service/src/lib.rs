@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use trailhound_alert::AlertConfig;
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
 use trailhound_pipeline::Stage;
@@ -66,6 +67,7 @@ pub struct ServiceConfig {
     pub hop: HopSettings,
     pub enrich: EnricherConfig,
     pub detection: DetectionConfig,
+    pub alert: AlertConfig,
 }
 
 impl Default for ServiceConfig {
@@ -81,6 +83,7 @@ impl Default for ServiceConfig {
             hop: HopSettings::default(),
             enrich: EnricherConfig::default(),
             detection: DetectionConfig::default(),
+            alert: AlertConfig::default(),
         }
     }
 }

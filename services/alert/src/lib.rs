@@ -14,6 +14,7 @@ pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::
     let store = config.open_store(trailhound_alert::TABLES)?;
     let hop = topology::alert(
         Arc::new(config.detection.clone()),
+        Arc::new(config.alert.clone()),
         config.partitions,
         config.ownership(),
         store,

@@ -21,6 +21,10 @@ pub struct EnrichArgs {
     /// Amazon's ASNs decide which addresses are AWS.
     #[arg(long, env = "TRAILHOUND_AWS_IP_RANGES")]
     pub aws_ip_ranges: Option<PathBuf>,
+    /// A file of flagged addresses and CIDRs (TH-017), one per line; repeat
+    /// for several lists. Adds to `enrich.threat_lists` of the config.
+    #[arg(long = "threat-list")]
+    pub threat_lists: Vec<PathBuf>,
 }
 
 pub async fn run(
@@ -32,6 +36,7 @@ pub async fn run(
     enrich.geoip_city = args.geoip_city.or(enrich.geoip_city.take());
     enrich.geoip_asn = args.geoip_asn.or(enrich.geoip_asn.take());
     enrich.aws_ip_ranges = args.aws_ip_ranges.or(enrich.aws_ip_ranges.take());
+    enrich.threat_lists.extend(args.threat_lists);
     let (metrics, ready) = config.start_endpoints(1, &shutdown);
     let js = config.connect().await?;
     let hop = topology::enrich(&config.enrich, config.partitions);

@@ -87,6 +87,10 @@ struct ScanArgs {
     /// Amazon's ASNs decide which addresses are AWS.
     #[arg(long, env = "TRAILHOUND_AWS_IP_RANGES")]
     aws_ip_ranges: Option<PathBuf>,
+    /// A file of flagged addresses and CIDRs (TH-017), one per line; repeat
+    /// for several lists. Adds to `enrich.threat_lists` of the config.
+    #[arg(long = "threat-list")]
+    threat_lists: Vec<PathBuf>,
     /// Profile age before novelty detectors fire for a principal (e.g. 30d).
     #[arg(long, value_parser = humantime::parse_duration)]
     training_period: Option<Duration>,
@@ -201,6 +205,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
         .or(enrich.geoip_asn.take())
         .or_else(|| default_db("asn.mmdb"));
     enrich.aws_ip_ranges = args.aws_ip_ranges.or(enrich.aws_ip_ranges.take());
+    enrich.threat_lists.extend(args.threat_lists);
     config.state_dir = args.state_dir.or(config.state_dir);
     config.dead_letter = args.dead_letter.or(config.dead_letter);
     if let Some(t) = args.training_period {

@@ -60,6 +60,9 @@ pub fn to_json(f: &Finding) -> serde_json::Value {
         "source_ip": f.source_ip,
         "country": f.country,
         "as_org": f.as_org,
+        "asn": f.asn,
+        "suppressed": f.suppressed,
+        "suppression_reason": f.suppression_reason,
         "user_agent": f.user_agent,
         "guidance": {
             "why_it_matters": guidance.why_it_matters,
@@ -100,6 +103,9 @@ pub fn table(findings: &[&Finding]) -> std::io::Result<()> {
                 format_ms(f.last_event_ms)
             )
         };
+        if f.suppressed {
+            writeln!(out, "    suppressed: {}", f.suppression_reason)?;
+        }
         writeln!(
             out,
             "    who:      {} (account {})",
@@ -180,10 +186,11 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     )?;
     writeln!(
         err,
-        "findings: {} ({} new, {} updated)",
+        "findings: {} ({} new, {} updated, {} suppressed)",
         r.findings.len(),
         r.findings_new,
-        r.findings.len().saturating_sub(r.findings_new)
+        r.findings.len().saturating_sub(r.findings_new),
+        r.findings.iter().filter(|f| f.suppressed).count()
     )?;
     for ((detector, sev), n) in by_detector {
         writeln!(err, "  {detector} {sev}: {n}")?;

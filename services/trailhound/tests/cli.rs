@@ -37,7 +37,7 @@ fn scans_the_shipped_examples_and_explains_each_finding() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON lines"))
         .collect();
-    assert_eq!(findings.len(), 12, "{}", text(&out.stdout));
+    assert_eq!(findings.len(), 22, "{}", text(&out.stdout));
     let th002 = findings
         .iter()
         .find(|f| f["detector"] == "TH-002")
@@ -178,4 +178,59 @@ fn reads_stdin_and_lists_detectors() {
     ] {
         assert!(list.contains(id), "{list}");
     }
+}
+
+#[test]
+fn suppression_rules_mark_findings_and_threat_lists_flag_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trailhound.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[alert.suppress]]
+reason = "red-team exercise from the Beget range"
+detector = "TH-021"
+cidr = "45.146.164.0/24"
+expires = "2030-01-01T00:00:00Z"
+"#,
+    )
+    .unwrap();
+    let list = dir.path().join("known-bad.txt");
+    std::fs::write(&list, "# incident 42\n45.146.164.10\n").unwrap();
+    let examples = root().join("examples");
+    let out = trailhound(&[
+        "scan",
+        examples.to_str().unwrap(),
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        "--threat-list",
+        list.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let findings: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let th021 = findings.iter().find(|f| f["detector"] == "TH-021").unwrap();
+    assert_eq!(th021["suppressed"], true, "kept and marked, not dropped");
+    assert_eq!(
+        th021["suppression_reason"],
+        "red-team exercise from the Beget range"
+    );
+    let flagged = findings
+        .iter()
+        .find(|f| f["detector"] == "TH-017")
+        .expect("TH-017 fired");
+    assert_eq!(flagged["severity"], "high");
+    assert!(
+        flagged["baseline_facts"][0]
+            .as_str()
+            .unwrap()
+            .contains("known-bad"),
+        "{flagged}"
+    );
+    assert!(stderr.contains(", 1 suppressed)"), "{stderr}");
 }

@@ -1,5 +1,6 @@
 //! The account hop, keyed by account: each account's first event (the
-//! activation clock), its active regions (TH-001's unused region), and
+//! activation clock), its active regions (TH-001's unused region), the
+//! error codes its calls got (TH-006's rare error code), and
 //! the compute inventory — the region RunInstances and CreateFunction put
 //! an instance or function in (TH-002's home region).
 
@@ -7,7 +8,9 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
-use trailhound_proto::{ComputeHome, ComputeKind, EnrichedEvent, Observation};
+use trailhound_proto::{
+    ComputeHome, ComputeKind, EnrichedEvent, Novelty, NoveltyKind, Observation,
+};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use super::{enriched, region_of};
@@ -23,6 +26,7 @@ pub struct AccountProfile {
     /// activation period of data after it.
     pub data_start_ms: i64,
     pub regions: HashMap<String, Seen>,
+    pub error_codes: HashMap<String, Seen>,
 }
 
 #[derive(Debug)]
@@ -62,6 +66,11 @@ impl super::ObservationHop for AccountBaseline {
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
         let region = region_of(enriched).to_string();
         let global = enriched.global_service;
+        let error_code = enriched
+            .event
+            .as_ref()
+            .map(|e| e.error_code.clone())
+            .filter(|c| !c.is_empty());
         let account_id = principal.account_id.clone();
         let compute = ComputeKind::try_from(principal.compute).unwrap_or(ComputeKind::None);
         let inventory_key = match compute {
@@ -87,6 +96,18 @@ impl super::ObservationHop for AccountBaseline {
         account.data_start_ms = account.data_start_ms.min(t);
         observation.region_unused_in_account =
             !global && record_in(&mut account.regions, &region, t, window, window_days).is_new;
+        if let Some(code) = error_code {
+            // Codes are few (hundreds at most): drop those past the window.
+            account.error_codes.retain(|_, s| s.live(t, window));
+            let s = record_in(&mut account.error_codes, &code, t, window, window_days);
+            observation.novelties.push(Novelty {
+                kind: NoveltyKind::ErrorCode as i32,
+                value: code,
+                is_new: s.is_new,
+                first_seen_ms: s.first_ms,
+                days_seen: s.days_seen,
+            });
+        }
         if let Some(facts) = observation.facts.as_mut() {
             facts.data_start_ms = account.data_start_ms;
         }

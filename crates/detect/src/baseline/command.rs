@@ -1,6 +1,6 @@
 //! The command hop, keyed by API call (`eventSource:eventName`),
 //! organisation-wide: how many events of the command the window holds and
-//! in which countries it has been called (TH-003).
+//! in which countries (TH-003) and cities (TH-004) it has been called.
 
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ pub struct CommandProfile {
     /// (day, events) for the window.
     pub daily: Vec<(i64, u32)>,
     pub countries: HashMap<String, Seen>,
+    /// "country|city".
+    pub cities: HashMap<String, Seen>,
     pub pruned_day: i64,
 }
 
@@ -49,7 +51,11 @@ impl super::ObservationHop for CommandBaseline {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let enriched = enriched(observation);
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
-        let country = located_geo(enriched).map(|g| g.country.clone());
+        let geo = located_geo(enriched);
+        let country = geo.map(|g| g.country.clone());
+        let city = geo
+            .filter(|g| !g.city.is_empty())
+            .map(|g| format!("{}|{}", g.country, g.city));
         let command = command_key(enriched);
 
         let profile = self.commands.entry(&command, CommandProfile::default)?;
@@ -59,11 +65,22 @@ impl super::ObservationHop for CommandBaseline {
             if day(t) > profile.pruned_day {
                 profile.pruned_day = day(t);
                 profile.countries.retain(|_, s| s.live(t, window));
+                profile.cities.retain(|_, s| s.live(t, window));
             }
             let s = record_in(&mut profile.countries, &country, t, window, window_days);
             observation.novelties.push(Novelty {
                 kind: NoveltyKind::CommandCountry as i32,
                 value: format!("{command}|{country}"),
+                is_new: s.is_new,
+                first_seen_ms: s.first_ms,
+                days_seen: s.days_seen,
+            });
+        }
+        if let Some(city) = city {
+            let s = record_in(&mut profile.cities, &city, t, window, window_days);
+            observation.novelties.push(Novelty {
+                kind: NoveltyKind::CommandCity as i32,
+                value: format!("{command}|{city}"),
                 is_new: s.is_new,
                 first_seen_ms: s.first_ms,
                 days_seen: s.days_seen,

@@ -17,7 +17,7 @@ pub mod profile;
 
 use std::sync::Arc;
 
-use trailhound_proto::{EnrichedEvent, Geo, Observation, Principal};
+use trailhound_proto::{EnrichedEvent, Geo, Observation, Place, Principal};
 use trailhound_state::{Batch, StateError, Store};
 
 pub use account::AccountBaseline;
@@ -84,6 +84,12 @@ pub fn command_key(enriched: &EnrichedEvent) -> String {
     format!("{}:{}", event.event_source, event.event_name)
 }
 
+/// A top-level string field of requestParameters.
+pub fn request_field(json: &str, field: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    value.get(field)?.as_str().map(str::to_string)
+}
+
 /// The event's region, or "global" for a global service.
 fn region_of(enriched: &EnrichedEvent) -> &str {
     if enriched.global_service {
@@ -107,6 +113,26 @@ fn located_geo(enriched: &EnrichedEvent) -> Option<&Geo> {
         .geo
         .as_ref()
         .filter(|g| located && !g.country.is_empty())
+}
+
+/// Where a located call came from, when the database has coordinates.
+pub fn place(enriched: &EnrichedEvent) -> Option<Place> {
+    let geo = located_geo(enriched).filter(|g| g.latitude != 0.0 || g.longitude != 0.0)?;
+    let event = enriched.event.as_ref()?;
+    let network = enriched.network.clone().unwrap_or_default();
+    Some(Place {
+        event_time_ms: event.event_time_ms,
+        event_id: event.event_id.clone(),
+        ip: network.ip,
+        country: geo.country.clone(),
+        city: geo.city.clone(),
+        latitude: geo.latitude,
+        longitude: geo.longitude,
+        accuracy_radius_km: geo.accuracy_radius_km,
+        asn: network.asn,
+        as_org: network.as_org,
+        hosting: network.hosting,
+    })
 }
 
 fn enriched(observation: &Observation) -> &EnrichedEvent {

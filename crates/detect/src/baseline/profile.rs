@@ -1,6 +1,7 @@
 //! The profile hop: per-(account, principal) behaviour — services per
-//! region, countries, cities, AS organisations, user agents and compute
-//! sessions' regions — and the novelties of each event against it.
+//! region, commands, countries, cities, AS organisations, user agents,
+//! roles assumed, S3 buckets, compute sessions' regions, activity per time
+//! bucket and recent places — and what is new or unusual in each event.
 
 use std::sync::Arc;
 
@@ -9,13 +10,16 @@ use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{
     ComputeHome, ComputeKind, EnrichedEvent, Novelty, NoveltyKind, Observation, PrincipalFacts,
+    Rate, RateKind,
 };
 
-use super::{located_geo, principal_key, region_of};
+use super::{command_key, located_geo, place, principal_key, region_of, request_field};
 use trailhound_state::{Batch, StateError, Store, Table};
 
-use crate::config::DetectionConfig;
+use crate::config::{DetectionConfig, SurgeSettings};
+use crate::rates::{Rates, Sample};
 use crate::seen::{Seen, day, record_in};
+use crate::travel::Places;
 
 /// The tables the profile hop keeps.
 pub const TABLES: &[&str] = &["profiles"];
@@ -31,6 +35,14 @@ pub struct Profile {
     pub cities: HashMap<String, Seen>,
     pub asos: HashMap<String, Seen>,
     pub user_agents: HashMap<String, Seen>,
+    /// `eventSource:eventName` of every call.
+    pub commands: HashMap<String, Seen>,
+    /// Roles the principal assumed (AssumeRole*), by role ARN.
+    pub assumed_roles: HashMap<String, Seen>,
+    /// "GetObject|bucket" and "PutObject|bucket".
+    pub s3_buckets: HashMap<String, Seen>,
+    pub rates: Rates,
+    pub places: Places,
     /// Compute sessions (instance id or function name): last call, and
     /// successful regional calls per region.
     pub sessions: HashMap<String, (i64, HashMap<String, u32>)>,
@@ -115,13 +127,17 @@ impl ProfileBaseline {
         push(NoveltyKind::ServiceRegion, service_region, s);
 
         let geo = located_geo(&enriched);
-        let mut known_countries: Vec<String> = known_before(&profile.countries, t, window)
+        // "Known" means seen before the reorder window: what arrived inside
+        // it depends on delivery order, what is older does not.
+        let settled = t - self.config.reorder_ms();
+        let mut known_countries: Vec<String> = known_before(&profile.countries, settled, t, window)
             .cloned()
             .collect();
         known_countries.sort();
         known_countries.truncate(10);
-        let known_asos = known_before(&profile.asos, t, window).count() as u32;
-        let known_user_agents = known_before(&profile.user_agents, t, window).count() as u32;
+        let known_asos = known_before(&profile.asos, settled, t, window).count() as u32;
+        let known_user_agents =
+            known_before(&profile.user_agents, settled, t, window).count() as u32;
         if let Some(geo) = geo {
             let s = record_in(&mut profile.countries, &geo.country, t, window, window_days);
             push(NoveltyKind::Country, geo.country.clone(), s);
@@ -148,6 +164,21 @@ impl ProfileBaseline {
             let s = record_in(&mut profile.user_agents, &ua.major, t, window, window_days);
             push(NoveltyKind::UserAgent, ua.major.clone(), s);
         }
+        let command = command_key(&enriched);
+        let s = record_in(&mut profile.commands, &command, t, window, window_days);
+        push(NoveltyKind::Command, command, s);
+        if let Some(role) = assumed_role(&enriched) {
+            let s = record_in(&mut profile.assumed_roles, &role, t, window, window_days);
+            push(NoveltyKind::AssumedRole, role, s);
+        }
+        if let Some(access) = s3_object_access(&enriched) {
+            let s = record_in(&mut profile.s3_buckets, &access, t, window, window_days);
+            push(NoveltyKind::S3Bucket, access, s);
+        }
+        let rates = record_rates(&mut profile.rates, &enriched, &self.config);
+        let neighbours = place(&enriched).map_or_else(Vec::new, |p| {
+            profile.places.record(&p, self.config.reorder_ms())
+        });
 
         let compute_home = if compute == ComputeKind::None {
             None
@@ -184,6 +215,8 @@ impl ProfileBaseline {
             compute_home,
             region_unused_in_account: false,
             command_events_in_window: 0,
+            rates,
+            neighbours,
         })
     }
 }
@@ -200,17 +233,107 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
         &mut profile.cities,
         &mut profile.asos,
         &mut profile.user_agents,
+        &mut profile.commands,
+        &mut profile.assumed_roles,
+        &mut profile.s3_buckets,
     ] {
         map.retain(|_, s| s.live(t, window));
     }
     profile.sessions.retain(|_, (last, _)| t - *last <= window);
 }
 
-/// Values seen before `t` and still in the window: what an event at `t`
-/// is compared with, whatever order events arrive in.
-fn known_before(map: &HashMap<String, Seen>, t: i64, window: i64) -> impl Iterator<Item = &String> {
+/// The role an AssumeRole* call asked for.
+fn assumed_role(enriched: &EnrichedEvent) -> Option<String> {
+    let event = enriched.event.as_ref()?;
+    if enriched.service != "sts" || !event.event_name.starts_with("AssumeRole") {
+        return None;
+    }
+    request_field(&event.request_parameters_json, "roleArn")
+}
+
+/// "GetObject|bucket" or "PutObject|bucket" for S3 object reads and writes.
+fn s3_object_access(enriched: &EnrichedEvent) -> Option<String> {
+    let event = enriched.event.as_ref()?;
+    if enriched.service != "s3" || !matches!(event.event_name.as_str(), "GetObject" | "PutObject") {
+        return None;
+    }
+    let bucket = request_field(&event.request_parameters_json, "bucketName")?;
+    Some(format!("{}|{bucket}", event.event_name))
+}
+
+/// Count the event in its activity buckets; the buckets that reached their
+/// detector's minimum, with the principal's normal.
+fn record_rates(
+    rates: &mut Rates,
+    enriched: &EnrichedEvent,
+    config: &DetectionConfig,
+) -> Vec<Rate> {
+    let Some(event) = enriched.event.as_ref() else {
+        return Vec::new();
+    };
+    let error = format!("{}|{}", event.error_code, event.error_message);
+    let samples: [(RateKind, &SurgeSettings, bool, Option<&str>); 4] = [
+        (RateKind::ApiCalls, &config.api_call_surge, true, None),
+        (
+            RateKind::ErrorMessages,
+            &config.error_message_spike,
+            enriched.failed,
+            Some(&error),
+        ),
+        (
+            RateKind::Services,
+            &config.service_enumeration,
+            true,
+            Some(&enriched.service),
+        ),
+        (
+            RateKind::S3GetObject,
+            &config.s3_get_object_surge,
+            enriched.service == "s3" && event.event_name == "GetObject",
+            None,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (kind, settings, applies, distinct) in samples {
+        if !applies {
+            continue;
+        }
+        let bucket_ms = settings.bucket_ms();
+        let sample = Sample {
+            kind,
+            bucket_ms,
+            t: event.event_time_ms,
+            event_id: &event.event_id,
+            distinct,
+        };
+        let bucket = rates.record(&sample, config.reorder_ms(), config.window_days());
+        if bucket.value >= settings.min_value {
+            let normal = rates.normal(kind, day(event.event_time_ms), config.window_days());
+            out.push(Rate {
+                kind: kind as i32,
+                bucket_start_ms: bucket.start_ms,
+                bucket_ms,
+                value: bucket.value,
+                baseline_days: normal.days,
+                median_peak: normal.median,
+                mad_peak: normal.mad,
+                earliest: bucket.earliest,
+            });
+        }
+    }
+    out
+}
+
+/// Values first seen before `before` and still in the window at `t`: what
+/// an event at `t` is compared with, whatever order events arrive in.
+fn known_before(
+    map: &HashMap<String, Seen>,
+    before: i64,
+    t: i64,
+    window: i64,
+) -> impl Iterator<Item = &String> {
     map.iter()
-        .filter(move |(_, s)| s.first_ms < t && s.live(t, window))
+        .filter(move |(_, s)| s.first_ms < before && s.live(t, window))
         .map(|(k, _)| k)
 }
 

@@ -9,14 +9,30 @@ use trailhound_proto::{Finding, Observation};
 use crate::config::DetectionConfig;
 use crate::finding::ObservationExt;
 
+mod surge;
 mod th000_new_principal;
 mod th001_new_service_region;
 mod th002_compute_outside_region;
 mod th003_unusual_country_for_command;
+mod th004_unusual_city_for_command;
+mod th005_unusual_command;
+mod th006_rare_error_code;
+mod th007_error_message_spike;
+mod th008_api_call_surge;
+mod th009_service_enumeration;
 mod th010_root_activity;
+mod th011_access_key_manipulation;
+mod th012_unusual_role_assumption;
+mod th013_unusual_s3_access;
+mod th014_security_group_opened;
 mod th015_new_geolocation;
+mod th016_impossible_travel;
+mod th017_flagged_ip;
 mod th018_new_aso;
 mod th019_new_user_agent;
+mod th020_lateral_movement;
+mod th021_instance_credentials_outside_aws;
+mod th022_high_risk_api;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -28,10 +44,25 @@ fn catalogue() -> Vec<Box<dyn Detector>> {
         Box::new(th001_new_service_region::NewServiceInRegion),
         Box::new(th002_compute_outside_region::ComputeOutsideRegion),
         Box::new(th003_unusual_country_for_command::UnusualCountryForCommand),
+        Box::new(th004_unusual_city_for_command::UnusualCityForCommand),
+        Box::new(th005_unusual_command::UnusualCommand),
+        Box::new(th006_rare_error_code::RareErrorCode),
+        Box::new(th007_error_message_spike::ErrorMessageSpike),
+        Box::new(th008_api_call_surge::ApiCallSurge),
+        Box::new(th009_service_enumeration::ServiceEnumeration),
         Box::new(th010_root_activity::RootActivity),
+        Box::new(th011_access_key_manipulation::AccessKeyManipulation),
+        Box::new(th012_unusual_role_assumption::UnusualRoleAssumption),
+        Box::new(th013_unusual_s3_access::UnusualS3Access),
+        Box::new(th014_security_group_opened::SecurityGroupOpened),
         Box::new(th015_new_geolocation::NewGeolocation),
+        Box::new(th016_impossible_travel::ImpossibleTravel),
+        Box::new(th017_flagged_ip::FlaggedIp),
         Box::new(th018_new_aso::NewAso),
         Box::new(th019_new_user_agent::NewUserAgent),
+        Box::new(th020_lateral_movement::LateralMovement),
+        Box::new(th021_instance_credentials_outside_aws::InstanceCredentialsOutsideAws),
+        Box::new(th022_high_risk_api::HighRiskApi),
     ]
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use trailhound_alert::AlertStage;
+use trailhound_alert::{AlertConfig, AlertStage};
 use trailhound_detect::baseline::{AccountBaseline, CommandBaseline, ProfileBaseline, command_key};
 use trailhound_detect::{DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
@@ -112,13 +112,14 @@ pub fn detect(
 
 pub fn alert(
     config: Arc<DetectionConfig>,
+    alert: Arc<AlertConfig>,
     partitions: u32,
     ownership: Ownership,
     store: Arc<Store>,
 ) -> Hop<MergeStage> {
     Hop {
         name: "alert",
-        stage: MergeStage(AlertStage::new(config, Some(store.clone()))),
+        stage: MergeStage(AlertStage::new(config, alert, Some(store.clone()))),
         input: Topic::FINDINGS,
         output: Topic::ALERTS,
         route: |_, _| 0,

@@ -1,0 +1,109 @@
+//! TH-008 Surge in API calls (seed 003): a principal's calls in a bucket (5
+//! minutes) far above its own normal — the median of its busiest bucket per
+//! day, with a robust spread — and above a minimum absolute count.
+
+use trailhound_proto::{Finding, Observation, RateKind, Severity};
+
+use super::surge::Surge;
+use super::{Context, Detector};
+use crate::finding::{GuidanceText, ROTATE_CREDENTIALS};
+
+pub struct ApiCallSurge;
+
+const ID: &str = "TH-008";
+
+const GUIDANCE: GuidanceText = GuidanceText {
+    why_it_matters: "A sudden surge of API calls by one identity is typical of automated discovery, mass data retrieval (secrets, parameters, passwords) or resource abuse with stolen credentials.",
+    why_it_may_be_fine: "Batch jobs, migrations, incident response scripts, or infrastructure-as-code applying a large change.",
+    what_to_check: &[
+        "Which APIs make up the surge, and whether they read secrets, credentials or data.",
+        "The user agent and source IP of the surge compared with the identity's usual ones.",
+        "Whether a planned job or deployment ran at that time.",
+    ],
+    how_to_resolve: ROTATE_CREDENTIALS,
+};
+
+impl Detector for ApiCallSurge {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn name(&self) -> &'static str {
+        "Surge in API calls"
+    }
+    fn detect(&self, obs: &Observation, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+        let surge = Surge {
+            id: ID,
+            kind: RateKind::ApiCalls,
+            settings: &ctx.config.api_call_surge,
+            title: "Surge in API calls",
+            severity: Severity::Medium,
+            unit: "API calls",
+            guidance: &GUIDANCE,
+        };
+        out.extend(surge.detect(obs, ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::detectors::testing::*;
+    use trailhound_proto::Severity;
+
+    fn burst(h: &mut Harness, day: i64, n: i64) -> Vec<trailhound_proto::Finding> {
+        (0..n)
+            .flat_map(|i| {
+                h.run(
+                    ev(day, "GetSecretValue").at_ms(3_600_000 + i * 1_000),
+                    "TH-008",
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fires_far_above_the_normal_with_the_bucket_as_evidence() {
+        let mut h = Harness::new(config());
+        h.history(12, |d| {
+            (0..5)
+                .map(|i| ev(d, "DescribeInstances").at_ms(i))
+                .collect()
+        });
+        let f = burst(&mut h, 12, 40);
+        assert_eq!(f.len(), 40 - 19, "every call from the 20th on");
+        let last = f.last().unwrap();
+        assert_eq!(
+            (severity(last), last.count, last.count_is_peak),
+            (Severity::Medium, 40, true)
+        );
+        assert_eq!(last.evidence.len(), 20);
+        assert!(
+            last.baseline_facts[0].starts_with("40 API calls in the 5m"),
+            "{:?}",
+            last.baseline_facts
+        );
+    }
+
+    #[test]
+    fn silent_below_the_minimum_and_for_busy_principals() {
+        let mut h = Harness::new(config());
+        h.history(12, |d| {
+            (0..5)
+                .map(|i| ev(d, "DescribeInstances").at_ms(i))
+                .collect()
+        });
+        assert!(burst(&mut h, 12, 19).is_empty());
+        let mut busy = Harness::new(config());
+        busy.history(12, |d| {
+            (0..30)
+                .map(|i| ev(d, "DescribeInstances").at_ms(i))
+                .collect()
+        });
+        assert!(
+            burst(&mut busy, 12, 60).is_empty(),
+            "twice its normal is not a surge"
+        );
+        let mut untrained = Harness::new(config());
+        untrained.history(3, |d| vec![ev(d, "DescribeInstances")]);
+        assert!(burst(&mut untrained, 3, 40).is_empty());
+    }
+}

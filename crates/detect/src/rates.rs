@@ -1,0 +1,275 @@
+//! A principal's activity per time bucket (calls per 5 minutes, distinct
+//! error messages per 15 minutes …) and its normal: the busiest bucket of
+//! each day. The volume detectors (TH-007, TH-008, TH-009, TH-013) compare
+//! a bucket with the normal of earlier days.
+//!
+//! State stays small: the open buckets (within their width plus the
+//! reorder window of the latest event) and one peak per kind per day of the
+//! window. A bucket keeps its earliest events (by event time), so the
+//! finding it raises names the same events whatever the arrival order.
+
+use serde::{Deserialize, Serialize};
+use trailhound_proto::{EvidenceEvent, RateKind};
+
+use crate::finding::MAX_EVIDENCE;
+use crate::seen::day;
+
+/// Distinct values counted per bucket, at most (enough for any threshold).
+const MAX_DISTINCT: usize = 512;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Rates {
+    /// (kind, day, busiest bucket's value that day).
+    peaks: Vec<(i32, i64, u32)>,
+    buckets: Vec<Bucket>,
+    latest_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Bucket {
+    kind: i32,
+    start_ms: i64,
+    end_ms: i64,
+    count: u32,
+    /// Hashes of the distinct values, for kinds that count distinct values.
+    distinct: Vec<u64>,
+    /// Earliest events, sorted by (time, id).
+    earliest: Vec<(i64, String)>,
+}
+
+/// One event's part in a bucket.
+pub struct Sample<'a> {
+    pub kind: RateKind,
+    pub bucket_ms: i64,
+    pub t: i64,
+    pub event_id: &'a str,
+    /// Counted distinct when given, else every event counts.
+    pub distinct: Option<&'a str>,
+}
+
+/// A bucket after an event: its value and earliest events.
+pub struct BucketState {
+    pub start_ms: i64,
+    pub value: u32,
+    pub earliest: Vec<EvidenceEvent>,
+}
+
+/// The normal of a kind: the busiest bucket of each earlier active day.
+pub struct Normal {
+    pub days: u32,
+    pub median: f64,
+    pub mad: f64,
+}
+
+impl Rates {
+    /// Add an event to its bucket, dropping buckets that ended more than
+    /// the reorder window before the latest event, and peaks older than the
+    /// window.
+    pub fn record(&mut self, s: &Sample<'_>, reorder_ms: i64, window_days: u32) -> BucketState {
+        let kind = s.kind as i32;
+        if s.t > self.latest_ms {
+            self.latest_ms = s.t;
+            let latest = self.latest_ms;
+            self.buckets.retain(|b| latest - b.end_ms <= reorder_ms);
+            let today = day(latest);
+            self.peaks
+                .retain(|(_, d, _)| today - d <= i64::from(window_days));
+        }
+        let start_ms = s.t - s.t.rem_euclid(s.bucket_ms);
+        let i = match self
+            .buckets
+            .iter()
+            .position(|b| b.kind == kind && b.start_ms == start_ms)
+        {
+            Some(i) => i,
+            None => {
+                self.buckets.push(Bucket {
+                    kind,
+                    start_ms,
+                    end_ms: start_ms + s.bucket_ms,
+                    count: 0,
+                    distinct: Vec::new(),
+                    earliest: Vec::new(),
+                });
+                self.buckets.len() - 1
+            }
+        };
+        let bucket = &mut self.buckets[i];
+        let entry = (s.t, s.event_id.to_string());
+        let known = bucket.earliest.binary_search(&entry);
+        if let Err(at) = known {
+            // A repeated event is not counted twice while it is among those kept.
+            bucket.count += 1;
+            if at < MAX_EVIDENCE {
+                bucket.earliest.insert(at, entry);
+                bucket.earliest.truncate(MAX_EVIDENCE);
+            }
+        }
+        if let Some(value) = s.distinct {
+            let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes());
+            if bucket.distinct.len() < MAX_DISTINCT && !bucket.distinct.contains(&h) {
+                bucket.distinct.push(h);
+            }
+        }
+        let value = if s.distinct.is_some() {
+            bucket.distinct.len() as u32
+        } else {
+            bucket.count
+        };
+        let state = BucketState {
+            start_ms,
+            value,
+            earliest: bucket
+                .earliest
+                .iter()
+                .map(|(t, id)| EvidenceEvent {
+                    event_id: id.clone(),
+                    event_time_ms: *t,
+                })
+                .collect(),
+        };
+        let d = day(s.t);
+        match self
+            .peaks
+            .iter_mut()
+            .find(|(k, pd, _)| *k == kind && *pd == d)
+        {
+            Some((_, _, peak)) => *peak = (*peak).max(value),
+            None => self.peaks.push((kind, d, value)),
+        }
+        state
+    }
+
+    /// The normal of `kind` for an event on day `d`: days before `d` in the
+    /// window on which the principal was active (any call), with 0 for days
+    /// without this kind of activity.
+    pub fn normal(&self, kind: RateKind, d: i64, window_days: u32) -> Normal {
+        let in_window = |pd: i64| pd < d && d - pd <= i64::from(window_days);
+        let mut values: Vec<f64> = self
+            .peaks
+            .iter()
+            .filter(|(k, pd, _)| *k == RateKind::ApiCalls as i32 && in_window(*pd))
+            .map(|(_, pd, _)| {
+                self.peaks
+                    .iter()
+                    .find(|(k, kd, _)| *k == kind as i32 && kd == pd)
+                    .map_or(0.0, |(_, _, v)| f64::from(*v))
+            })
+            .collect();
+        let median = median(&mut values);
+        let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+        Normal {
+            days: values.len() as u32,
+            median,
+            mad: self::median(&mut deviations),
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DAY_MS;
+
+    const W: u32 = 45;
+
+    fn calls(rates: &mut Rates, t: i64, id: &str) -> BucketState {
+        rates.record(
+            &Sample {
+                kind: RateKind::ApiCalls,
+                bucket_ms: 300_000,
+                t,
+                event_id: id,
+                distinct: None,
+            },
+            900_000,
+            W,
+        )
+    }
+
+    #[test]
+    fn buckets_count_and_keep_their_earliest_events_in_any_order() {
+        let times: Vec<i64> = (0..30).map(|i| i * 1_000).collect();
+        let mut forward = Rates::default();
+        let mut last = None;
+        for t in &times {
+            last = Some(calls(&mut forward, *t, &format!("e{t}")));
+        }
+        let mut backward = Rates::default();
+        let mut last_back = None;
+        for t in times.iter().rev() {
+            last_back = Some(calls(&mut backward, *t, &format!("e{t}")));
+        }
+        let (a, b) = (last.unwrap(), last_back.unwrap());
+        assert_eq!((a.value, b.value), (30, 30));
+        assert_eq!(a.earliest, b.earliest);
+        assert_eq!(a.earliest.len(), MAX_EVIDENCE);
+        assert_eq!(a.earliest[0].event_id, "e0");
+        assert_eq!(
+            calls(&mut forward, 0, "e0").value,
+            30,
+            "a redelivery is not counted again"
+        );
+    }
+
+    #[test]
+    fn the_normal_is_the_median_daily_peak_of_earlier_active_days() {
+        let mut r = Rates::default();
+        for (d, n) in [(0, 3), (1, 5), (2, 4), (3, 40)] {
+            for i in 0..n {
+                calls(&mut r, d * DAY_MS + i, &format!("{d}-{i}"));
+            }
+        }
+        let normal = r.normal(RateKind::ApiCalls, 4, W);
+        assert_eq!((normal.days, normal.median), (4, 4.5));
+        assert_eq!(
+            r.normal(RateKind::ApiCalls, 2, W).days,
+            2,
+            "only earlier days"
+        );
+        let errors = r.normal(RateKind::ErrorMessages, 4, W);
+        assert_eq!(
+            (errors.days, errors.median),
+            (4, 0.0),
+            "no errors: 0 on active days"
+        );
+    }
+
+    #[test]
+    fn distinct_values_and_old_buckets_are_dropped() {
+        let mut r = Rates::default();
+        for (i, service) in ["ec2", "s3", "ec2", "iam"].iter().enumerate() {
+            let s = r.record(
+                &Sample {
+                    kind: RateKind::Services,
+                    bucket_ms: 3_600_000,
+                    t: i as i64,
+                    event_id: &format!("e{i}"),
+                    distinct: Some(service),
+                },
+                900_000,
+                W,
+            );
+            assert_eq!(s.value, [1, 2, 2, 3][i]);
+        }
+        calls(&mut r, 2 * DAY_MS, "later");
+        assert_eq!(
+            r.buckets.len(),
+            1,
+            "buckets past their width and the reorder window go"
+        );
+    }
+}
