@@ -81,13 +81,35 @@ async fn services_find_exactly_what_scan_finds() {
     let logs = tempfile::tempdir().unwrap();
     let (expected, events) = scenario(logs.path());
     let nats = NatsServer::start();
-    let mut pipeline = Pipeline::start(&nats.url(), 1);
+    // The alert service also delivers every new finding to a file sink.
+    let archive = logs.path().join("archive.jsonl");
+    let (_config, flags) = config_flags(&format!(
+        "[[sink]]\nname = \"archive\"\nfile = {:?}\nformat = \"ocsf\"\n",
+        archive.display().to_string()
+    ));
+    let mut pipeline = Pipeline::start_in(tempfile::tempdir().unwrap(), &nats.url(), 1, &flags);
     ingest(&nats.url(), &[logs.path()]);
     let js = connect(&nats.url()).await;
     wait_until_settled(&js, events, SETTLE).await;
     pipeline.assert_running();
     assert_exactly_once(&js, events).await;
     assert_eq!(sorted(stored_findings(&js).await), expected);
+    // Settled means every consumer, the sink's too, has acked everything.
+    let delivered: Vec<serde_json::Value> = std::fs::read_to_string(&archive)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut delivered_ids: Vec<&str> = delivered
+        .iter()
+        .map(|f| f["finding_info"]["uid"].as_str().unwrap())
+        .collect();
+    delivered_ids.sort_unstable();
+    let expected_ids: Vec<&str> = expected.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        delivered_ids, expected_ids,
+        "each new finding delivered once"
+    );
 
     // Re-ingesting the same files adds nothing.
     ingest(&nats.url(), &[logs.path()]);

@@ -5,6 +5,7 @@
 //! second finding or change the result. Suppression rules
 //! ([`suppression`]) mark findings without dropping them.
 
+pub mod render;
 pub mod suppression;
 
 use std::sync::Arc;

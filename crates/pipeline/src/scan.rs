@@ -2,7 +2,7 @@
 //! server to start. State lives in memory, or in RocksDB under `state_dir`
 //! so that the next scan continues from the learned baselines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use trailhound_cloudtrail::{Parsed, Rejected};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent, Finding};
+use trailhound_sinks::SinkConfig;
 use trailhound_state::{StateError, Store};
 
 use crate::bus::InProcessBus;
@@ -27,6 +28,8 @@ pub struct ScanConfig {
     pub detection: DetectionConfig,
     /// Suppression rules (`[[alert.suppress]]`).
     pub alert: AlertConfig,
+    /// Where findings are delivered besides stdout (`[[sink]]`).
+    pub sink: Vec<SinkConfig>,
     /// Partitions of (account, principal); fixed for the life of a state dir.
     pub partitions: u32,
     /// RocksDB state directory; unset keeps state in memory for this run.
@@ -43,6 +46,7 @@ impl Default for ScanConfig {
             enrich: EnricherConfig::default(),
             detection: DetectionConfig::default(),
             alert: AlertConfig::default(),
+            sink: Vec::new(),
             partitions: 16,
             state_dir: None,
             dead_letter: None,
@@ -80,7 +84,8 @@ pub struct ScanReport {
     pub principals: usize,
     /// Findings created or updated by this scan, most severe first.
     pub findings: Vec<Finding>,
-    pub findings_new: usize,
+    /// Ids of the findings this scan created (the others it updated).
+    pub created: HashSet<String>,
     pub warnings: Vec<String>,
     pub elapsed: Duration,
 }
@@ -260,7 +265,7 @@ impl Run<'_> {
         for alert in self.alerts.drain(..) {
             let finding = alert.finding.expect("alerts carry their finding");
             if alert.is_new {
-                self.report.findings_new += 1;
+                self.report.created.insert(finding.id.clone());
             }
             self.findings.insert(finding.id.clone(), finding);
         }

@@ -20,6 +20,7 @@ use trailhound_pipeline::Stage;
 use trailhound_pipeline::nats::{
     Hop, HopError, HopSettings, HopStats, Ownership, StreamSettings, run_hop,
 };
+use trailhound_sinks::SinkConfig;
 use trailhound_state::Store;
 use trailhound_telemetry::{Metrics, Readiness};
 
@@ -68,6 +69,8 @@ pub struct ServiceConfig {
     pub enrich: EnricherConfig,
     pub detection: DetectionConfig,
     pub alert: AlertConfig,
+    /// Sinks the alert service delivers findings to (`[[sink]]`).
+    pub sink: Vec<SinkConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -84,6 +87,7 @@ impl Default for ServiceConfig {
             enrich: EnricherConfig::default(),
             detection: DetectionConfig::default(),
             alert: AlertConfig::default(),
+            sink: Vec::new(),
         }
     }
 }

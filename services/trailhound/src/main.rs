@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use trailhound_pipeline::ScanConfig;
 use trailhound_pipeline::scan::Progress;
+use trailhound_pipeline::{ScanConfig, ScanReport};
+use trailhound_proto::Alert;
 
 #[derive(Parser)]
 #[command(
@@ -106,6 +107,8 @@ struct ScanArgs {
 enum Format {
     Json,
     Table,
+    /// OCSF Detection Finding (class 2004), one per line.
+    Ocsf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -164,6 +167,7 @@ fn nats(command: NatsCommand) -> anyhow::Result<()> {
                 match format.unwrap_or_else(default_format) {
                     Format::Json => output::json_lines(&shown)?,
                     Format::Table => output::table(&shown)?,
+                    Format::Ocsf => output::ocsf_lines(&shown)?,
                 }
             }
             NatsCommand::DeadLetters(_) => {
@@ -236,10 +240,46 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
     match format {
         Format::Json => output::json_lines(&shown)?,
         Format::Table => output::table(&shown)?,
+        Format::Ocsf => output::ocsf_lines(&shown)?,
     }
     output::summary(&report)?;
+    deliver(&config.sink, &report)?;
     if !report.file_errors.is_empty() && report.files_read == 0 {
         anyhow::bail!("no input could be read");
     }
+    Ok(())
+}
+
+/// Send the scan's findings to the configured sinks; a sink that still
+/// fails after its retries is an error (the findings were printed, and are
+/// stored when a state directory is used).
+fn deliver(sinks: &[trailhound_sinks::SinkConfig], report: &ScanReport) -> anyhow::Result<()> {
+    if sinks.is_empty() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut failed = Vec::new();
+    for config in sinks {
+        let sink = trailhound_sinks::Sink::new(config.clone(), None)?;
+        let (mut sent, mut errors) = (0, Vec::new());
+        for finding in &report.findings {
+            let alert = Alert {
+                is_new: report.created.contains(&finding.id),
+                finding: Some(finding.clone()),
+            };
+            match runtime.block_on(sink.deliver(&alert)) {
+                Ok(trailhound_sinks::Outcome::Sent) => sent += 1,
+                Ok(trailhound_sinks::Outcome::Skipped) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        eprintln!("sink {}: {sent} sent, {} failed", config.name, errors.len());
+        if let Some(first) = errors.first() {
+            failed.push(first.clone());
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "delivery failed: {}", failed.join("; "));
     Ok(())
 }

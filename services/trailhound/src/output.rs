@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use clap::ValueEnum;
-use serde_json::json;
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_pipeline::ScanReport;
 use trailhound_proto::{Finding, Severity};
@@ -39,44 +38,19 @@ pub fn line(text: &str) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")
 }
 
-/// The JSON form of a finding: DETECTIONS.md's fields, times in RFC 3339.
-pub fn to_json(f: &Finding) -> serde_json::Value {
-    let guidance = f.guidance.clone().unwrap_or_default();
-    json!({
-        "id": f.id,
-        "detector": f.detector,
-        "title": f.title,
-        "severity": severity(f).label(),
-        "account_id": f.account_id,
-        "principal": f.principal,
-        "region": f.region,
-        "key": f.key,
-        "first_event_time": format_ms(f.first_event_ms),
-        "last_event_time": format_ms(f.last_event_ms),
-        "count": f.count,
-        "evidence_event_ids": f.evidence.iter().map(|e| &e.event_id).collect::<Vec<_>>(),
-        "baseline_facts": f.baseline_facts,
-        "attack": f.attack.iter().map(|a| json!({"tactic": a.tactic, "technique": a.technique})).collect::<Vec<_>>(),
-        "source_ip": f.source_ip,
-        "country": f.country,
-        "as_org": f.as_org,
-        "asn": f.asn,
-        "suppressed": f.suppressed,
-        "suppression_reason": f.suppression_reason,
-        "user_agent": f.user_agent,
-        "guidance": {
-            "why_it_matters": guidance.why_it_matters,
-            "why_it_may_be_fine": guidance.why_it_may_be_fine,
-            "what_to_check": guidance.what_to_check,
-            "how_to_resolve": guidance.how_to_resolve,
-        },
-    })
-}
-
 pub fn json_lines(findings: &[&Finding]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     for f in findings {
-        writeln!(out, "{}", to_json(f))?;
+        writeln!(out, "{}", trailhound_alert::render::native(f))?;
+    }
+    Ok(())
+}
+
+/// OCSF Detection Findings, one per line (activity Create: the finding as stored).
+pub fn ocsf_lines(findings: &[&Finding]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for f in findings {
+        writeln!(out, "{}", trailhound_alert::render::ocsf(f, true))?;
     }
     Ok(())
 }
@@ -188,8 +162,8 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
         err,
         "findings: {} ({} new, {} updated, {} suppressed)",
         r.findings.len(),
-        r.findings_new,
-        r.findings.len().saturating_sub(r.findings_new),
+        r.created.len(),
+        r.findings.len().saturating_sub(r.created.len()),
         r.findings.iter().filter(|f| f.suppressed).count()
     )?;
     for ((detector, sev), n) in by_detector {

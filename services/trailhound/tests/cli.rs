@@ -234,3 +234,49 @@ expires = "2030-01-01T00:00:00Z"
     );
     assert!(stderr.contains(", 1 suppressed)"), "{stderr}");
 }
+
+#[test]
+fn sinks_receive_findings_and_a_failing_sink_is_an_error_not_a_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("high.jsonl");
+    // A port nothing listens on: the webhook fails after its retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let config = dir.path().join("trailhound.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sink]]\nname = \"archive\"\nfile = {:?}\nmin_severity = \"high\"\n\n[[sink]]\nname = \"pager\"\nwebhook = \"{dead_url}\"\nattempts = 2\nbackoff = \"1ms\"\n",
+            file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let examples = root().join("examples");
+    let out = trailhound(&[
+        "scan",
+        examples.to_str().unwrap(),
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "the failing webhook fails the run");
+    assert!(stderr.contains("sink pager: 0 sent"), "{stderr}");
+    let printed: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 22, "every finding is still printed");
+    let high = printed
+        .iter()
+        .filter(|f| f["severity"] == "high" || f["severity"] == "critical")
+        .count();
+    let archived = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(archived.lines().count(), high, "{stderr}");
+    assert!(
+        stderr.contains(&format!("sink archive: {high} sent, 0 failed")),
+        "{stderr}"
+    );
+}

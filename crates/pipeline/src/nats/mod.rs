@@ -9,19 +9,22 @@
 //! th.accounted.<c>    Observation      account  → command hop   (c: hash of API call)
 //! th.observed.<p>     Observation      command  → detect
 //! th.findings.<p>     Finding          detect   → alert         (candidates)
-//! th.alerts           Alert            alert    → query, sinks  (stored findings)
+//! th.alerts           Alert            alert    → query, sinks  (stored findings;
+//!                                               one consumer per sink)
 //! th.dead.<stage>     the input        any stage, with the reason in a header
 //! ```
 //! `<p>` is the partition of (account, principal). Every message carries a
 //! `Nats-Msg-Id` derived from the event, so JetStream drops republished
 //! duplicates within the streams' duplicate window.
 
+mod deliver;
 mod hop;
 mod ingest;
 pub mod inspect;
 mod streams;
 pub mod topology;
 
+pub use deliver::{run_sink, sink_consumer};
 pub use hop::{Hop, HopError, HopSettings, HopStats, Ownership, run_hop};
 pub use ingest::{
     IngestReport, event_message_id, ingest_document, ingest_paths, publish_dead_letter,
