@@ -3,6 +3,8 @@
 //! scans a synthesized organisation (DAYS of history, default 46) into a
 //! state directory and prints the encoded size of each table's entries.
 
+#![allow(clippy::print_stdout)] // a program whose output is its report
+
 use trailhound_detect::baseline::account::AccountProfile;
 use trailhound_detect::baseline::command::CommandProfile;
 use trailhound_detect::baseline::profile::Profile;

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use trailhound_e2e::cluster::{
     NatsServer, Pipeline, connect, dead_letters, http_get, ingest, ingest_with, stored_findings,
     stream_messages, wait_for_messages, wait_mid_way, wait_until_settled,
@@ -81,12 +83,16 @@ async fn services_find_exactly_what_scan_finds() {
     let logs = tempfile::tempdir().unwrap();
     let (expected, events) = scenario(logs.path());
     let nats = NatsServer::start();
-    // The alert service also delivers every new finding to a file sink.
+    // The alert service also delivers every new finding to a file sink ...
     let archive = logs.path().join("archive.jsonl");
     let (_config, flags) = config_flags(&format!(
-        "[[sink]]\nname = \"archive\"\nfile = {:?}\nformat = \"ocsf\"\n",
+        "[[sink]]\nname = \"archive\"\nfile = {:?}\nformat = \"ocsf\"\n\n[[sink]]\nname = \"bus\"\nnats_subject = \"security.findings\"\n",
         archive.display().to_string()
     ));
+    // ... and to a NATS subject, in the native JSON form.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut published = client.subscribe("security.findings").await.unwrap();
+    client.flush().await.unwrap();
     let mut pipeline = Pipeline::start_in(tempfile::tempdir().unwrap(), &nats.url(), 1, &flags);
     ingest(&nats.url(), &[logs.path()]);
     let js = connect(&nats.url()).await;
@@ -110,6 +116,17 @@ async fn services_find_exactly_what_scan_finds() {
         delivered_ids, expected_ids,
         "each new finding delivered once"
     );
+    let mut on_the_bus = Vec::new();
+    while on_the_bus.len() < expected_ids.len() {
+        let message = tokio::time::timeout(Duration::from_secs(10), published.next())
+            .await
+            .expect("a finding on security.findings")
+            .unwrap();
+        let f: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        on_the_bus.push(f["id"].as_str().unwrap().to_string());
+    }
+    on_the_bus.sort_unstable();
+    assert_eq!(on_the_bus, expected_ids, "native JSON on the NATS subject");
 
     // Re-ingesting the same files adds nothing.
     ingest(&nats.url(), &[logs.path()]);

@@ -250,10 +250,10 @@ mod tests {
                 errors.push(format!("{path}.{name} is not an attribute of this object"));
                 continue;
             };
-            if let Some(allowed) = def.get("enum").and_then(Value::as_array) {
-                if !allowed.contains(v) {
-                    errors.push(format!("{path}.{name} = {v} is not in its enum"));
-                }
+            if let Some(allowed) = def.get("enum").and_then(Value::as_array)
+                && !allowed.contains(v)
+            {
+                errors.push(format!("{path}.{name} = {v} is not in its enum"));
             }
             let ty = def["type"].as_str().unwrap_or("");
             let items: Vec<&Value> = match v {

@@ -47,11 +47,11 @@ pub struct Sample<'a> {
     pub distinct: Option<&'a str>,
 }
 
-/// A bucket after an event: its value and earliest events.
+/// A bucket after an event: where it starts and its value.
+#[derive(Debug, Clone, Copy)]
 pub struct BucketState {
     pub start_ms: i64,
     pub value: u32,
-    pub earliest: Vec<EvidenceEvent>,
 }
 
 /// The normal of a kind: the busiest bucket of each earlier active day.
@@ -95,13 +95,14 @@ impl Rates {
             }
         };
         let bucket = &mut self.buckets[i];
-        let entry = (s.t, s.event_id.to_string());
-        let known = bucket.earliest.binary_search(&entry);
+        let known = bucket
+            .earliest
+            .binary_search_by(|(t, id)| (*t, id.as_str()).cmp(&(s.t, s.event_id)));
         if let Err(at) = known {
             // A repeated event is not counted twice while it is among those kept.
             bucket.count += 1;
             if at < MAX_EVIDENCE {
-                bucket.earliest.insert(at, entry);
+                bucket.earliest.insert(at, (s.t, s.event_id.to_string()));
                 bucket.earliest.truncate(MAX_EVIDENCE);
             }
         }
@@ -116,18 +117,7 @@ impl Rates {
         } else {
             bucket.count
         };
-        let state = BucketState {
-            start_ms,
-            value,
-            earliest: bucket
-                .earliest
-                .iter()
-                .map(|(t, id)| EvidenceEvent {
-                    event_id: id.clone(),
-                    event_time_ms: *t,
-                })
-                .collect(),
-        };
+        let state = BucketState { start_ms, value };
         let d = day(s.t);
         match self
             .peaks
@@ -138,6 +128,23 @@ impl Rates {
             None => self.peaks.push((kind, d, value)),
         }
         state
+    }
+
+    /// The earliest events of a bucket, for a finding's evidence.
+    pub fn earliest(&self, kind: RateKind, start_ms: i64) -> Vec<EvidenceEvent> {
+        self.buckets
+            .iter()
+            .find(|b| b.kind == kind as i32 && b.start_ms == start_ms)
+            .map(|b| {
+                b.earliest
+                    .iter()
+                    .map(|(t, id)| EvidenceEvent {
+                        event_id: id.clone(),
+                        event_time_ms: *t,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The normal of `kind` for an event on day `d`: days before `d` in the
@@ -215,9 +222,13 @@ mod tests {
         }
         let (a, b) = (last.unwrap(), last_back.unwrap());
         assert_eq!((a.value, b.value), (30, 30));
-        assert_eq!(a.earliest, b.earliest);
-        assert_eq!(a.earliest.len(), MAX_EVIDENCE);
-        assert_eq!(a.earliest[0].event_id, "e0");
+        let (ea, eb) = (
+            forward.earliest(RateKind::ApiCalls, a.start_ms),
+            backward.earliest(RateKind::ApiCalls, b.start_ms),
+        );
+        assert_eq!(ea, eb);
+        assert_eq!(ea.len(), MAX_EVIDENCE);
+        assert_eq!(ea[0].event_id, "e0");
         assert_eq!(
             calls(&mut forward, 0, "e0").value,
             30,

@@ -36,18 +36,18 @@ struct Sighting {
 }
 
 impl Sighting {
-    fn from_place(p: &Place) -> Self {
+    fn from_place(p: Place) -> Self {
         Self {
             t: p.event_time_ms,
-            event_id: p.event_id.clone(),
-            ip: p.ip.clone(),
-            country: p.country.clone(),
-            city: p.city.clone(),
+            event_id: p.event_id,
+            ip: p.ip,
+            country: p.country,
+            city: p.city,
             lat: p.latitude,
             lon: p.longitude,
             radius_km: p.accuracy_radius_km,
             asn: p.asn,
-            as_org: p.as_org.clone(),
+            as_org: p.as_org,
             hosting: p.hosting,
         }
     }
@@ -80,19 +80,21 @@ impl Sighting {
 impl Places {
     /// The calls just before and after `place` in event time when they were
     /// made from another place, then remember `place`.
-    pub fn record(&mut self, place: &Place, reorder_ms: i64) -> Vec<Place> {
+    pub fn record(&mut self, place: Place, reorder_ms: i64) -> Vec<Place> {
         let key = (place.event_time_ms, place.event_id.as_str());
         let at = self.sightings.partition_point(|s| s.key() < key);
-        if self.sightings.get(at).is_some_and(|s| s.key() == key) {
+        let repeated = self.sightings.get(at).is_some_and(|s| s.key() == key);
+        if repeated {
             // A repeated event: judge it as before, store nothing.
             let before = at.checked_sub(1).and_then(|i| self.sightings.get(i));
             let after = self.sightings.get(at + 1);
-            return neighbours(place, before, after);
+            return neighbours(&place, before, after);
         }
         let before = at.checked_sub(1).and_then(|i| self.sightings.get(i));
-        let found = neighbours(place, before, self.sightings.get(at));
+        let found = neighbours(&place, before, self.sightings.get(at));
+        let t = place.event_time_ms;
         self.sightings.insert(at, Sighting::from_place(place));
-        let latest = self.sightings.last().map_or(place.event_time_ms, |s| s.t);
+        let latest = self.sightings.last().map_or(t, |s| s.t);
         self.sightings.retain(|s| latest - s.t <= DAY_MS);
         // Settled runs (older than the reorder window) keep only their ends.
         let mut i = 1;
@@ -148,7 +150,7 @@ mod tests {
 
     impl Places {
         /// Record with no reorder window: runs settle at once.
-        fn record_now(&mut self, place: &Place) -> Vec<Place> {
+        fn record_now(&mut self, place: Place) -> Vec<Place> {
             self.record(place, 0)
         }
     }
@@ -169,22 +171,22 @@ mod tests {
         let berlin = |t| place(t, "Berlin", 52.52, 13.40);
         let moscow = |t| place(t, "Moscow", 55.75, 37.62);
         let mut p = Places::default();
-        assert!(p.record_now(&berlin(0)).is_empty());
-        assert!(p.record_now(&berlin(60_000)).is_empty());
-        let n = p.record_now(&moscow(3_600_000));
+        assert!(p.record_now(berlin(0)).is_empty());
+        assert!(p.record_now(berlin(60_000)).is_empty());
+        let n = p.record_now(moscow(3_600_000));
         assert_eq!(
             (n.len(), n[0].event_time_ms),
             (1, 60_000),
             "the last Berlin call"
         );
         assert!(
-            p.record_now(&moscow(3_700_000)).is_empty(),
+            p.record_now(moscow(3_700_000)).is_empty(),
             "same place as before"
         );
-        let back = p.record_now(&berlin(7_200_000));
+        let back = p.record_now(berlin(7_200_000));
         assert_eq!(back[0].event_time_ms, 3_700_000);
         // A late Berlin call between the Moscow ones sees Moscow on both sides.
-        assert_eq!(p.record_now(&berlin(3_650_000)).len(), 2);
+        assert_eq!(p.record_now(berlin(3_650_000)).len(), 2);
     }
 
     #[test]
@@ -194,17 +196,17 @@ mod tests {
         let mut forward = Places::default();
         let mut backward = Places::default();
         for t in times {
-            forward.record_now(&berlin(t));
+            forward.record_now(berlin(t));
         }
         for t in times.iter().rev() {
-            backward.record_now(&berlin(*t));
+            backward.record_now(berlin(*t));
         }
         let ends = |p: &Places| p.sightings.iter().map(|s| s.t).collect::<Vec<_>>();
         assert_eq!(ends(&forward), [0, 40_000]);
         assert_eq!(ends(&forward), ends(&backward));
         let mut recent = Places::default();
         for t in times {
-            recent.record(&berlin(t), 60_000);
+            recent.record(berlin(t), 60_000);
         }
         assert_eq!(
             ends(&recent).len(),

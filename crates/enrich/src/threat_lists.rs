@@ -24,8 +24,8 @@ struct List {
     path: PathBuf,
     name: String,
     modified: Option<SystemTime>,
-    /// Sorted, merged address ranges (IPv4 as IPv4-mapped IPv6).
-    ranges: Vec<(u128, u128)>,
+    /// Sorted, merged address ranges.
+    ranges: Vec<Range>,
 }
 
 impl ThreatLists {
@@ -121,8 +121,11 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// An inclusive address range, IPv4 as IPv4-mapped IPv6.
+type Range = (u128, u128);
+
 /// Ranges of a list's text, sorted and merged, and its bad lines (number, text).
-fn parse(text: &str) -> (Vec<(u128, u128)>, Vec<(usize, String)>) {
+fn parse(text: &str) -> (Vec<Range>, Vec<(usize, String)>) {
     let mut ranges = Vec::new();
     let mut bad = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -139,7 +142,7 @@ fn parse(text: &str) -> (Vec<(u128, u128)>, Vec<(usize, String)>) {
         }
     }
     ranges.sort_unstable();
-    let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+    let mut merged: Vec<Range> = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
         match merged.last_mut() {
             Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),

@@ -438,25 +438,22 @@ pub fn delivery_files(records: &[Value]) -> Vec<(String, Value)> {
 /// roles spread over countries, networks, clients and services, `events`
 /// records over `days` days, as one `{"Records":[…]}` document.
 pub fn bulk(seed: u64, principals: usize, events: usize, days: i64) -> Vec<u8> {
-    const IPS: &[&str] = &[
-        "73.162.10.20",
-        "98.207.1.1",
-        "24.5.10.10",
-        "91.64.10.10",
-        "80.187.100.1",
-        "81.2.69.142",
-        "86.30.1.1",
+    // Networks by country: people move between networks of their country
+    // now and then; instance roles call from AWS addresses only.
+    const NETWORKS: &[&[&str]] = &[
+        &["73.162.10.20", "98.207.1.1", "24.5.10.10"],
+        &["91.64.10.10", "80.187.100.1"],
+        &["81.2.69.142", "86.30.1.1"],
+        &["89.160.20.112"],
+        &["62.210.10.10", "51.15.1.1"],
+        &["177.131.167.145"],
+        &["92.55.146.245"],
+    ];
+    const AWS: &[&str] = &[
         "3.225.16.109",
         "52.45.102.28",
         "34.240.10.10",
         "52.16.10.10",
-        "89.160.20.112",
-        "62.210.10.10",
-        "51.15.1.1",
-        "177.131.167.145",
-        "92.55.146.245",
-        "104.28.10.10",
-        "151.101.1.1",
     ];
     const AGENTS: &[&str] = &[
         "aws-cli/2.15.30 Python/3.11.8 Linux/6.5.0-28-generic exe/x86_64.ubuntu.22 prompt/off command/s3.ls",
@@ -515,24 +512,30 @@ pub fn bulk(seed: u64, principals: usize, events: usize, days: i64) -> Vec<u8> {
                     name: format!("user-{i}"),
                 }
             };
-            (identity, i % IPS.len(), i % AGENTS.len())
+            (identity, i % NETWORKS.len(), i % AGENTS.len())
         })
         .collect();
     let span = days * DAY_MS;
     let mut out = Vec::with_capacity(events * 1300);
     out.extend_from_slice(b"{\"Records\":[");
     for n in 0..events {
-        let (identity, ip, agent) = &actors[g.rng.random_range(0..actors.len())];
-        // Mostly the actor's own network and client; sometimes another.
-        let ip = if g.rng.random_ratio(1, 50) {
-            g.rng.random_range(0..IPS.len())
-        } else {
-            *ip
+        let (identity, country, agent) = &actors[g.rng.random_range(0..actors.len())];
+        let ip = match identity {
+            Identity::Role { ec2: true, .. } => AWS[*country % AWS.len()],
+            _ => {
+                // Mostly the actor's first network; sometimes another of its country.
+                let networks = NETWORKS[*country];
+                if g.rng.random_ratio(1, 50) {
+                    networks[g.rng.random_range(0..networks.len())]
+                } else {
+                    networks[0]
+                }
+            }
         };
         let c = &CALLS[g.rng.random_range(0..CALLS.len())];
         let t = HISTORY_START_MS + span * n as i64 / events as i64;
         let error = g.rng.random_ratio(1, 100).then_some("AccessDenied");
-        let record = g.record(identity, c, t, IPS[ip], AGENTS[*agent], error);
+        let record = g.record(identity, c, t, ip, AGENTS[*agent], error);
         if n > 0 {
             out.push(b',');
         }

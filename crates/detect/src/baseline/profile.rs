@@ -177,7 +177,7 @@ impl ProfileBaseline {
         }
         let rates = record_rates(&mut profile.rates, &enriched, &self.config);
         let neighbours = place(&enriched).map_or_else(Vec::new, |p| {
-            profile.places.record(&p, self.config.reorder_ms())
+            profile.places.record(p, self.config.reorder_ms())
         });
 
         let compute_home = if compute == ComputeKind::None {
@@ -271,7 +271,11 @@ fn record_rates(
     let Some(event) = enriched.event.as_ref() else {
         return Vec::new();
     };
-    let error = format!("{}|{}", event.error_code, event.error_message);
+    let error = if enriched.failed {
+        format!("{}|{}", event.error_code, event.error_message)
+    } else {
+        String::new()
+    };
     let samples: [(RateKind, &SurgeSettings, bool, Option<&str>); 4] = [
         (RateKind::ApiCalls, &config.api_call_surge, true, None),
         (
@@ -317,7 +321,7 @@ fn record_rates(
                 baseline_days: normal.days,
                 median_peak: normal.median,
                 mad_peak: normal.mad,
-                earliest: bucket.earliest,
+                earliest: rates.earliest(kind, bucket.start_ms),
             });
         }
     }

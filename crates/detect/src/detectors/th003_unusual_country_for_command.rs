@@ -33,34 +33,48 @@ impl Detector for UnusualCountryForCommand {
         "Unusual country for an AWS command"
     }
     fn detect(&self, obs: &Observation, ctx: &Context<'_>, out: &mut Vec<Finding>) {
-        let Some(n) = obs.novelty(NoveltyKind::CommandCountry) else {
-            return;
-        };
-        let rare = n.is_new || n.days_seen < ctx.config.rare_command_country_days;
-        if !rare
-            || obs.command_events_in_window < ctx.config.min_command_events
-            || !ctx.active(ID, obs)
-        {
-            return;
-        }
-        let mut f = candidate(
+        out.extend(unusual_for_command(
             obs,
+            ctx,
             ID,
+            NoveltyKind::CommandCountry,
             "Unusual country for an AWS command",
-            Severity::Low,
-            n.value.clone(),
             &GUIDANCE,
-        );
-        f.first_event_only = n.is_new;
-        let (command, country) = n.value.rsplit_once('|').unwrap_or((&n.value, ""));
-        f.baseline_facts.push(format!(
-            "{command} called {} times across the organisation in the window; from {country} on {} days",
-            obs.command_events_in_window, n.days_seen
         ));
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
-        out.push(f);
     }
+}
+
+/// What TH-003 and TH-004 share: a place (country, or country and city)
+/// rare for its command across the organisation, for a command the
+/// organisation uses regularly, once the account is active.
+pub(super) fn unusual_for_command(
+    obs: &Observation,
+    ctx: &Context<'_>,
+    id: &str,
+    kind: NoveltyKind,
+    title: &str,
+    guidance: &GuidanceText,
+) -> Option<Finding> {
+    let n = obs.novelty(kind)?;
+    let rare = n.is_new || n.days_seen < ctx.config.rare_command_country_days;
+    if !rare || obs.command_events_in_window < ctx.config.min_command_events || !ctx.active(id, obs)
+    {
+        return None;
+    }
+    let mut f = candidate(obs, id, title, Severity::Low, n.value.clone(), guidance);
+    f.first_event_only = n.is_new;
+    // "eventSource:eventName|country[|city]": the place reads city first.
+    let (command, place) = n.value.split_once('|').unwrap_or((&n.value, ""));
+    let place: Vec<&str> = place.rsplit('|').collect();
+    f.baseline_facts.push(format!(
+        "{command} called {} times across the organisation in the window; from {} on {} days",
+        obs.command_events_in_window,
+        place.join(", "),
+        n.days_seen
+    ));
+    f.baseline_facts
+        .extend(context_facts(obs, ctx.window_days()));
+    Some(f)
 }
 
 #[cfg(test)]

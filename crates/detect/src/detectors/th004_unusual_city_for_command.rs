@@ -2,10 +2,11 @@
 //! by city: the event's city is rare for its `eventSource:eventName` across
 //! the organisation, for a command the organisation uses regularly.
 
-use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
+use trailhound_proto::{Finding, NoveltyKind, Observation};
 
+use super::th003_unusual_country_for_command::unusual_for_command;
 use super::{Context, Detector};
-use crate::finding::{GuidanceText, ROTATE_CREDENTIALS, candidate, context_facts};
+use crate::finding::{GuidanceText, ROTATE_CREDENTIALS};
 
 pub struct UnusualCityForCommand;
 
@@ -31,42 +32,14 @@ impl Detector for UnusualCityForCommand {
         "Unusual city for an AWS command"
     }
     fn detect(&self, obs: &Observation, ctx: &Context<'_>, out: &mut Vec<Finding>) {
-        let Some(n) = obs
-            .novelties
-            .iter()
-            .find(|n| n.kind == NoveltyKind::CommandCity as i32)
-        else {
-            return;
-        };
-        let rare = n.is_new || n.days_seen < ctx.config.rare_command_country_days;
-        if !rare
-            || obs.command_events_in_window < ctx.config.min_command_events
-            || !ctx.active(ID, obs)
-        {
-            return;
-        }
-        let mut f = candidate(
+        out.extend(unusual_for_command(
             obs,
+            ctx,
             ID,
+            NoveltyKind::CommandCity,
             "Unusual city for an AWS command",
-            Severity::Low,
-            n.value.clone(),
             &GUIDANCE,
-        );
-        f.first_event_only = n.is_new;
-        let mut parts = n.value.rsplitn(3, '|');
-        let (city, country, command) = (
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-        );
-        f.baseline_facts.push(format!(
-            "{command} called {} times across the organisation in the window; from {city} ({country}) on {} days",
-            obs.command_events_in_window, n.days_seen
         ));
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
-        out.push(f);
     }
 }
 

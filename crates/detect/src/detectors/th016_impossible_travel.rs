@@ -37,6 +37,9 @@ impl Detector for ImpossibleTravel {
         "Impossible travel"
     }
     fn detect(&self, obs: &Observation, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+        if obs.neighbours.is_empty() {
+            return;
+        }
         let Some(here) = place(obs.enriched()) else {
             return;
         };
