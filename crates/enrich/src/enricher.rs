@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 
@@ -13,11 +14,15 @@ use crate::attack::AttackTable;
 use crate::aws_ranges::AwsRanges;
 use crate::geo::GeoDb;
 use crate::threat_lists::ThreatLists;
+use crate::watched::WatchedDb;
 use crate::{hosting, service, source, user_agent};
 
 /// Amazon's autonomous systems, used to tell AWS addresses when no
 /// `ip-ranges.json` is configured.
 const AMAZON_ASNS: &[u32] = &[16509, 14618, 8987, 7224, 10124, 38895, 39111, 62785];
+
+/// How often database files are checked for changes.
+const RELOAD_CHECK: Duration = Duration::from_secs(10);
 
 /// Cached entries are dropped wholesale past this many, keeping memory flat.
 const CACHE_LIMIT: usize = 200_000;
@@ -39,8 +44,9 @@ pub struct EnricherConfig {
 
 #[derive(Debug)]
 pub struct Enricher {
-    city: Option<GeoDb>,
-    asn: Option<GeoDb>,
+    city: Option<WatchedDb>,
+    asn: Option<WatchedDb>,
+    last_reload_check: Instant,
     ranges: Option<AwsRanges>,
     threat_lists: ThreatLists,
     attack: AttackTable,
@@ -61,20 +67,14 @@ pub struct NoPrincipal {
 impl Enricher {
     pub fn new(config: &EnricherConfig, partitions: u32) -> Self {
         let mut warnings = Vec::new();
-        let mut open = |path: &Option<PathBuf>, what: &str| match path {
+        let mut open = |path: &Option<PathBuf>, what: &'static str| match path {
             None => {
                 warnings.push(format!(
                     "no {what} database configured: {what} fields are unknown"
                 ));
                 None
             }
-            Some(p) => GeoDb::open(p)
-                .map_err(|e| {
-                    warnings.push(format!(
-                        "{what} database unusable, {what} fields are unknown: {e}"
-                    ))
-                })
-                .ok(),
+            Some(p) => Some(WatchedDb::open(p.clone(), what, &mut warnings)),
         };
         let city = open(&config.geoip_city, "city");
         let asn = open(&config.geoip_asn, "ASN");
@@ -94,6 +94,7 @@ impl Enricher {
         Self {
             city,
             asn,
+            last_reload_check: Instant::now(),
             ranges,
             threat_lists,
             attack: AttackTable::builtin(),
@@ -141,18 +142,14 @@ impl Enricher {
                 },
             );
         };
-        if self.threat_lists.refresh() {
+        if self.threat_lists.refresh() | self.reload_databases() {
             self.by_ip.clear();
         }
         if let Some(hit) = self.by_ip.get(&ip) {
             return hit.clone();
         }
-        let geo = self.city.as_ref().and_then(|db| db.city(ip));
-        let (asn, as_org) = self
-            .asn
-            .as_ref()
-            .and_then(|db| db.asn(ip))
-            .unwrap_or_default();
+        let geo = db(&self.city).and_then(|db| db.city(ip));
+        let (asn, as_org) = db(&self.asn).and_then(|db| db.asn(ip)).unwrap_or_default();
         let mut network = Network {
             is_network_location: true,
             ip: ip.to_string(),
@@ -186,6 +183,26 @@ impl Enricher {
         remember(&mut self.by_user_agent, ua.to_string(), parsed.clone());
         parsed
     }
+}
+
+impl Enricher {
+    /// Read changed database files again, at most every RELOAD_CHECK; true
+    /// when a new copy is in use (cached lookups are then stale).
+    fn reload_databases(&mut self) -> bool {
+        if self.last_reload_check.elapsed() < RELOAD_CHECK {
+            return false;
+        }
+        self.last_reload_check = Instant::now();
+        let mut changed = false;
+        for db in [&mut self.city, &mut self.asn].into_iter().flatten() {
+            changed |= db.reload_if_changed();
+        }
+        changed
+    }
+}
+
+fn db(watched: &Option<WatchedDb>) -> Option<&GeoDb> {
+    watched.as_ref().and_then(|w| w.db.as_ref())
 }
 
 /// Cache a lookup; past CACHE_LIMIT entries the cache starts over.
@@ -267,6 +284,41 @@ mod tests {
         assert_eq!(
             (network.aws_region.as_str(), network.aws_source.as_str()),
             ("us-east-1", "ip-ranges")
+        );
+    }
+
+    #[test]
+    fn a_database_that_appears_or_changes_is_read_again_and_a_bad_one_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("city.mmdb");
+        let config = EnricherConfig {
+            geoip_city: Some(path.clone()),
+            ..EnricherConfig::default()
+        };
+        let mut e = Enricher::new(&config, 16);
+        assert!(
+            e.warnings.iter().any(|w| w.contains("city.mmdb")),
+            "{:?}",
+            e.warnings
+        );
+        assert!(e.enrich(event("81.2.69.142")).unwrap().geo.is_none());
+        let later = |e: &mut Enricher, contents: &[u8]| {
+            std::fs::write(&path, contents).unwrap();
+            let bump = std::time::SystemTime::now() + Duration::from_secs(60);
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(bump).unwrap();
+            e.last_reload_check -= RELOAD_CHECK;
+        };
+        let test_db =
+            std::fs::read(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")).unwrap();
+        later(&mut e, &test_db);
+        let london = e.enrich(event("81.2.69.142")).unwrap().geo.unwrap();
+        assert_eq!(london.city, "London", "the database that appeared is used");
+        later(&mut e, b"half-written download");
+        let still = e.enrich(event("81.2.69.142")).unwrap().geo.unwrap();
+        assert_eq!(
+            still.city, "London",
+            "a corrupt replacement keeps the previous copy"
         );
     }
 

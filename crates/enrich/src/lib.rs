@@ -1,6 +1,6 @@
 //! Enrichment: everything Trailhound learns about an event before any
 //! baseline. Pure lookups over databases loaded at start; no I/O per event
-//! (threat lists are checked for changes every few seconds).
+//! (database and threat-list files are checked for changes every few seconds).
 //!
 //! - [`geo`]: city and ASN from MaxMind-format databases;
 //! - [`aws_ranges`]: AWS's published `ip-ranges.json`;
@@ -9,7 +9,8 @@
 //! - [`attack`]: eventName → ATT&CK tactic and technique;
 //! - [`service`]: service short names and the global services;
 //! - [`hosting`]: cloud, hosting and VPN networks;
-//! - [`threat_lists`]: CIDR files of flagged addresses (TH-017), reloaded on change.
+//! - [`threat_lists`]: CIDR files of flagged addresses (TH-017), reloaded on change;
+//! - [`watched`]: GeoIP databases reloaded when their file changes.
 
 pub mod attack;
 pub mod aws_ranges;
@@ -20,6 +21,7 @@ pub mod service;
 pub mod source;
 pub mod threat_lists;
 pub mod user_agent;
+pub mod watched;
 
 pub use enricher::{Enricher, EnricherConfig};
 
