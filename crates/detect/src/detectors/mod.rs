@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use trailhound_proto::{Finding, Observation};
+use trailhound_proto::{Finding, Novelty, Observation, Severity};
 
 use crate::config::DetectionConfig;
-use crate::finding::ObservationExt;
+use crate::finding::{GuidanceText, ObservationExt, candidate, context_facts, novelty_fact};
 
 mod surge;
 mod th000_new_principal;
@@ -98,6 +98,26 @@ impl Context<'_> {
     pub fn window_days(&self) -> u32 {
         self.config.window_days()
     }
+}
+
+/// A novelty finding: `n`'s value (`what`) is new for the principal in the
+/// window; described by its earliest event, with the principal's context.
+pub(crate) fn novelty_finding(
+    obs: &Observation,
+    ctx: &Context<'_>,
+    id: &str,
+    (severity, title): (Severity, String),
+    what: &str,
+    n: &Novelty,
+    guidance: &GuidanceText,
+) -> Finding {
+    let mut f = candidate(obs, id, title, severity, n.value.clone(), guidance);
+    f.first_event_only = true;
+    f.baseline_facts
+        .push(novelty_fact(what, n, ctx.window_days()));
+    f.baseline_facts
+        .extend(context_facts(obs, ctx.window_days()));
+    f
 }
 
 /// The enabled detectors, run over each observation.

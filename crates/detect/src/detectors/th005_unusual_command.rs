@@ -5,10 +5,8 @@
 
 use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
 
-use super::{Context, Detector};
-use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, context_facts, novelty_fact,
-};
+use super::{Context, Detector, novelty_finding};
+use crate::finding::{GuidanceText, ObservationExt, ROTATE_CREDENTIALS};
 
 pub struct UnusualCommand;
 
@@ -44,20 +42,16 @@ impl Detector for UnusualCommand {
         if !n.is_new || on_behalf || !ctx.learned(ID, obs) {
             return;
         }
-        let mut f = candidate(
+        let title = "Unusual AWS command for a principal".to_string();
+        out.push(novelty_finding(
             obs,
+            ctx,
             ID,
-            "Unusual AWS command for a principal",
-            Severity::Low,
-            n.value.clone(),
+            (Severity::Low, title),
+            "command",
+            n,
             &GUIDANCE,
-        );
-        f.first_event_only = true;
-        f.baseline_facts
-            .push(novelty_fact("command", n, ctx.window_days()));
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
-        out.push(f);
+        ));
     }
 }
 

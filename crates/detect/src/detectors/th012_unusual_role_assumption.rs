@@ -5,11 +5,8 @@
 
 use trailhound_proto::{Finding, NoveltyKind, Observation, PrincipalKind, Severity};
 
-use super::{Context, Detector};
-use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack, candidate, context_facts,
-    novelty_fact,
-};
+use super::{Context, Detector, novelty_finding};
+use crate::finding::{GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack};
 
 pub struct UnusualRoleAssumption;
 
@@ -48,19 +45,23 @@ impl Detector for UnusualRoleAssumption {
         } else {
             "Unusual role assumption"
         };
-        let mut f = candidate(obs, ID, title, Severity::Medium, n.value.clone(), &GUIDANCE);
-        f.first_event_only = true;
+        let mut f = novelty_finding(
+            obs,
+            ctx,
+            ID,
+            (Severity::Medium, title.to_string()),
+            "role",
+            n,
+            &GUIDANCE,
+        );
         f.attack.push(attack("lateral-movement", "T1550.001"));
-        f.baseline_facts
-            .push(novelty_fact("role", n, ctx.window_days()));
         if cross_account {
-            f.baseline_facts.push(format!(
+            let fact = format!(
                 "the role is in account {role_account}, the caller in {}",
                 obs.principal().account_id
-            ));
+            );
+            f.baseline_facts.insert(1, fact);
         }
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }

@@ -7,11 +7,8 @@
 use trailhound_proto::{Finding, NoveltyKind, Observation, RateKind, Severity};
 
 use super::surge::Surge;
-use super::{Context, Detector};
-use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack, candidate, context_facts,
-    novelty_fact,
-};
+use super::{Context, Detector, novelty_finding};
+use crate::finding::{GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack};
 
 pub struct UnusualS3Access;
 
@@ -75,13 +72,15 @@ impl Detector for UnusualS3Access {
             })
         };
         if let Some((n, title, what)) = novelty.filter(|(n, _, _)| n.is_new) {
-            let mut f = candidate(obs, ID, title, Severity::Low, n.value.clone(), &GUIDANCE);
-            f.first_event_only = true;
-            f.baseline_facts
-                .push(novelty_fact(what, n, ctx.window_days()));
-            f.baseline_facts
-                .extend(context_facts(obs, ctx.window_days()));
-            out.push(f);
+            out.push(novelty_finding(
+                obs,
+                ctx,
+                ID,
+                (Severity::Low, title.to_string()),
+                what,
+                n,
+                &GUIDANCE,
+            ));
         }
     }
 }

@@ -4,11 +4,8 @@
 
 use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
 
-use super::{Context, Detector};
-use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack, candidate, context_facts,
-    novelty_fact,
-};
+use super::{Context, Detector, novelty_finding};
+use crate::finding::{GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack};
 
 pub struct NewGeolocation;
 
@@ -44,13 +41,16 @@ impl Detector for NewGeolocation {
             }
             _ => return,
         };
-        let mut f = candidate(obs, ID, title, severity, n.value.clone(), &GUIDANCE);
-        f.first_event_only = true;
+        let mut f = novelty_finding(
+            obs,
+            ctx,
+            ID,
+            (severity, title.to_string()),
+            "location",
+            n,
+            &GUIDANCE,
+        );
         f.attack.push(attack("initial-access", "T1078.004"));
-        f.baseline_facts
-            .push(novelty_fact("location", n, ctx.window_days()));
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
     }
 }

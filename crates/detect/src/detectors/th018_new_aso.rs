@@ -3,10 +3,8 @@
 
 use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
 
-use super::{Context, Detector};
-use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, context_facts, novelty_fact,
-};
+use super::{Context, Detector, novelty_finding};
+use crate::finding::{GuidanceText, ObservationExt, ROTATE_CREDENTIALS};
 
 pub struct NewAso;
 
@@ -36,23 +34,21 @@ impl Detector for NewAso {
         if !ctx.learned(ID, obs) {
             return;
         }
-        let mut f = candidate(
+        let title = "API calls from a new AS organisation".to_string();
+        let mut f = novelty_finding(
             obs,
+            ctx,
             ID,
-            "API calls from a new AS organisation",
-            Severity::Medium,
-            n.value.clone(),
+            (Severity::Medium, title),
+            "AS organisation",
+            n,
             &GUIDANCE,
         );
-        f.first_event_only = true;
-        f.baseline_facts
-            .push(novelty_fact("AS organisation", n, ctx.window_days()));
-        f.baseline_facts.push(format!(
+        let known = format!(
             "{} AS organisations known for the principal",
             obs.facts().known_asos
-        ));
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
+        );
+        f.baseline_facts.insert(1, known);
         out.push(f);
     }
 }

@@ -4,10 +4,8 @@
 
 use trailhound_proto::{ClientKind, Finding, NoveltyKind, Observation, Severity};
 
-use super::{Context, Detector};
-use crate::finding::{
-    GuidanceText, ObservationExt, ROTATE_CREDENTIALS, candidate, context_facts, novelty_fact,
-};
+use super::{Context, Detector, novelty_finding};
+use crate::finding::{GuidanceText, ObservationExt, ROTATE_CREDENTIALS};
 
 pub struct NewUserAgent;
 
@@ -50,16 +48,12 @@ impl Detector for NewUserAgent {
                 format!("API calls from a penetration-testing distribution ({pentest})"),
             )
         };
-        let mut f = candidate(obs, ID, title, severity, n.value.clone(), &GUIDANCE);
-        f.first_event_only = true;
-        f.baseline_facts
-            .push(novelty_fact("user agent", n, ctx.window_days()));
-        f.baseline_facts.push(format!(
+        let mut f = novelty_finding(obs, ctx, ID, (severity, title), "user agent", n, &GUIDANCE);
+        let known = format!(
             "{} user agents known for the principal",
             obs.facts().known_user_agents
-        ));
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
+        );
+        f.baseline_facts.insert(1, known);
         out.push(f);
     }
 }
