@@ -7,6 +7,7 @@
 //! merged finding is the same whatever the arrival order.
 
 use serde::{Deserialize, Serialize};
+use trailhound_proto::{Novelty, NoveltyKind};
 
 use crate::DAY_MS;
 
@@ -27,6 +28,19 @@ pub struct Sighting {
     pub first_ms: i64,
     /// Days in the window, before this event's day, with the value.
     pub days_seen: u32,
+}
+
+impl Sighting {
+    /// What an observation says about the value `value` of this kind.
+    pub fn novelty(self, kind: NoveltyKind, value: String) -> Novelty {
+        Novelty {
+            kind: kind as i32,
+            value,
+            is_new: self.is_new,
+            first_seen_ms: self.first_ms,
+            days_seen: self.days_seen,
+        }
+    }
 }
 
 pub fn day(ms: i64) -> i64 {

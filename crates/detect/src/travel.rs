@@ -69,7 +69,11 @@ impl Sighting {
     }
 
     fn same_place(&self, p: &Place) -> bool {
-        self.lat == p.latitude && self.lon == p.longitude
+        (self.lat, self.lon) == (p.latitude, p.longitude)
+    }
+
+    fn same_place_as(&self, other: &Sighting) -> bool {
+        (self.lat, self.lon) == (other.lat, other.lon)
     }
 
     fn key(&self) -> (i64, &str) {
@@ -120,8 +124,7 @@ impl Places {
         ) else {
             return false;
         };
-        let here = this.to_place();
-        prev.same_place(&here) && next.same_place(&here)
+        prev.same_place_as(this) && next.same_place_as(this)
     }
 }
 

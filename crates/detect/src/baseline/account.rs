@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
-use trailhound_proto::{
-    ComputeHome, ComputeKind, EnrichedEvent, Novelty, NoveltyKind, Observation,
-};
+use trailhound_proto::{ComputeHome, ComputeKind, EnrichedEvent, NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use super::{enriched, region_of};
@@ -100,13 +98,9 @@ impl super::ObservationHop for AccountBaseline {
             // Codes are few (hundreds at most): drop those past the window.
             account.error_codes.retain(|_, s| s.live(t, window));
             let s = record_in(&mut account.error_codes, &code, t, window, window_days);
-            observation.novelties.push(Novelty {
-                kind: NoveltyKind::ErrorCode as i32,
-                value: code,
-                is_new: s.is_new,
-                first_seen_ms: s.first_ms,
-                days_seen: s.days_seen,
-            });
+            observation
+                .novelties
+                .push(s.novelty(NoveltyKind::ErrorCode, code));
         }
         if let Some(facts) = observation.facts.as_mut() {
             facts.data_start_ms = account.data_start_ms;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
-use trailhound_proto::{Novelty, NoveltyKind, Observation};
+use trailhound_proto::{NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use super::{command_key, enriched, located_geo};
@@ -68,23 +68,17 @@ impl super::ObservationHop for CommandBaseline {
                 profile.cities.retain(|_, s| s.live(t, window));
             }
             let s = record_in(&mut profile.countries, &country, t, window, window_days);
-            observation.novelties.push(Novelty {
-                kind: NoveltyKind::CommandCountry as i32,
-                value: format!("{command}|{country}"),
-                is_new: s.is_new,
-                first_seen_ms: s.first_ms,
-                days_seen: s.days_seen,
-            });
+            let value = format!("{command}|{country}");
+            observation
+                .novelties
+                .push(s.novelty(NoveltyKind::CommandCountry, value));
         }
         if let Some(city) = city {
             let s = record_in(&mut profile.cities, &city, t, window, window_days);
-            observation.novelties.push(Novelty {
-                kind: NoveltyKind::CommandCity as i32,
-                value: format!("{command}|{city}"),
-                is_new: s.is_new,
-                first_seen_ms: s.first_ms,
-                days_seen: s.days_seen,
-            });
+            let value = format!("{command}|{city}");
+            observation
+                .novelties
+                .push(s.novelty(NoveltyKind::CommandCity, value));
         }
         Ok(())
     }

@@ -9,8 +9,8 @@ use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{
-    ComputeHome, ComputeKind, EnrichedEvent, Novelty, NoveltyKind, Observation, PrincipalFacts,
-    Rate, RateKind,
+    ComputeHome, ComputeKind, EnrichedEvent, NoveltyKind, Observation, PrincipalFacts, Rate,
+    RateKind,
 };
 
 use super::{command_key, located_geo, place, principal_key, region_of, request_field};
@@ -89,13 +89,7 @@ impl ProfileBaseline {
 
         let mut novelties = Vec::with_capacity(6);
         let mut push = |kind: NoveltyKind, value: String, s: crate::seen::Sighting| {
-            novelties.push(Novelty {
-                kind: kind as i32,
-                value,
-                is_new: s.is_new,
-                first_seen_ms: s.first_ms,
-                days_seen: s.days_seen,
-            })
+            novelties.push(s.novelty(kind, value))
         };
 
         let profile = self
