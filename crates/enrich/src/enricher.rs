@@ -21,7 +21,7 @@ use crate::{hosting, service, source, user_agent};
 /// `ip-ranges.json` is configured.
 const AMAZON_ASNS: &[u32] = &[16509, 14618, 8987, 7224, 10124, 38895, 39111, 62785];
 
-/// How often database files are checked for changes.
+/// How often database and threat-list files are checked for changes.
 const RELOAD_CHECK: Duration = Duration::from_secs(10);
 
 /// Cached entries are dropped wholesale past this many, keeping memory flat.
@@ -142,7 +142,7 @@ impl Enricher {
                 },
             );
         };
-        if self.threat_lists.refresh() | self.reload_databases() {
+        if self.reload_changed_files() {
             self.by_ip.clear();
         }
         if let Some(hit) = self.by_ip.get(&ip) {
@@ -186,14 +186,15 @@ impl Enricher {
 }
 
 impl Enricher {
-    /// Read changed database files again, at most every RELOAD_CHECK; true
-    /// when a new copy is in use (cached lookups are then stale).
-    fn reload_databases(&mut self) -> bool {
+    /// Read changed databases and threat lists again, checking their files
+    /// at most every RELOAD_CHECK; true when a new copy is in use (cached
+    /// lookups are then stale).
+    fn reload_changed_files(&mut self) -> bool {
         if self.last_reload_check.elapsed() < RELOAD_CHECK {
             return false;
         }
         self.last_reload_check = Instant::now();
-        let mut changed = false;
+        let mut changed = self.threat_lists.refresh();
         for db in [&mut self.city, &mut self.asn].into_iter().flatten() {
             changed |= db.reload_if_changed();
         }

@@ -1,22 +1,20 @@
 //! Threat lists (TH-017): files of IP addresses and CIDRs, one per line,
 //! `#` starting a comment, each list named by its file stem (a custom list,
 //! Tor exit nodes, a feed's export). A file that changes on disk is read
-//! again at the next check; a file that cannot be read keeps its last
-//! good contents, with a warning.
+//! again when the enricher next checks its files; a file that cannot be
+//! read keeps its last good contents, with a warning.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::PathBuf;
+use std::time::SystemTime;
 
 use ipnet::IpNet;
 
-/// How often files are checked for changes.
-const CHECK_EVERY: Duration = Duration::from_secs(10);
+use crate::watched::modified;
 
 #[derive(Debug)]
 pub struct ThreatLists {
     lists: Vec<List>,
-    last_check: Instant,
 }
 
 #[derive(Debug)]
@@ -48,11 +46,7 @@ impl ThreatLists {
                 list
             })
             .collect();
-        let lists = Self {
-            lists,
-            last_check: Instant::now(),
-        };
-        (lists, warnings)
+        (Self { lists }, warnings)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,13 +66,9 @@ impl ThreatLists {
             .collect()
     }
 
-    /// Read again the files that changed since the last check (at most
-    /// every few seconds). True when any list changed.
+    /// Read again the files that changed since they were read. True when
+    /// any list changed.
     pub fn refresh(&mut self) -> bool {
-        if self.last_check.elapsed() < CHECK_EVERY {
-            return false;
-        }
-        self.last_check = Instant::now();
         let mut changed = false;
         for list in &mut self.lists {
             if modified(&list.path) != list.modified {
@@ -115,10 +105,6 @@ impl List {
             })
             .collect()
     }
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// An inclusive address range, IPv4 as IPv4-mapped IPv6.
@@ -193,16 +179,15 @@ mod tests {
         let path = dir.path().join("custom.txt");
         std::fs::write(&path, "10.0.0.0/8\n").unwrap();
         let (mut lists, _) = ThreatLists::open(std::slice::from_ref(&path));
-        assert!(!lists.refresh(), "nothing changed, and too early to check");
+        assert!(!lists.refresh(), "nothing changed");
         std::fs::write(&path, "203.0.113.0/24\n").unwrap();
-        let later = SystemTime::now() + Duration::from_secs(5);
+        let later = SystemTime::now() + std::time::Duration::from_secs(5);
         std::fs::File::options()
             .write(true)
             .open(&path)
             .unwrap()
             .set_modified(later)
             .unwrap();
-        lists.last_check -= CHECK_EVERY;
         assert!(lists.refresh());
         assert_eq!(lists.lookup(ip("203.0.113.9")), ["custom"]);
         assert!(lists.lookup(ip("10.1.2.3")).is_empty());

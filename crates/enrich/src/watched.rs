@@ -62,6 +62,7 @@ impl WatchedDb {
     }
 }
 
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
+/// When a file last changed, if it exists.
+pub(crate) fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
