@@ -70,7 +70,11 @@ pub enum Format {
     Ocsf,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+/// The least severe finding shown or sent (a sink's `min_severity`, and
+/// `trailhound scan --min-severity`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MinSeverity {
     #[default]
@@ -82,7 +86,7 @@ pub enum MinSeverity {
 }
 
 impl MinSeverity {
-    fn admits(self, f: &Finding) -> bool {
+    pub fn admits(self, f: &Finding) -> bool {
         let min = match self {
             MinSeverity::Informational => Severity::Informational,
             MinSeverity::Low => Severity::Low,

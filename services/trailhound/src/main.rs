@@ -100,7 +100,7 @@ struct ScanArgs {
     activation_period: Option<Duration>,
     /// Only print findings created or updated at or above this severity.
     #[arg(long, value_enum, default_value = "informational")]
-    min_severity: output::MinSeverity,
+    min_severity: trailhound_sinks::MinSeverity,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -3,32 +3,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use clap::ValueEnum;
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_pipeline::ScanReport;
 use trailhound_proto::{Finding, Severity};
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum MinSeverity {
-    Informational,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl MinSeverity {
-    pub fn admits(self, f: &Finding) -> bool {
-        let min = match self {
-            MinSeverity::Informational => Severity::Informational,
-            MinSeverity::Low => Severity::Low,
-            MinSeverity::Medium => Severity::Medium,
-            MinSeverity::High => Severity::High,
-            MinSeverity::Critical => Severity::Critical,
-        };
-        f.severity >= min as i32
-    }
-}
 
 fn severity(f: &Finding) -> Severity {
     Severity::try_from(f.severity).unwrap_or(Severity::Unspecified)
