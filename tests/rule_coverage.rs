@@ -5,7 +5,7 @@
 //! result. `cargo run -p trailhound-e2e --example rule_coverage` writes the
 //! report (docs/rule-coverage.md); a test keeps it current.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use serde_json::{Value, json};
@@ -127,9 +127,17 @@ pub fn fires(log: &Value, detector: &str) -> bool {
     report.findings.iter().any(|f| f.detector == detector)
 }
 
-pub fn evaluate() -> Vec<Verdict> {
+/// Every Panther CloudTrail rule with tests, and the verdicts on the mapped ones.
+pub struct Coverage {
+    pub rules: BTreeSet<String>,
+    pub verdicts: Vec<Verdict>,
+}
+
+pub fn evaluate() -> Coverage {
     let detectors: BTreeMap<&str, &'static str> = MAPPING.iter().copied().collect();
-    test_cases()
+    let cases = test_cases();
+    let rules = cases.iter().map(|c| c.rule.clone()).collect();
+    let verdicts = cases
         .into_iter()
         .filter_map(|case| {
             let detector = *detectors.get(case.rule.as_str())?;
@@ -140,7 +148,8 @@ pub fn evaluate() -> Vec<Verdict> {
                 fired,
             })
         })
-        .collect()
+        .collect();
+    Coverage { rules, verdicts }
 }
 
 pub fn explanation(rule: &str, test: &str) -> Option<&'static str> {
@@ -160,9 +169,8 @@ pub fn agreement(verdicts: &[Verdict]) -> (usize, usize) {
     (agree, compared.len())
 }
 
-pub fn report(verdicts: &[Verdict]) -> String {
-    let all_rules: std::collections::BTreeSet<String> =
-        test_cases().into_iter().map(|c| c.rule).collect();
+pub fn report(coverage: &Coverage) -> String {
+    let (all_rules, verdicts) = (&coverage.rules, &coverage.verdicts);
     let (agree, compared) = agreement(verdicts);
     let mut out = String::new();
     out.push_str("# Agreement with Panther's CloudTrail rule tests\n\n");
@@ -214,7 +222,7 @@ pub fn report(verdicts: &[Verdict]) -> String {
         ));
     }
     out.push_str("\n## Panther rules without a Trailhound equivalent\n\n");
-    let mapped: std::collections::BTreeSet<&str> = MAPPING.iter().map(|(r, _)| *r).collect();
+    let mapped: BTreeSet<&str> = MAPPING.iter().map(|(r, _)| *r).collect();
     let unmapped: Vec<&String> = all_rules
         .iter()
         .filter(|r| !mapped.contains(r.as_str()))

@@ -4,6 +4,6 @@
 #![allow(clippy::print_stdout)] // a program whose output is its report
 
 fn main() {
-    let verdicts = trailhound_e2e::rule_coverage::evaluate();
-    print!("{}", trailhound_e2e::rule_coverage::report(&verdicts));
+    let coverage = trailhound_e2e::rule_coverage::evaluate();
+    print!("{}", trailhound_e2e::rule_coverage::report(&coverage));
 }
