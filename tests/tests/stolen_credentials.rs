@@ -51,7 +51,7 @@ fn expected() -> Vec<(String, &'static str, String, u64)> {
             1,
         ),
         ("TH-018", "medium", "Beget LLC", 1),
-        ("TH-019", "high", "aws-cli/2", 1),
+        ("TH-019", "high", "aws-cli/2 kali", 1),
         ("TH-021", "high", "i-0a1b2c3d4e5f60718|45.146.164.10", 5),
     ];
     let mut rows: Vec<_> = rows

@@ -58,9 +58,10 @@ impl fmt::Display for Rejected {
 pub type Parsed = Result<CloudTrailEvent, Rejected>;
 
 /// Expand files and directories into the files to read: a directory's
-/// files recursively, in path order (CloudTrail's S3 layout is then
-/// chronological per account and region). `-` stands for stdin. Hidden
-/// files are skipped.
+/// files recursively, CloudTrail delivery files in the order of the
+/// delivery time in their names (S3's layout groups them by account and
+/// region first, which would replay one region's weeks before another's),
+/// other files in path order. `-` stands for stdin. Hidden files are skipped.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut files = Vec::new();
     for path in paths {
@@ -90,10 +91,25 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
                 }
             }
         }
-        found.sort();
+        found.sort_by_cached_key(|p| (delivery_time(p).map(str::to_string), p.clone()));
         files.extend(found);
     }
     Ok(files)
+}
+
+/// The delivery time in a CloudTrail file name
+/// (`{account}_CloudTrail_{region}_{YYYYMMDDTHHMMZ}_{unique}.json.gz`);
+/// the name's text sorts chronologically.
+fn delivery_time(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    let (_, after) = name.split_once("_CloudTrail_")?;
+    after.split('_').find(|part| {
+        let b = part.as_bytes();
+        b.len() == 14
+            && b[8] == b'T'
+            && b[13] == b'Z'
+            && b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit)
+    })
 }
 
 /// Read a file (or stdin for `-`), decompressing gzip when the content
@@ -448,5 +464,35 @@ mod tests {
         let (ok, bad, _) = collect(doc.as_bytes());
         assert!(ok.is_empty());
         assert!(bad[0].reason.contains("not CloudTrail"));
+    }
+
+    #[test]
+    fn delivery_files_in_delivery_time_order_across_regions() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "AWSLogs/1/CloudTrail/ap-northeast-1/2024/03/02/1_CloudTrail_ap-northeast-1_20240302T0005Z_b.json.gz",
+            "AWSLogs/1/CloudTrail/us-east-1/2024/03/01/1_CloudTrail_us-east-1_20240301T2355Z_a.json.gz",
+            "AWSLogs/1/CloudTrail/eu-west-1/2024/03/02/1_CloudTrail_eu-west-1_20240302T0000Z_c.json.gz",
+            "other/events.jsonl",
+        ];
+        for name in names {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let order: Vec<String> = discover(&[dir.path().to_path_buf()])
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "events.jsonl",
+                "1_CloudTrail_us-east-1_20240301T2355Z_a.json.gz",
+                "1_CloudTrail_eu-west-1_20240302T0000Z_c.json.gz",
+                "1_CloudTrail_ap-northeast-1_20240302T0005Z_b.json.gz",
+            ]
+        );
     }
 }

@@ -18,6 +18,7 @@ const HOSTING_ASNS: &[u32] = &[
     60781, 28753, 16265,  // Leaseweb
     9009,   // M247 (many VPN exits)
     51167,  // Contabo
+    198610, // Beget
     12876,  // Scaleway
     212238, // Datacamp (many VPN exits)
     13335,  // Cloudflare (WARP)

@@ -1,6 +1,8 @@
 //! User agents as CloudTrail records them: AWS CLI and SDKs, the console,
 //! AWS services, infrastructure tools, browsers, and attack tooling.
-//! The TH-019 key is family plus major version (`aws-cli/2`).
+//! The TH-019 key is family plus major version (`aws-cli/2`), and the
+//! penetration-testing distribution it runs on when there is one
+//! (`aws-cli/2 kali`): the same CLI on an attacker's Kali is a new client.
 
 use trailhound_proto::{ClientKind, UserAgentInfo};
 
@@ -43,10 +45,13 @@ pub fn parse(ua: &str) -> UserAgentInfo {
         .unwrap_or_default();
     let os = os_of(&lower);
     let (family, version, client) = family_of(ua, &lower);
-    let major = match version.split('.').next() {
+    let mut major = match version.split('.').next() {
         Some(m) if !m.is_empty() => format!("{family}/{m}"),
         _ => family.clone(),
     };
+    if !pentest.is_empty() {
+        major = format!("{major} {pentest}");
+    }
     UserAgentInfo {
         family,
         version,
@@ -235,12 +240,14 @@ mod tests {
 
     #[test]
     fn pentest_distributions_are_recognised() {
+        let kali = family(
+            "aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.2024 prompt/off",
+        );
+        // The distribution is part of the TH-019 key: a CLI the principal
+        // uses elsewhere is a new client on Kali.
         assert_eq!(
-            family(
-                "aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.2024 prompt/off"
-            )
-            .3,
-            "kali"
+            (kali.1.as_str(), kali.3.as_str()),
+            ("aws-cli/2 kali", "kali")
         );
         assert_eq!(
             family("Boto3/1.34.0 Python/3.11 Linux/6.5.0-13parrot1-amd64 Botocore/1.34.0").3,

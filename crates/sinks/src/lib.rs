@@ -87,14 +87,17 @@ pub enum MinSeverity {
 
 impl MinSeverity {
     pub fn admits(self, f: &Finding) -> bool {
-        let min = match self {
+        f.severity >= self.severity() as i32
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
             MinSeverity::Informational => Severity::Informational,
             MinSeverity::Low => Severity::Low,
             MinSeverity::Medium => Severity::Medium,
             MinSeverity::High => Severity::High,
             MinSeverity::Critical => Severity::Critical,
-        };
-        f.severity >= min as i32
+        }
     }
 }
 

@@ -6,6 +6,10 @@
 //! them. Every actor calls its whole repertoire on its first day, so
 //! benign history alone teaches the baseline everything it will see.
 
+pub mod networks;
+pub mod scenarios;
+pub mod simulate;
+
 use chrono::{DateTime, Datelike};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;

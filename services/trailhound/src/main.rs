@@ -28,6 +28,12 @@ struct Cli {
 enum Command {
     /// Run every stage in this process over CloudTrail logs and print findings.
     Scan(Box<ScanArgs>),
+    /// Generate an organisation's CloudTrail with labelled attacks and
+    /// benign look-alikes (a dataset for `eval` and benchmarks).
+    Simulate(SimulateArgs),
+    /// Scan a simulated dataset and report recall, precision, false
+    /// positives and time to detection per scenario and detector.
+    Eval(Box<EvalArgs>),
     /// List the detectors of the catalogue.
     Detectors,
     /// Manage the NATS JetStream streams the services use.
@@ -66,12 +72,88 @@ struct ScanArgs {
     /// delivery files (plain or .gz), JSON arrays, JSON lines, EventBridge.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// TOML configuration file (see docs/configuration.md); flags override it.
-    #[arg(long, env = "TRAILHOUND_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
     /// Output format; json lines by default when stdout is not a terminal.
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// Only print findings created or updated at or above this severity.
+    #[arg(long, value_enum, default_value = "informational")]
+    min_severity: trailhound_sinks::MinSeverity,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// A dataset written by `trailhound simulate`: `logs/` and `labels.jsonl`.
+    dataset: PathBuf,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Findings below this severity are context, not alerts: they are
+    /// neither true nor false positives.
+    #[arg(long, value_enum, default_value = "low")]
+    min_severity: trailhound_sinks::MinSeverity,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Directory to write: `logs/` and `labels.jsonl`.
+    #[arg(long)]
+    out: PathBuf,
+    /// `s3`: gzipped delivery files per account, region and 5 minutes;
+    /// `jsonl`: one `logs/events.jsonl`.
+    #[arg(long, value_enum, default_value = "s3")]
+    format: SimulateFormat,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First day, UTC (YYYY-MM-DD).
+    #[arg(long, default_value = "2024-03-01")]
+    start: String,
+    #[arg(long, default_value_t = 45)]
+    days: i64,
+    #[arg(long, default_value_t = 3)]
+    accounts: usize,
+    /// IAM users (people) per account.
+    #[arg(long, default_value_t = 6)]
+    users: usize,
+    /// EC2 instances (each with its role) per account.
+    #[arg(long, default_value_t = 3)]
+    instances: usize,
+    /// Lambda functions per account.
+    #[arg(long, default_value_t = 2)]
+    lambdas: usize,
+    /// Countries people work from (ISO codes; see `crates/synth/src/networks.rs`).
+    #[arg(long, value_delimiter = ',', default_value = "US,DE,GB,FR,IN")]
+    countries: Vec<String>,
+    /// Scenarios to inject: `all`, `none`, or names separated by commas
+    /// (`trailhound simulate --list-scenarios`).
+    #[arg(long, default_value = "all")]
+    scenarios: String,
+    /// Day (from 0) of the first scenario; the others follow 4 hours apart.
+    #[arg(long, default_value_t = 40)]
+    attack_day: i64,
+    /// Multiplies every member's daily number of calls.
+    #[arg(long, default_value_t = 1.0)]
+    volume: f64,
+    /// Print the scenarios and exit.
+    #[arg(long)]
+    list_scenarios: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SimulateFormat {
+    S3,
+    Jsonl,
+}
+
+/// How the pipeline is configured, shared by `scan` and `eval`.
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// TOML configuration file (see docs/configuration.md); flags override it.
+    #[arg(long, env = "TRAILHOUND_CONFIG")]
+    config: Option<PathBuf>,
     /// Keep baselines and findings in this RocksDB directory across scans.
     #[arg(long, env = "TRAILHOUND_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -98,9 +180,6 @@ struct ScanArgs {
     /// Data needed before any novelty detector fires (e.g. 14d).
     #[arg(long, value_parser = humantime::parse_duration)]
     activation_period: Option<Duration>,
-    /// Only print findings created or updated at or above this severity.
-    #[arg(long, value_enum, default_value = "informational")]
-    min_severity: trailhound_sinks::MinSeverity,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,6 +200,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Scan(args) => scan(*args),
+        Command::Simulate(args) => simulate(args),
+        Command::Eval(args) => eval(*args),
         Command::Nats(command) => nats(command),
         Command::Detectors => {
             for (id, name) in trailhound_detect::Detectors::catalogue() {
@@ -188,37 +269,46 @@ fn default_format() -> Format {
     }
 }
 
-fn scan(args: ScanArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<ScanConfig>(&text).with_context(|| format!("{}", path.display()))?
+impl PipelineArgs {
+    /// The configuration file with the flags applied.
+    fn config(self) -> anyhow::Result<ScanConfig> {
+        let args = self;
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<ScanConfig>(&text)
+                    .with_context(|| format!("{}", path.display()))?
+            }
+            None => ScanConfig::default(),
+        };
+        let default_db =
+            |name: &str| Some(PathBuf::from("data/geoip").join(name)).filter(|p| p.exists());
+        let enrich = &mut config.enrich;
+        enrich.geoip_city = args
+            .geoip_city
+            .or(enrich.geoip_city.take())
+            .or_else(|| default_db("city.mmdb"));
+        enrich.geoip_asn = args
+            .geoip_asn
+            .or(enrich.geoip_asn.take())
+            .or_else(|| default_db("asn.mmdb"));
+        enrich.aws_ip_ranges = args.aws_ip_ranges.or(enrich.aws_ip_ranges.take());
+        enrich.threat_lists.extend(args.threat_lists);
+        config.state_dir = args.state_dir.or(config.state_dir);
+        config.dead_letter = args.dead_letter.or(config.dead_letter);
+        if let Some(t) = args.training_period {
+            config.detection.training_period = t;
         }
-        None => ScanConfig::default(),
-    };
-    let default_db =
-        |name: &str| Some(PathBuf::from("data/geoip").join(name)).filter(|p| p.exists());
-    let enrich = &mut config.enrich;
-    enrich.geoip_city = args
-        .geoip_city
-        .or(enrich.geoip_city.take())
-        .or_else(|| default_db("city.mmdb"));
-    enrich.geoip_asn = args
-        .geoip_asn
-        .or(enrich.geoip_asn.take())
-        .or_else(|| default_db("asn.mmdb"));
-    enrich.aws_ip_ranges = args.aws_ip_ranges.or(enrich.aws_ip_ranges.take());
-    enrich.threat_lists.extend(args.threat_lists);
-    config.state_dir = args.state_dir.or(config.state_dir);
-    config.dead_letter = args.dead_letter.or(config.dead_letter);
-    if let Some(t) = args.training_period {
-        config.detection.training_period = t;
+        if let Some(a) = args.activation_period {
+            config.detection.activation_period = a;
+        }
+        Ok(config)
     }
-    if let Some(a) = args.activation_period {
-        config.detection.activation_period = a;
-    }
+}
 
+/// Run the pipeline over `paths` with a progress bar on a terminal.
+fn run_pipeline(paths: &[PathBuf], config: &ScanConfig) -> anyhow::Result<ScanReport> {
     let bar = std::io::stderr().is_terminal().then(output::progress_bar);
     let mut progress = |p: Progress| {
         if let Some(bar) = &bar {
@@ -227,10 +317,16 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
             bar.set_message(format!("{} events", p.events));
         }
     };
-    let report = trailhound_pipeline::scan(&args.paths, &config, &mut progress)?;
+    let report = trailhound_pipeline::scan(paths, config, &mut progress)?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    Ok(report)
+}
+
+fn scan(args: ScanArgs) -> anyhow::Result<()> {
+    let config = args.pipeline.config()?;
+    let report = run_pipeline(&args.paths, &config)?;
     let format = args.format.unwrap_or_else(default_format);
     let shown: Vec<_> = report
         .findings
@@ -281,5 +377,95 @@ fn deliver(sinks: &[trailhound_sinks::SinkConfig], report: &ScanReport) -> anyho
         }
     }
     anyhow::ensure!(failed.is_empty(), "delivery failed: {}", failed.join("; "));
+    Ok(())
+}
+
+fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use trailhound_synth::scenarios::Scenario;
+    use trailhound_synth::simulate::{LogFormat, SimulationConfig, write_dataset};
+    if args.list_scenarios {
+        for s in Scenario::ALL {
+            let expected = if s.malicious() {
+                s.expected().join(" ")
+            } else {
+                "must not fire".into()
+            };
+            output::line(&format!(
+                "{:<38} {:<22} {}",
+                s.name(),
+                expected,
+                s.description()
+            ))?;
+        }
+        return Ok(());
+    }
+    let scenarios = match args.scenarios.as_str() {
+        "all" => Scenario::ALL.to_vec(),
+        "none" => Vec::new(),
+        list => list
+            .split(',')
+            .map(|name| {
+                Scenario::from_name(name.trim())
+                    .with_context(|| format!("unknown scenario {name:?} (see --list-scenarios)"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let start = chrono::NaiveDate::parse_from_str(&args.start, "%Y-%m-%d")
+        .with_context(|| format!("--start {:?} is not YYYY-MM-DD", args.start))?;
+    let config = SimulationConfig {
+        seed: args.seed,
+        start_ms: start
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis(),
+        days: args.days,
+        accounts: args.accounts,
+        users_per_account: args.users,
+        instances_per_account: args.instances,
+        lambdas_per_account: args.lambdas,
+        countries: args.countries,
+        scenarios,
+        attack_day: args.attack_day,
+        volume: args.volume,
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    let format = match args.format {
+        SimulateFormat::S3 => LogFormat::S3,
+        SimulateFormat::Jsonl => LogFormat::JsonLines,
+    };
+    let summary = write_dataset(&config, &args.out, format)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "{} events in {} files, {} labelled scenarios, written to {}",
+        summary.events,
+        summary.files,
+        summary.labels.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    use trailhound_synth::simulate::{labels_path, logs_dir, read_labels};
+    let labels = read_labels(&labels_path(&args.dataset)).map_err(anyhow::Error::msg)?;
+    let config = args.pipeline.config()?;
+    let report = run_pipeline(&[logs_dir(&args.dataset)], &config)?;
+    let evaluation = trailhound_eval::evaluate(
+        &report.findings,
+        &labels,
+        report.events_read,
+        args.min_severity.severity(),
+    );
+    if args.json {
+        output::line(&serde_json::to_string_pretty(&evaluation)?)?;
+    } else {
+        output::line(&evaluation.table())?;
+    }
+    eprintln!(
+        "scanned {} events in {:.1} s ({:.0} events/s)",
+        report.events_read,
+        report.elapsed.as_secs_f64(),
+        report.events_per_second()
+    );
     Ok(())
 }

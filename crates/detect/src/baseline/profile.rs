@@ -174,6 +174,16 @@ impl ProfileBaseline {
             profile.places.record(p, self.config.reorder_ms())
         });
 
+        // A session that called as a compute identity before is one still:
+        // a Lambda function's credentials copied to another client lose the
+        // Lambda user agent (EC2 sessions keep their instance-id name).
+        let compute = if compute == ComputeKind::None
+            && profile.sessions.contains_key(&principal.session_name)
+        {
+            ComputeKind::Lambda
+        } else {
+            compute
+        };
         let compute_home = if compute == ComputeKind::None {
             None
         } else {

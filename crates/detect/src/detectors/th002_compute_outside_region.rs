@@ -253,5 +253,17 @@ mod tests {
             "{}",
             f[0].title
         );
+        // The function's credentials copied to a CLI: no Lambda user agent,
+        // but the session is the function's.
+        let copied = ev(12, "ListTables")
+            .service("dynamodb.amazonaws.com")
+            .principal(ROLE, PrincipalKind::Role, "resize", ComputeKind::None)
+            .region("eu-central-1");
+        let f = h.run(copied, "TH-002");
+        assert!(f[0].title.contains("Lambda function's region"), "{f:?}");
+        let other_session = ev(12, "ListTables")
+            .principal(ROLE, PrincipalKind::Role, "alice", ComputeKind::None)
+            .region("eu-central-1");
+        assert!(h.run(other_session, "TH-002").is_empty());
     }
 }

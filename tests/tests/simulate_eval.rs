@@ -1,0 +1,113 @@
+//! `simulate` → `scan` → `eval` end to end: every labelled attack is found
+//! by its expected detectors, no benign look-alike raises a finding, and
+//! switching a detector off is noticed. The simulated networks resolve to
+//! the countries and network kinds the scenarios assume.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use trailhound_detect::config::DetectorSettings;
+use trailhound_e2e::{scan_config, shared};
+use trailhound_enrich::geo::GeoDb;
+use trailhound_enrich::hosting::is_hosting;
+use trailhound_eval::{Evaluation, evaluate};
+use trailhound_pipeline::ScanConfig;
+use trailhound_proto::Severity;
+use trailhound_synth::networks::{ATTACKER_HOSTING, AWS_REGION_IPS, PLACES, VPN_EXIT};
+use trailhound_synth::simulate::{
+    LogFormat, SimulationConfig, labels_path, logs_dir, read_labels, write_dataset,
+};
+
+fn dataset(dir: &Path) -> u64 {
+    let config = SimulationConfig {
+        seed: 3,
+        volume: 0.3,
+        ..SimulationConfig::default()
+    };
+    config.validate().unwrap();
+    write_dataset(&config, dir, LogFormat::S3).unwrap().events
+}
+
+fn run(dir: &Path, config: &ScanConfig) -> Evaluation {
+    let labels = read_labels(&labels_path(dir)).unwrap();
+    let report = trailhound_pipeline::scan(&[logs_dir(dir)], config, &mut |_| {}).unwrap();
+    assert_eq!(report.events_rejected, 0);
+    evaluate(&report.findings, &labels, report.events_read, Severity::Low)
+}
+
+#[test]
+fn every_attack_found_no_look_alike_fires_and_a_switched_off_detector_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dataset(dir.path());
+    let evaluation = run(dir.path(), &scan_config());
+    let report = evaluation.table();
+    assert_eq!(evaluation.events, events);
+    assert!(evaluation.perfect(), "{report}");
+    assert_eq!(evaluation.recall, 1.0, "{report}");
+    let attacks = evaluation.scenarios.iter().filter(|s| s.malicious).count();
+    let look_alikes = evaluation.scenarios.len() - attacks;
+    assert_eq!((attacks, look_alikes), (13, 5), "{report}");
+    for s in evaluation.scenarios.iter().filter(|s| s.malicious) {
+        let seconds = s.time_to_detection_seconds.expect("detected");
+        assert!(seconds <= 60.0, "{}: {seconds} s\n{report}", s.scenario);
+    }
+
+    let mut without_th002 = scan_config();
+    without_th002.detection.detectors.insert(
+        "TH-002".into(),
+        DetectorSettings {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    let evaluation = run(dir.path(), &without_th002);
+    assert!(!evaluation.perfect());
+    let missed: Vec<_> = evaluation
+        .scenarios
+        .iter()
+        .filter(|s| !s.missed.is_empty())
+        .map(|s| (s.scenario.as_str(), s.missed.join(" ")))
+        .collect();
+    assert_eq!(
+        missed,
+        [
+            ("ec2-credentials-other-region", "TH-002".to_string()),
+            ("ec2-credentials-outside-aws", "TH-002".to_string()),
+            ("lambda-credentials-other-region", "TH-002".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn simulated_networks_resolve_as_the_scenarios_assume() {
+    let city = GeoDb::open(&shared("geoip/dbip-city-lite-2023-04.mmdb.gz")).unwrap();
+    let asn = GeoDb::open(&shared("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz")).unwrap();
+    let lookup = |ip: &str| {
+        let ip: IpAddr = ip.parse().unwrap();
+        let country = city.city(ip).map(|g| g.country).unwrap_or_default();
+        let (number, org) = asn.asn(ip).unwrap_or_default();
+        (country, is_hosting(number, &org), number)
+    };
+    for place in PLACES {
+        for ip in place.ips {
+            let (country, hosting, number) = lookup(ip);
+            assert_eq!(country, place.country, "{ip}");
+            assert!(
+                !hosting && number != 0,
+                "{ip} must be a residential or business network"
+            );
+        }
+    }
+    for (region, ips) in AWS_REGION_IPS {
+        for ip in *ips {
+            let (_, _, number) = lookup(ip);
+            assert!(
+                [16509, 14618].contains(&number),
+                "{ip} ({region}) is Amazon's"
+            );
+        }
+    }
+    for ip in [ATTACKER_HOSTING, VPN_EXIT] {
+        assert!(lookup(ip).1, "{ip} is a hosting or VPN network");
+    }
+}
