@@ -63,6 +63,20 @@ pub struct DetectorResult {
     pub found_in: usize,
 }
 
+impl DetectorResult {
+    fn new(detector: &str) -> Self {
+        Self {
+            detector: detector.to_string(),
+            findings: 0,
+            true_positives: 0,
+            false_positives: 0,
+            precision: 0.0,
+            expected_in: 0,
+            found_in: 0,
+        }
+    }
+}
+
 fn belongs(f: &Finding, label: &Label) -> bool {
     label.principals.contains(&f.principal)
         && f.first_event_ms <= label.end_ms()
@@ -133,15 +147,7 @@ pub fn evaluate(
     for f in &alerts {
         let d = detectors
             .entry(f.detector.clone())
-            .or_insert_with(|| DetectorResult {
-                detector: f.detector.clone(),
-                findings: 0,
-                true_positives: 0,
-                false_positives: 0,
-                precision: 0.0,
-                expected_in: 0,
-                found_in: 0,
-            });
+            .or_insert_with(|| DetectorResult::new(&f.detector));
         d.findings += 1;
         if attack_of(f) {
             d.true_positives += 1;
@@ -152,15 +158,7 @@ pub fn evaluate(
     for (detector, (expected_in, found_in)) in per_detector_expected {
         let d = detectors
             .entry(detector.to_string())
-            .or_insert_with(|| DetectorResult {
-                detector: detector.to_string(),
-                findings: 0,
-                true_positives: 0,
-                false_positives: 0,
-                precision: 0.0,
-                expected_in: 0,
-                found_in: 0,
-            });
+            .or_insert_with(|| DetectorResult::new(detector));
         d.expected_in = expected_in;
         d.found_in = found_in;
     }
@@ -200,8 +198,8 @@ impl Evaluation {
         let _ = writeln!(out, "Scenarios");
         let _ = writeln!(
             out,
-            "  {:<38} {:>7} {:>9}  {:<28} {}",
-            "scenario", "recall", "detected", "expected", "fired / missed"
+            "  {:<38} {:>7} {:>9}  {:<28} fired / missed",
+            "scenario", "recall", "detected", "expected"
         );
         for s in &self.scenarios {
             let recall = s.recall.map_or_else(

@@ -77,14 +77,18 @@ impl InProcessBus {
         Ok(())
     }
 
-    /// Make every stage's state durable, with `meta` entries (checkpoints),
-    /// in one write batch. Without a store, state stays in memory.
-    pub fn commit(&mut self, meta: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+    /// Make every stage's state durable, with `meta` entries (checkpoints;
+    /// `None` deletes one), in one write batch. Without a store, state
+    /// stays in memory.
+    pub fn commit(&mut self, meta: &[(String, Option<Vec<u8>>)]) -> Result<(), StateError> {
         let mut batch = Batch::default();
         self.baseline.drain_into(&mut batch);
         self.merge.drain_into(&mut batch);
         for (k, v) in meta {
-            batch.set_meta(k, v);
+            match v {
+                Some(v) => batch.set_meta(k, v),
+                None => batch.delete_meta(k),
+            }
         }
         match &self.store {
             Some(store) => store.commit(batch),

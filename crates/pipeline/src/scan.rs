@@ -38,6 +38,9 @@ pub struct ScanConfig {
     pub dead_letter: Option<PathBuf>,
     /// Commit state at the first file boundary after this many events.
     pub commit_every: usize,
+    /// Entries each state table keeps in memory with a state directory
+    /// (the rest stay in RocksDB): bounds memory whatever the principals.
+    pub state_cache_entries: usize,
 }
 
 impl Default for ScanConfig {
@@ -51,6 +54,7 @@ impl Default for ScanConfig {
             state_dir: None,
             dead_letter: None,
             commit_every: 50_000,
+            state_cache_entries: trailhound_state::DEFAULT_CACHE_ENTRIES,
         }
     }
 }
@@ -113,7 +117,11 @@ pub fn scan(
 ) -> Result<ScanReport, ScanError> {
     let started = Instant::now();
     let store = match &config.state_dir {
-        Some(dir) => Some(Store::open(dir, &all_tables())?),
+        Some(dir) => Some(Store::open_with_cache(
+            dir,
+            &all_tables(),
+            config.state_cache_entries,
+        )?),
         None => None,
     };
     let detection = Arc::new(config.detection.clone());
@@ -143,13 +151,13 @@ pub fn scan(
         progress,
         files_total: files.len(),
         files_done: 0,
+        commit_every: config.commit_every as u64,
+        since_commit: 0,
+        marks: Vec::new(),
     };
-    let mut pending_marks = Vec::new();
-    let mut since_commit = 0u64;
     for file in &files {
-        let before = run.report.events_read;
         match run.file(file, store.as_deref()) {
-            Ok(FileOutcome::Read(mark)) => pending_marks.extend(mark),
+            Ok(FileOutcome::Read) => {}
             Ok(FileOutcome::AlreadyScanned) => run.report.files_skipped += 1,
             Err(message) => run.report.file_errors.push(message),
         }
@@ -159,13 +167,11 @@ pub fn scan(
             files_total: run.files_total,
             events: run.report.events_read,
         });
-        since_commit += run.report.events_read - before;
-        if since_commit as usize >= config.commit_every {
-            run.bus.commit(&std::mem::take(&mut pending_marks))?;
-            since_commit = 0;
+        if run.since_commit >= run.commit_every {
+            run.commit(None)?;
         }
     }
-    run.bus.commit(&pending_marks)?;
+    run.commit(None)?;
     let findings = std::mem::take(&mut run.findings);
     let principals = bus.principals_seen();
     if let Some(d) = dead_letter.as_mut() {
@@ -184,9 +190,21 @@ pub fn scan(
 }
 
 enum FileOutcome {
-    /// Read; with a store, the marker that records its content as scanned.
-    Read(Option<(String, Vec<u8>)>),
+    Read,
     AlreadyScanned,
+}
+
+/// Where a file being read stands, with a store: its content is marked
+/// `scanned-file:<hash>` once all of it is committed, and
+/// `scanning-file:<hash>` = records committed so far while it is read, so a
+/// scan stopped in the middle of a large file resumes after them.
+struct FileMarks {
+    scanned: String,
+    scanning: String,
+    name: String,
+    /// Records of the file seen so far, and how many an earlier scan committed.
+    seen: u64,
+    committed_before: u64,
 }
 
 struct Run<'a> {
@@ -198,19 +216,38 @@ struct Run<'a> {
     progress: &'a mut dyn FnMut(Progress),
     files_total: usize,
     files_done: usize,
+    /// Commit state after about this many records, inside a file too, so
+    /// that memory stays within the state cache's bound.
+    commit_every: u64,
+    since_commit: u64,
+    /// Checkpoint changes for the next commit (`None` deletes the key).
+    marks: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Run<'_> {
     fn file(&mut self, path: &Path, store: Option<&Store>) -> Result<FileOutcome, String> {
         let name = path.display().to_string();
         let bytes = trailhound_cloudtrail::read_file(path).map_err(|e| e.to_string())?;
-        let mark = match store {
+        let mut marks = match store {
             Some(store) => {
-                let key = format!("scanned-file:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
-                if store.meta(&key).map_err(|e| e.to_string())?.is_some() {
+                let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+                let scanned = format!("scanned-file:{hash}");
+                if store.meta(&scanned).map_err(|e| e.to_string())?.is_some() {
                     return Ok(FileOutcome::AlreadyScanned);
                 }
-                Some((key, name.clone().into_bytes()))
+                let scanning = format!("scanning-file:{hash}");
+                let committed_before = store
+                    .meta(&scanning)
+                    .map_err(|e| e.to_string())?
+                    .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+                    .unwrap_or(0);
+                Some(FileMarks {
+                    scanned,
+                    scanning,
+                    name: name.clone(),
+                    seen: 0,
+                    committed_before,
+                })
             }
             None => None,
         };
@@ -219,9 +256,24 @@ impl Run<'_> {
         let mut failure = None;
         let structure =
             trailhound_cloudtrail::parse_document(&name, &bytes, keep_raw, &mut |parsed| {
-                if failure.is_none()
-                    && let Err(e) = self.record(parsed)
-                {
+                if failure.is_some() {
+                    return;
+                }
+                if let Some(m) = marks.as_mut() {
+                    m.seen += 1;
+                    if m.seen <= m.committed_before {
+                        return; // committed by an earlier, interrupted scan
+                    }
+                }
+                let step = || {
+                    self.record(parsed)?;
+                    self.since_commit += 1;
+                    if self.since_commit >= self.commit_every {
+                        self.commit(marks.as_ref())?;
+                    }
+                    Ok::<_, ScanError>(())
+                };
+                if let Err(e) = step() {
                     failure = Some(e);
                 }
             });
@@ -229,7 +281,23 @@ impl Run<'_> {
             return Err(format!("{name}: {e}"));
         }
         structure.map_err(|e| e.to_string())?;
-        Ok(FileOutcome::Read(mark))
+        if let Some(m) = marks {
+            self.marks.push((m.scanned, Some(m.name.into_bytes())));
+            self.marks.push((m.scanning, None));
+        }
+        Ok(FileOutcome::Read)
+    }
+
+    /// Make state durable with the checkpoints of the files read so far,
+    /// and how far the current one (`reading`) has got.
+    fn commit(&mut self, reading: Option<&FileMarks>) -> Result<(), ScanError> {
+        let mut marks = std::mem::take(&mut self.marks);
+        if let Some(m) = reading {
+            marks.push((m.scanning.clone(), Some(m.seen.to_string().into_bytes())));
+        }
+        self.bus.commit(&marks)?;
+        self.since_commit = 0;
+        Ok(())
     }
 
     /// One parsed record through the pipeline. Only state or dead-letter
@@ -322,5 +390,65 @@ impl DeadLetter {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhound_state::Batch;
+
+    fn lines(n: usize) -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"eventID":"e{i}","eventTime":"2024-01-01T00:00:{i:02}Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"AWS Internal","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111111111111:user/alice","accountId":"111111111111"}}}}"#
+                ) + "\n"
+            })
+            .collect()
+    }
+
+    #[test]
+    fn large_files_commit_as_they_go_and_an_interrupted_scan_resumes_after_what_it_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        let text = lines(10);
+        std::fs::write(&file, &text).unwrap();
+        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
+        let config = |state: &str| ScanConfig {
+            state_dir: Some(dir.path().join(state)),
+            commit_every: 3,
+            ..ScanConfig::default()
+        };
+        let scan_file =
+            |config: &ScanConfig| scan(std::slice::from_ref(&file), config, &mut |_| {}).unwrap();
+
+        let whole = scan_file(&config("a"));
+        assert_eq!(whole.events_read, 10);
+        let store = Store::open(&dir.path().join("a"), &all_tables()).unwrap();
+        assert!(
+            store
+                .meta(&format!("scanned-file:{hash}"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .meta(&format!("scanning-file:{hash}"))
+                .unwrap()
+                .is_none()
+        );
+        drop(store);
+
+        // A scan that stopped after committing 4 records of the file.
+        let store = Store::open(&dir.path().join("b"), &all_tables()).unwrap();
+        let mut batch = Batch::default();
+        batch.set_meta(&format!("scanning-file:{hash}"), b"4");
+        store.commit(batch).unwrap();
+        drop(store);
+        let resumed = scan_file(&config("b"));
+        assert_eq!((resumed.events_read, resumed.files_read), (6, 1));
+        let again = scan_file(&config("b"));
+        assert_eq!((again.events_read, again.files_skipped), (0, 1));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -62,6 +62,8 @@ pub struct ServiceConfig {
     pub replica: Option<u32>,
     pub replicas: u32,
     pub state_dir: PathBuf,
+    /// Entries each state table keeps in memory (the rest stay in RocksDB).
+    pub state_cache_entries: usize,
     /// Where /healthz, /readyz and /metrics are served; unset, nowhere.
     pub http_addr: Option<SocketAddr>,
     pub streams: StreamSettings,
@@ -81,6 +83,7 @@ impl Default for ServiceConfig {
             replica: None,
             replicas: 1,
             state_dir: PathBuf::from("trailhound-state"),
+            state_cache_entries: trailhound_state::DEFAULT_CACHE_ENTRIES,
             http_addr: None,
             streams: StreamSettings::default(),
             hop: HopSettings::default(),
@@ -195,13 +198,11 @@ impl ServiceConfig {
 
     /// Open (or create) the service's store with the tables it keeps.
     pub fn open_store(&self, tables: &[&str]) -> anyhow::Result<Arc<Store>> {
-        open_store(&self.state_dir, tables)
+        let dir = &self.state_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Store::open_with_cache(dir, tables, self.state_cache_entries)
+            .with_context(|| format!("opening state {}", dir.display()))
     }
-}
-
-fn open_store(dir: &Path, tables: &[&str]) -> anyhow::Result<Arc<Store>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    Store::open(dir, tables).with_context(|| format!("opening state {}", dir.display()))
 }
 
 /// The StatefulSet ordinal ending a pod's host name: `detect-2` → 2.

@@ -37,10 +37,14 @@ pub enum StateError {
     },
 }
 
+/// Entries a table backed by a store keeps in memory by default.
+pub const DEFAULT_CACHE_ENTRIES: usize = 50_000;
+
 /// A RocksDB database with one column family per table.
 pub struct Store {
     db: rocksdb::DB,
     tables: Vec<String>,
+    cache_entries: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -54,6 +58,17 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (or create) the store at `dir` with the given tables.
     pub fn open(dir: &Path, tables: &[&str]) -> Result<Arc<Self>, StateError> {
+        Self::open_with_cache(dir, tables, DEFAULT_CACHE_ENTRIES)
+    }
+
+    /// Open with each table caching about `cache_entries` entries (plus
+    /// those used since the last commit): memory stays bounded however
+    /// many principals the state holds.
+    pub fn open_with_cache(
+        dir: &Path,
+        tables: &[&str],
+        cache_entries: usize,
+    ) -> Result<Arc<Self>, StateError> {
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -68,6 +83,7 @@ impl Store {
         Ok(Arc::new(Self {
             db,
             tables: names.iter().map(|n| n.to_string()).collect(),
+            cache_entries,
         }))
     }
 
@@ -182,11 +198,19 @@ impl Batch {
 pub struct Table<V> {
     name: &'static str,
     store: Option<Arc<Store>>,
-    cache: HashMap<String, V>,
+    cache: HashMap<String, Cached<V>>,
+    /// Commit intervals so far; entries remember the last one that used them.
+    interval: u64,
     dirty: HashSet<String>,
     removed: HashSet<String>,
     /// Keys the store does not hold: looked up once, not on every miss.
     absent: HashSet<String>,
+}
+
+#[derive(Debug)]
+struct Cached<V> {
+    value: V,
+    used_in: u64,
 }
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
@@ -201,6 +225,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             name,
             store,
             cache: HashMap::default(),
+            interval: 0,
             dirty: HashSet::default(),
             removed: HashSet::default(),
             absent: HashSet::default(),
@@ -212,7 +237,10 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         if !self.load(key)? && self.store.is_some() && !self.absent.contains(key) {
             self.absent.insert(key.to_string());
         }
-        Ok(self.cache.get(key))
+        Ok(self.cache.get_mut(key).map(|c| {
+            c.used_in = self.interval;
+            &c.value
+        }))
     }
 
     /// The entry for `key` to change, created with `init` when absent.
@@ -227,9 +255,13 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         // Most calls hit the cache, and a hit allocates nothing.
         if !cached {
             self.absent.remove(key);
-            self.cache.insert(key.to_string(), init());
+            let value = init();
+            self.cache
+                .insert(key.to_string(), Cached { value, used_in: 0 });
         }
-        Ok(self.cache.get_mut(key).expect("present"))
+        let c = self.cache.get_mut(key).expect("present");
+        c.used_in = self.interval;
+        Ok(&mut c.value)
     }
 
     pub fn remove(&mut self, key: &str) {
@@ -256,23 +288,49 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                 key: key.to_string(),
                 source,
             })?;
-            self.cache.insert(key.to_string(), value);
+            let used_in = self.interval;
+            self.cache
+                .insert(key.to_string(), Cached { value, used_in });
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// Move every change since the last call into `batch`.
+    /// Move every change since the last call into `batch`, then keep the
+    /// cache within the store's bound.
     pub fn drain_into(&mut self, batch: &mut Batch) {
         for key in self.dirty.drain() {
-            if let Some(v) = self.cache.get(&key) {
-                let bytes = postcard::to_stdvec(v).expect("state values serialise");
+            if let Some(c) = self.cache.get(&key) {
+                let bytes = postcard::to_stdvec(&c.value).expect("state values serialise");
                 batch.puts.push((self.name, key.into_bytes(), bytes));
             }
         }
         for key in self.removed.drain() {
             batch.deletes.push((self.name, key.into_bytes()));
         }
+        self.evict();
+        self.interval += 1;
+    }
+
+    /// Over the bound, forget the entries this interval did not use: they
+    /// are in the store already. Those it used stay, as the batch holding
+    /// their changes is not committed yet.
+    fn evict(&mut self) {
+        let Some(store) = &self.store else {
+            return; // in memory, the cache is the state
+        };
+        if self.cache.len() > store.cache_entries {
+            let interval = self.interval;
+            self.cache.retain(|_, c| c.used_in == interval);
+        }
+        if self.absent.len() > store.cache_entries {
+            self.absent.clear();
+        }
+    }
+
+    /// Entries held in memory.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
     }
 }
 
@@ -312,6 +370,27 @@ mod tests {
             store.scan::<Vec<u32>>("t").unwrap(),
             vec![("b".to_string(), vec![2]), ("c".to_string(), vec![4])]
         );
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_evicted_entries_come_back_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_cache(dir.path(), &["t"], 10).unwrap();
+        let mut t: Table<u32> = Table::new("t", Some(store.clone()));
+        for round in 0..5u32 {
+            for k in 0..25 {
+                *t.entry(&format!("{round}-{k}"), || round).unwrap() += 1;
+            }
+            let mut batch = Batch::default();
+            t.drain_into(&mut batch);
+            store.commit(batch).unwrap();
+            assert!(t.cached() <= 25, "round {round}: {}", t.cached());
+        }
+        // Entries of earlier intervals were evicted, not lost.
+        assert_eq!(t.get("0-3").unwrap(), Some(&1));
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        assert!(t.cached() <= 10 + 1);
     }
 
     #[test]

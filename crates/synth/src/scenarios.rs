@@ -555,19 +555,14 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
                     })
                     .and_then(Member::user_name)
                     .unwrap_or("backup-admin");
-                let ip = m_place(m).ips[0];
-                s.call(
+                s.own(
                     m,
                     call("iam.amazonaws.com", "ListUsers", "us-east-1", true),
-                    ip,
-                    m.agent,
                     Value::Null,
                 );
-                s.call(
+                s.own(
                     m,
                     call("iam.amazonaws.com", "CreateAccessKey", "us-east-1", false),
-                    ip,
-                    m.agent,
                     json!({"userName": other}),
                 );
                 (vec![m], None)
@@ -590,22 +585,17 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
             }
             Scenario::S3Exfiltration => {
                 let m = victims.person();
-                let ip = m_place(m).ips[0];
                 let bucket = format!("finance-exports-{}", m.account);
-                s.call(
+                s.own(
                     m,
                     call("s3.amazonaws.com", "ListBuckets", "us-east-1", true),
-                    ip,
-                    m.agent,
                     Value::Null,
                 );
                 for k in 0..300 {
                     s.t += 800;
-                    s.call(
+                    s.own(
                         m,
                         call("s3.amazonaws.com", "GetObject", m.home_region, true),
-                        ip,
-                        m.agent,
                         json!({"bucketName": bucket, "key": format!("exports/{k:04}.csv")}),
                     );
                 }
@@ -614,7 +604,7 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
             Scenario::SecurityGroupOpened => {
                 let m = victims.person();
                 let request = json!({"groupId": "sg-0a1b2c3d4e5f60718", "ipPermissions": {"items": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}});
-                s.call(
+                s.own(
                     m,
                     call(
                         "ec2.amazonaws.com",
@@ -622,17 +612,14 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
                         m.home_region,
                         false,
                     ),
-                    m_place(m).ips[0],
-                    m.agent,
                     request,
                 );
                 (vec![m], None)
             }
             Scenario::CloudTrailStopped => {
                 let m = victims.person();
-                let ip = m_place(m).ips[0];
                 let trail = json!({"name": "organization-trail"});
-                s.call(
+                s.own(
                     m,
                     call(
                         "cloudtrail.amazonaws.com",
@@ -640,11 +627,9 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
                         m.home_region,
                         false,
                     ),
-                    ip,
-                    m.agent,
                     trail.clone(),
                 );
-                s.call(
+                s.own(
                     m,
                     call(
                         "cloudtrail.amazonaws.com",
@@ -652,8 +637,6 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
                         m.home_region,
                         false,
                     ),
-                    ip,
-                    m.agent,
                     trail,
                 );
                 (vec![m], None)
@@ -661,7 +644,7 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
             Scenario::SnapshotShared => {
                 let m = victims.person();
                 let request = json!({"snapshotId": "snap-0a1b2c3d4e5f60718", "attributeType": "CREATE_VOLUME_PERMISSION", "createVolumePermission": {"add": {"items": [{"userId": "999988887777"}]}}});
-                s.call(
+                s.own(
                     m,
                     call(
                         "ec2.amazonaws.com",
@@ -669,15 +652,12 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
                         m.home_region,
                         false,
                     ),
-                    m_place(m).ips[0],
-                    m.agent,
                     request,
                 );
                 (vec![m], None)
             }
             Scenario::RoleAssumptionChain => {
                 let m = victims.person();
-                let ip = m_place(m).ips[0];
                 let target = org
                     .accounts
                     .iter()
@@ -694,19 +674,15 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
                 };
                 let first = format!("arn:aws:iam::{target}:role/OrganizationAccountAccessRole");
                 let second = format!("arn:aws:iam::{target}:role/security-admin");
-                s.call(
+                s.own(
                     m,
                     call("sts.amazonaws.com", "AssumeRole", "us-east-1", false),
-                    ip,
-                    m.agent,
                     json!({"roleArn": first, "roleSessionName": m.user_name()}),
                 );
                 s.t += 2 * MINUTE;
-                s.call(
+                s.own(
                     &hop,
                     call("sts.amazonaws.com", "AssumeRole", "us-east-1", false),
-                    ip,
-                    m.agent,
                     json!({"roleArn": second, "roleSessionName": "admin"}),
                 );
                 let label = s.label(
@@ -787,13 +763,10 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
             }
             Scenario::GlobalServiceNewRegion => {
                 let m = victims.person_calling("GetCallerIdentity");
-                let ip = m_place(m).ips[0];
                 for region in ["ap-south-1", "sa-east-1", "ca-central-1"] {
-                    s.call(
+                    s.own(
                         m,
                         call("sts.amazonaws.com", "GetCallerIdentity", region, true),
-                        ip,
-                        m.agent,
                         Value::Null,
                     );
                 }
@@ -854,6 +827,11 @@ struct Script<'g> {
 }
 
 impl Script<'_> {
+    /// A call by `m` from its own network and with its own client.
+    fn own(&mut self, m: &Member, call: Call, request: Value) {
+        self.call(m, call, m_place(m).ips[0], m.agent, request);
+    }
+
     fn call(&mut self, m: &Member, call: Call, ip: &str, agent: &str, request: Value) {
         let r = self.g.emit(Emit {
             member: m,
