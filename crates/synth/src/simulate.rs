@@ -43,6 +43,10 @@ pub struct SimulationConfig {
     pub attack_day: i64,
     /// Multiplies every member's daily call volume.
     pub volume: f64,
+    /// Chance that a person, on a working day, makes one call they never
+    /// made before (a new API, service or region): benign drift, which
+    /// novelty detectors report and `eval` counts as false positives.
+    pub drift: f64,
 }
 
 impl Default for SimulationConfig {
@@ -59,6 +63,7 @@ impl Default for SimulationConfig {
             scenarios: Scenario::ALL.to_vec(),
             attack_day: 40,
             volume: 1.0,
+            drift: 0.02,
         }
     }
 }
@@ -533,8 +538,43 @@ fn background_day(
             request: request_for(&call, m, pick),
         }));
     }
+    let drifts = matches!(m.whereabouts, Whereabouts::Home(_)) && !first_day && !weekend;
+    if drifts && g.rng.random_bool(config.drift.clamp(0.0, 1.0)) {
+        let (source, name) = DRIFT[g.rng.random_range(0..DRIFT.len())];
+        let (time_ms, ip) = (
+            midnight + call_time(g, m, place, &runs),
+            place.map_or("", |p| p.ips[0]),
+        );
+        let call = crate::call(source, name, m.home_region, true);
+        out.push(g.emit(Emit {
+            member: m,
+            call,
+            time_ms,
+            ip,
+            agent: m.agent,
+            error: None,
+            request: Value::Null,
+        }));
+    }
     out
 }
+
+/// Calls people make now and then outside their usual work.
+const DRIFT: &[(&str, &str)] = &[
+    ("ec2.amazonaws.com", "DescribeVolumes"),
+    ("ec2.amazonaws.com", "DescribeImages"),
+    ("rds.amazonaws.com", "DescribeDBInstances"),
+    ("sqs.amazonaws.com", "ListQueues"),
+    ("sns.amazonaws.com", "ListTopics"),
+    ("cloudwatch.amazonaws.com", "ListDashboards"),
+    ("ssm.amazonaws.com", "DescribeParameters"),
+    ("route53.amazonaws.com", "ListHostedZones"),
+    (
+        "elasticloadbalancing.amazonaws.com",
+        "DescribeLoadBalancers",
+    ),
+    ("kms.amazonaws.com", "ListAliases"),
+];
 
 /// Milliseconds after midnight UTC: office hours around local midday for
 /// people, a day-heavy curve for machines.
@@ -823,6 +863,35 @@ mod tests {
             "weekdays {} weekend {}",
             on(false),
             on(true)
+        );
+    }
+
+    #[test]
+    fn drift_adds_calls_outside_the_repertoire_on_working_days() {
+        let config = SimulationConfig {
+            days: 5, // Friday 1 March 2024 to Tuesday: two working days after the first
+            scenarios: Vec::new(),
+            drift: 1.0,
+            ..small()
+        };
+        let drifted = |config: &SimulationConfig| {
+            run(config)
+                .0
+                .iter()
+                .filter(|r| {
+                    DRIFT
+                        .iter()
+                        .any(|(s, n)| r["eventSource"] == *s && r["eventName"] == *n)
+                })
+                .count()
+        };
+        assert_eq!(drifted(&config), Org::new(&config).people().len() * 2);
+        assert_eq!(
+            drifted(&SimulationConfig {
+                drift: 0.0,
+                ..config
+            }),
+            0
         );
     }
 

@@ -137,6 +137,10 @@ struct SimulateArgs {
     /// Multiplies every member's daily number of calls.
     #[arg(long, default_value_t = 1.0)]
     volume: f64,
+    /// Chance per person and working day of one call they never made
+    /// before (benign drift; 0 for none).
+    #[arg(long, default_value_t = 0.02)]
+    drift: f64,
     /// Print the scenarios and exit.
     #[arg(long)]
     list_scenarios: bool,
@@ -427,6 +431,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         scenarios,
         attack_day: args.attack_day,
         volume: args.volume,
+        drift: args.drift,
     };
     config.validate().map_err(anyhow::Error::msg)?;
     let format = match args.format {
