@@ -229,6 +229,7 @@ pub fn special_members(config: &SimulationConfig, account: &str) -> Vec<Member> 
         agent: networks::CLI_AGENTS[0],
         whereabouts,
         per_day: 30.0,
+        assumes: Vec::new(),
     };
     let newark = **networks::places_in("US")
         .iter()
@@ -512,6 +513,7 @@ pub fn inject(g: &mut Generator, config: &SimulationConfig, org: &Org) -> Planne
                     agent: networks::CONSOLE_AGENTS[2],
                     whereabouts: Whereabouts::Aws(&[]),
                     per_day: 0.0,
+                    assumes: Vec::new(),
                 };
                 let ip = networks::ATTACKER_HOSTING;
                 let mut login = s.g.emit(Emit {

@@ -33,6 +33,8 @@ pub struct SimulationConfig {
     pub days: i64,
     pub accounts: usize,
     pub users_per_account: usize,
+    /// Roles people assume (AssumeRole) and then work through.
+    pub roles_per_account: usize,
     pub instances_per_account: usize,
     pub lambdas_per_account: usize,
     /// ISO country codes people work from (from [`networks::countries`]).
@@ -57,6 +59,7 @@ impl Default for SimulationConfig {
             days: 45,
             accounts: 3,
             users_per_account: 6,
+            roles_per_account: 2,
             instances_per_account: 3,
             lambdas_per_account: 2,
             countries: ["US", "DE", "GB", "FR", "IN"].map(String::from).to_vec(),
@@ -81,6 +84,8 @@ pub enum Role {
     Operator,
     Analyst,
     ConsoleUser,
+    /// A role people assume, seen through their sessions.
+    AssumedByPeople,
     Instance,
     Function,
     Deployer,
@@ -110,6 +115,8 @@ pub struct Member {
     pub agent: &'static str,
     pub whereabouts: Whereabouts,
     pub per_day: f64,
+    /// Role ARNs this member assumes (its AssumeRole calls name them).
+    pub assumes: Vec<String>,
 }
 
 impl Member {
@@ -123,6 +130,11 @@ impl Member {
             Identity::User { name, .. } => Some(name),
             _ => None,
         }
+    }
+
+    /// An IAM user at home: not a special persona, not a role session.
+    fn is_ordinary_user(&self) -> bool {
+        matches!(self.whereabouts, Whereabouts::Home(_)) && self.user_name().is_some()
     }
 
     fn is_person(&self) -> bool {
@@ -216,7 +228,39 @@ impl Org {
                     } else {
                         50.0
                     },
+                    assumes: Vec::new(),
                 });
+            }
+            let people_here = members.len() - config.users_per_account..members.len();
+            for r in 0..config.roles_per_account {
+                if people_here.is_empty() {
+                    break;
+                }
+                let role_name = ASSUMED_ROLES[r % ASSUMED_ROLES.len()];
+                let arn = format!("arn:aws:iam::{account}:role/{role_name}");
+                let person = &mut members[people_here.start + r % people_here.len()];
+                person.calls.push(crate::call(
+                    "sts.amazonaws.com",
+                    "AssumeRole",
+                    "us-east-1",
+                    false,
+                ));
+                person.assumes.push(arn);
+                let session = person.user_name().unwrap_or("session").to_string();
+                let assumed = Member {
+                    identity: Identity::Role {
+                        account: account.clone(),
+                        role: role_name.to_string(),
+                        session,
+                        ec2: false,
+                    },
+                    role: Role::AssumedByPeople,
+                    calls: repertoire(Role::AssumedByPeople, region),
+                    per_day: 15.0,
+                    assumes: Vec::new(),
+                    ..person.clone()
+                };
+                members.push(assumed);
             }
             for i in 0..config.instances_per_account {
                 let n = a * 100 + i;
@@ -235,6 +279,7 @@ impl Org {
                     agent: networks::INSTANCE_AGENTS[n % networks::INSTANCE_AGENTS.len()],
                     whereabouts: Whereabouts::Aws(networks::aws_ips(region)),
                     per_day: 120.0,
+                    assumes: Vec::new(),
                 });
             }
             for i in 0..config.lambdas_per_account {
@@ -258,6 +303,7 @@ impl Org {
                     agent: networks::LAMBDA_AGENT,
                     whereabouts: Whereabouts::Aws(networks::aws_ips(region)),
                     per_day: 60.0,
+                    assumes: Vec::new(),
                 });
             }
             members.push(Member {
@@ -275,18 +321,19 @@ impl Org {
                 agent: networks::TERRAFORM_AGENT,
                 whereabouts: Whereabouts::Aws(networks::aws_ips("us-east-1")),
                 per_day: 40.0,
+                assumes: Vec::new(),
             });
         }
         members.extend(scenarios::special_members(config, &accounts[0]));
         Self { accounts, members }
     }
 
-    /// People that are not special personas, interleaved across accounts
+    /// Users that are not special personas, interleaved across accounts
     /// so that attacks land in different accounts.
     pub fn people(&self) -> Vec<usize> {
         let mut by_account: Vec<Vec<usize>> = vec![Vec::new(); self.accounts.len()];
         for (i, m) in self.members.iter().enumerate() {
-            if matches!(m.whereabouts, Whereabouts::Home(_)) {
+            if m.is_ordinary_user() {
                 let a = self
                     .accounts
                     .iter()
@@ -308,6 +355,7 @@ impl Org {
     }
 }
 
+const ASSUMED_ROLES: &[&str] = &["PowerUser", "ReadOnly", "DataEngineer", "BillingViewer"];
 const REGIONS: &[&str] = &["us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2"];
 const APPS: &[&str] = &[
     "orders", "billing", "search", "catalog", "payments", "media", "auth",
@@ -354,7 +402,7 @@ fn repertoire(role: Role, region: &'static str) -> Vec<Call> {
             call("dynamodb.amazonaws.com", "DescribeTable", region, true),
             call("ecr.amazonaws.com", "GetAuthorizationToken", region, true),
         ],
-        Role::Operator => vec![
+        Role::Operator | Role::AssumedByPeople => vec![
             call("ec2.amazonaws.com", "DescribeInstances", region, true),
             call("ec2.amazonaws.com", "DescribeSecurityGroups", region, true),
             call("ec2.amazonaws.com", "CreateTags", region, false),
@@ -473,6 +521,10 @@ fn request_for(call: &Call, member: &Member, pick: usize) -> Value {
             let bucket = &member.buckets[pick % member.buckets.len()];
             json!({"bucketName": bucket, "key": format!("data/part-{:05}.parquet", pick % 1000)})
         }
+        "AssumeRole" if !member.assumes.is_empty() => json!({
+            "roleArn": member.assumes[pick % member.assumes.len()],
+            "roleSessionName": member.user_name().unwrap_or("session"),
+        }),
         _ => Value::Null,
     }
 }
@@ -538,7 +590,7 @@ fn background_day(
             request: request_for(&call, m, pick),
         }));
     }
-    let drifts = matches!(m.whereabouts, Whereabouts::Home(_)) && !first_day && !weekend;
+    let drifts = m.is_ordinary_user() && !first_day && !weekend;
     if drifts && g.rng.random_bool(config.drift.clamp(0.0, 1.0)) {
         let (source, name) = DRIFT[g.rng.random_range(0..DRIFT.len())];
         let (time_ms, ip) = (

@@ -118,6 +118,9 @@ struct SimulateArgs {
     /// IAM users (people) per account.
     #[arg(long, default_value_t = 6)]
     users: usize,
+    /// Roles per account that people assume and work through.
+    #[arg(long, default_value_t = 2)]
+    roles: usize,
     /// EC2 instances (each with its role) per account.
     #[arg(long, default_value_t = 3)]
     instances: usize,
@@ -425,6 +428,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         days: args.days,
         accounts: args.accounts,
         users_per_account: args.users,
+        roles_per_account: args.roles,
         instances_per_account: args.instances,
         lambdas_per_account: args.lambdas,
         countries: args.countries,
