@@ -30,6 +30,18 @@ fn peak_rss_mib() -> f64 {
     kib / 1024.0
 }
 
+/// CPU seconds (user + system) this process has used: /proc/self/stat's
+/// utime and stime, in the kernel's 100 Hz clock ticks.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn db(var: &str, default: &str) -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::env::var_os(var)
@@ -92,15 +104,19 @@ fn main() {
         ("scan (RocksDB state):", Some(dir.path().join("state"))),
     ] {
         config.state_dir = state_dir;
+        let cpu_before = cpu_seconds();
         let report = trailhound_pipeline::scan(std::slice::from_ref(&file), &config, &mut |_| {})
             .expect("scan");
+        let cpu = cpu_seconds() - cpu_before;
         assert_eq!(report.events_used as usize, events);
         principals = report.principals;
         let secs = report.elapsed.as_secs_f64();
         let rate = events as f64 / secs;
+        let per_core = events as f64 / cpu;
         println!(
-            "{label:<22}{rate:>10.0} events/s ({secs:.2}s), {:.0}% of parse-only, {} principals, {} findings",
+            "{label:<22}{rate:>10.0} events/s ({secs:.2}s wall; reader and stages on two threads), {:.0}% of parse-only; {per_core:.0} events/s per core ({cpu:.2}s CPU), {:.0}% of parse-only; {} principals, {} findings",
             100.0 * rate / parse_rate,
+            100.0 * per_core / parse_rate,
             report.principals,
             report.findings.len()
         );
