@@ -280,3 +280,49 @@ fn sinks_receive_findings_and_a_failing_sink_is_an_error_not_a_loss() {
         "{stderr}"
     );
 }
+
+#[test]
+fn simulate_refuses_bad_options_and_eval_scores_a_dataset_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("sim");
+    let simulate = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_trailhound"))
+            .args(["simulate", "--out", out_dir.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .expect("trailhound runs")
+    };
+    let early = simulate(&["--attack-day", "10"]);
+    assert!(!early.status.success());
+    assert!(
+        text(&early.stderr).contains("training period"),
+        "{}",
+        text(&early.stderr)
+    );
+    let unknown = simulate(&["--scenarios", "stolen-user-keys,nope"]);
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("unknown scenario \"nope\""),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    let made = simulate(&[
+        "--days",
+        "3",
+        "--accounts",
+        "1",
+        "--scenarios",
+        "none",
+        "--volume",
+        "0.2",
+    ]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let eval = trailhound(&["eval", out_dir.to_str().unwrap(), "--json"]);
+    assert!(eval.status.success(), "{}", text(&eval.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&eval.stdout).expect("one JSON document");
+    assert!(report["events"].as_u64().unwrap() > 100, "{report}");
+    assert_eq!(report["scenarios"], serde_json::json!([]));
+    assert_eq!(report["min_severity"], "low");
+}
