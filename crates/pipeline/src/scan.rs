@@ -207,7 +207,7 @@ fn read_files(files: &[PathBuf], store: Option<&Store>, keep_raw: bool, tx: Sync
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 let marks = match store {
-                    Some(store) => match marks_for(store, &name, &bytes)? {
+                    Some(store) => match marks_for(store, &bytes)? {
                         Some(marks) => Some(marks),
                         None => return Ok(None), // scanned before
                     },
@@ -254,7 +254,7 @@ fn read_files(files: &[PathBuf], store: Option<&Store>, keep_raw: bool, tx: Sync
 }
 
 /// A file's checkpoint marks, or `None` when its content was scanned before.
-fn marks_for(store: &Store, name: &str, bytes: &[u8]) -> Result<Option<FileMarks>, String> {
+fn marks_for(store: &Store, bytes: &[u8]) -> Result<Option<FileMarks>, String> {
     let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes));
     let scanned = format!("scanned-file:{hash}");
     if store.meta(&scanned).map_err(|e| e.to_string())?.is_some() {
@@ -269,7 +269,6 @@ fn marks_for(store: &Store, name: &str, bytes: &[u8]) -> Result<Option<FileMarks
     Ok(Some(FileMarks {
         scanned,
         scanning,
-        name: name.to_string(),
         seen: 0,
         committed_before,
     }))
@@ -282,7 +281,6 @@ fn marks_for(store: &Store, name: &str, bytes: &[u8]) -> Result<Option<FileMarks
 struct FileMarks {
     scanned: String,
     scanning: String,
-    name: String,
     /// Records of the file seen so far, and how many an earlier scan committed.
     seen: u64,
     committed_before: u64,
@@ -352,7 +350,7 @@ impl Run<'_> {
                         (None, Err(e)) => self.report.file_errors.push(e),
                         (None, Ok(())) => {
                             if let Some(m) = marks {
-                                self.marks.push((m.scanned, Some(m.name.into_bytes())));
+                                self.marks.push((m.scanned, Some(name.into_bytes())));
                                 self.marks.push((m.scanning, None));
                             }
                         }

@@ -321,14 +321,6 @@ impl Scenario {
     }
 }
 
-/// Records of a global service keep `us-east-1`.
-pub fn is_global_call(record: &Value) -> bool {
-    let source = record["eventSource"].as_str().unwrap_or_default();
-    ["iam.", "sts.", "signin.", "ce.", "health."]
-        .iter()
-        .any(|p| source.starts_with(p))
-}
-
 /// Victims are taken in order from the organisation's members.
 struct Victims<'a> {
     org: &'a Org,

@@ -369,11 +369,21 @@ const LAST_NAMES: &[&str] = &[
     "rossi",
 ];
 
+/// Global services log their region as `us-east-1` wherever they are called.
+const GLOBAL_REGION: &str = "us-east-1";
+
+/// The global services the repertoires use.
+fn is_global(source: &str) -> bool {
+    ["iam.", "sts.", "signin.", "ce.", "health."]
+        .iter()
+        .any(|service| source.starts_with(service))
+}
+
 /// The calls a member of a role makes. S3 object calls name a bucket
 /// (added per member); global services log `us-east-1`.
 fn repertoire(role: Role, region: &'static str) -> Vec<Call> {
     use crate::call;
-    let global = "us-east-1";
+    let global = GLOBAL_REGION;
     let mut calls = match role {
         Role::Developer => vec![
             call("ec2.amazonaws.com", "DescribeInstances", region, true),
@@ -529,12 +539,14 @@ fn request_for(call: &Call, member: &Member, pick: usize) -> Value {
     }
 }
 
-/// A member's background calls on `day`.
+/// A member's background calls on `day`; with `second_region`, every
+/// other regional call goes there (infrastructure code rolled out to it).
 fn background_day(
     g: &mut Generator,
     config: &SimulationConfig,
     m: &Member,
     day: i64,
+    second_region: Option<&'static str>,
 ) -> Vec<Value> {
     let midnight = config.start_ms + day * DAY_MS;
     let weekday = DateTime::from_timestamp_millis(midnight).map_or(Weekday::Mon, |t| t.weekday());
@@ -556,11 +568,17 @@ fn background_day(
         .collect();
     let mut out = Vec::with_capacity(n);
     for k in 0..n {
-        let call = if first_day && k < m.calls.len() {
+        let mut call = if first_day && k < m.calls.len() {
             m.calls[k]
         } else {
             m.calls[g.rng.random_range(0..m.calls.len())]
         };
+        if let Some(region) = second_region
+            && k % 2 == 0
+            && !is_global(call.source)
+        {
+            call.region = region;
+        }
         let time_ms = midnight + call_time(g, m, place, &runs);
         let ip = match (&m.whereabouts, place) {
             (Whereabouts::HomeAndVpn(_), Some(_))
@@ -674,24 +692,15 @@ pub fn simulate<E>(
     for day in 0..config.days {
         let mut records = Vec::new();
         for m in &org.members {
-            let is_rolled_out = planned
+            let second_region = planned
                 .second_region
                 .as_ref()
-                .filter(|(who, from_day, _)| *who == m.principal() && day >= *from_day);
-            let mut day_records = background_day(&mut g, config, m, day);
-            if let Some((_, _, region)) = is_rolled_out {
-                // Infrastructure code rolled out to a second region: every
-                // other call of the deployment role now goes there.
-                for (k, r) in day_records.iter_mut().enumerate() {
-                    if k % 2 == 0 && !crate::scenarios::is_global_call(r) {
-                        r["awsRegion"] = json!(region);
-                    }
-                }
-            }
-            records.extend(day_records);
+                .filter(|(who, from_day, _)| *who == m.principal() && day >= *from_day)
+                .map(|(_, _, region)| *region);
+            records.extend(background_day(&mut g, config, m, day, second_region));
         }
         records.extend(injected.remove(&day).unwrap_or_default());
-        records.sort_by_key(time_ms);
+        records.sort_by_cached_key(time_ms);
         each_day(day, records)?;
     }
     Ok(labels)

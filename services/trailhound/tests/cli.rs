@@ -23,14 +23,21 @@ fn trailhound(args: &[&str]) -> Output {
         .expect("trailhound runs")
 }
 
+/// `trailhound scan examples/` with more arguments.
+fn scan_examples(args: &[&str]) -> Output {
+    let examples = root().join("examples");
+    let mut all = vec!["scan", examples.to_str().unwrap()];
+    all.extend_from_slice(args);
+    trailhound(&all)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
 fn scans_the_shipped_examples_and_explains_each_finding() {
-    let examples = root().join("examples");
-    let out = trailhound(&["scan", examples.to_str().unwrap(), "--format", "json"]);
+    let out = scan_examples(&["--format", "json"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let findings: Vec<serde_json::Value> = text(&out.stdout)
@@ -60,14 +67,7 @@ fn scans_the_shipped_examples_and_explains_each_finding() {
     assert!(stderr.contains("TH-010 critical: 1"), "{stderr}");
     assert!(stderr.contains("events/s"), "{stderr}");
 
-    let table = trailhound(&[
-        "scan",
-        examples.to_str().unwrap(),
-        "--format",
-        "table",
-        "--min-severity",
-        "high",
-    ]);
+    let table = scan_examples(&["--format", "table", "--min-severity", "high"]);
     let table = text(&table.stdout);
     assert!(
         table.starts_with("CRITICAL      TH-010  Root account changed account or billing settings"),
@@ -197,10 +197,7 @@ expires = "2030-01-01T00:00:00Z"
     .unwrap();
     let list = dir.path().join("known-bad.txt");
     std::fs::write(&list, "# incident 42\n45.146.164.10\n").unwrap();
-    let examples = root().join("examples");
-    let out = trailhound(&[
-        "scan",
-        examples.to_str().unwrap(),
+    let out = scan_examples(&[
         "--format",
         "json",
         "--config",
@@ -252,15 +249,7 @@ fn sinks_receive_findings_and_a_failing_sink_is_an_error_not_a_loss() {
         ),
     )
     .unwrap();
-    let examples = root().join("examples");
-    let out = trailhound(&[
-        "scan",
-        examples.to_str().unwrap(),
-        "--format",
-        "json",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let out = scan_examples(&["--format", "json", "--config", config.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "the failing webhook fails the run");
     assert!(stderr.contains("sink pager: 0 sent"), "{stderr}");
