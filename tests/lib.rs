@@ -46,6 +46,31 @@ pub fn write_delivery(dir: &Path, records: &[Value]) {
     }
 }
 
+/// A record's event time in milliseconds.
+pub fn time_ms(record: &Value) -> i64 {
+    let t = record["eventTime"].as_str().expect("eventTime");
+    trailhound_cloudtrail::time::parse_event_time(t).expect("event time")
+}
+
+/// The records in event-time order, then shuffled within 15-minute buckets
+/// of event time, as CloudTrail's late delivery does.
+pub fn shuffle_within_reorder_window(records: &mut [Value], seed: u64) {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let bucket = |r: &Value| time_ms(r) / (15 * 60_000);
+    records.sort_by_cached_key(bucket);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    for same_bucket in records.chunk_by_mut(|a, b| bucket(a) == bucket(b)) {
+        same_bucket.shuffle(&mut rng);
+    }
+}
+
+/// Write records as one JSON-lines file, which keeps their order exactly.
+pub fn write_json_lines(path: &Path, records: &[Value]) {
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    std::fs::write(path, lines.join("\n")).unwrap();
+}
+
 /// (detector, severity, key, count) of each finding, sorted: what a
 /// scenario asserts exactly.
 pub fn summary(findings: &[Finding]) -> Vec<(String, &'static str, String, u64)> {

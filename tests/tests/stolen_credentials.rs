@@ -3,9 +3,9 @@
 //! testing distribution, and root console use: exactly the expected
 //! findings, whatever the delivery order, and continued across scans.
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use trailhound_e2e::{scan_config, summary, write_delivery};
+use trailhound_e2e::{
+    scan_config, shuffle_within_reorder_window, summary, time_ms, write_delivery, write_json_lines,
+};
 use trailhound_synth::{DAY_MS, HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
 const WEB_ROLE: &str = "arn:aws:iam::210987654321:role/web-server";
@@ -113,30 +113,14 @@ fn delivery_order_within_the_reorder_window_does_not_matter() {
     // in `scenario`, hours out of order) ...
     let mut records = scenario();
     records.sort_by_key(time_ms);
-    // ... and shuffled within 15-minute buckets of event time, as late
-    // delivery does.
+    // ... and shuffled within 15-minute buckets of event time.
     let mut shuffled = records.clone();
-    let bucket = |r: &serde_json::Value| time_ms(r) / (15 * 60_000);
-    shuffled.sort_by_key(bucket);
-    let mut rng = rand_pcg::Pcg64::seed_from_u64(9);
-    let mut start = 0;
-    while start < shuffled.len() {
-        let key = bucket(&shuffled[start]);
-        let end = start
-            + shuffled[start..]
-                .iter()
-                .take_while(|r| bucket(r) == key)
-                .count();
-        shuffled[start..end].shuffle(&mut rng);
-        start = end;
-    }
+    shuffle_within_reorder_window(&mut shuffled, 9);
     assert_ne!(records, shuffled);
 
     let run = |records: &[serde_json::Value]| {
         let dir = tempfile::tempdir().unwrap();
-        // One JSON-lines file keeps the given order exactly.
-        let lines: Vec<String> = records.iter().map(|r| r.to_string()).collect();
-        std::fs::write(dir.path().join("events.jsonl"), lines.join("\n")).unwrap();
+        write_json_lines(&dir.path().join("events.jsonl"), records);
         let report =
             trailhound_pipeline::scan(&[dir.path().to_path_buf()], &scan_config(), &mut |_| {})
                 .unwrap();
@@ -183,8 +167,4 @@ fn state_dir_continues_the_next_day_and_rescans_add_nothing() {
         expected(),
         "no duplicate findings in the store"
     );
-}
-
-fn time_ms(r: &serde_json::Value) -> i64 {
-    trailhound_cloudtrail::time::parse_event_time(r["eventTime"].as_str().unwrap()).unwrap()
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use trailhound_e2e::{scan_config, shared};
+use trailhound_e2e::{scan_config, shared, time_ms};
 
 /// Technique → the detectors that must fire on its events (none listed:
 /// only the generic novelty of TH-001/TH-005 covers it).
@@ -87,13 +87,6 @@ const COVERAGE: &[(&str, &[&str])] = &[
 
 const DAY_MS: i64 = 86_400_000;
 const HISTORY_DAYS: i64 = 21;
-
-fn time_ms(record: &Value) -> i64 {
-    let t = record["eventTime"].as_str().expect("eventTime");
-    chrono::DateTime::parse_from_rfc3339(t)
-        .expect("RFC 3339")
-        .timestamp_millis()
-}
 
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -163,10 +163,18 @@ pub fn merge(stored: &mut Finding, candidate: Finding) {
         stored.count += candidate.count;
         add_evidence(stored, &candidate.evidence);
     }
-    stored.attack.extend(candidate.attack.iter().cloned());
-    sort_attack(&mut stored.attack);
+    if !candidate.count_is_peak {
+        stored.attack.extend(candidate.attack.iter().cloned());
+        sort_attack(&mut stored.attack);
+    }
     stored.first_event_ms = stored.first_event_ms.min(candidate.first_event_ms);
-    stored.last_event_ms = stored.last_event_ms.max(candidate.last_event_ms);
+    stored.last_event_ms = match stored.evidence.last() {
+        // A volume finding spans its kept evidence, the same whatever the
+        // arrival order: a candidate's own span may end at an event that a
+        // late, earlier one then pushed out of the bucket's earliest.
+        Some(last) if candidate.count_is_peak => last.event_time_ms,
+        _ => stored.last_event_ms.max(candidate.last_event_ms),
+    };
     if takes_over {
         stored.title = candidate.title;
         stored.severity = candidate.severity;
@@ -179,6 +187,11 @@ pub fn merge(stored: &mut Finding, candidate: Finding) {
         stored.asn = candidate.asn;
         stored.user_agent = candidate.user_agent;
         stored.described = candidate.described;
+        if candidate.count_is_peak {
+            // A volume finding's mapping is its describing bucket's.
+            stored.attack = candidate.attack;
+            sort_attack(&mut stored.attack);
+        }
     }
 }
 
@@ -281,6 +294,37 @@ mod tests {
             run(&[buckets.as_slice(), buckets.as_slice()].concat())
         );
         assert_eq!((forward[0].count, forward[0].evidence.len()), (40, 2));
+    }
+
+    #[test]
+    fn a_volume_finding_spans_its_earliest_events_whatever_arrived_first() {
+        // A bucket's candidate carries its earliest events so far: before
+        // the bucket's first event arrives late, the 21st is among them.
+        let bucket = |times: std::ops::Range<i64>| {
+            let evidence: Vec<EvidenceEvent> = times
+                .map(|t| EvidenceEvent {
+                    event_id: format!("e{t:02}"),
+                    event_time_ms: t * 1_000,
+                })
+                .collect();
+            Finding {
+                count: 21,
+                count_is_peak: true,
+                first_event_ms: evidence[0].event_time_ms,
+                last_event_ms: evidence.last().unwrap().event_time_ms,
+                described: Some(evidence[0].clone()),
+                evidence,
+                ..cand("", 0, Severity::Medium, false)
+            }
+        };
+        let (in_order, first_late) = (bucket(0..MAX_EVIDENCE as i64), bucket(1..21));
+        let f = run(&[first_late.clone(), in_order.clone()]);
+        assert_eq!(f, run(&[in_order]));
+        assert_eq!(
+            (f[0].first_event_ms, f[0].last_event_ms),
+            (0, 19_000),
+            "e20 was pushed out by e00"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use trailhound_proto::{
     Attack, CloudTrailEvent, EnrichedEvent, EvidenceEvent, Finding, Guidance, Novelty, NoveltyKind,
-    Observation, Principal, PrincipalFacts, Severity,
+    Observation, Principal, PrincipalFacts, RateOrigin, Severity,
 };
 
 /// Evidence events kept per finding (the earliest ones).
@@ -89,49 +89,64 @@ pub fn candidate(
     key: impl Into<String>,
     guidance: &GuidanceText,
 ) -> Finding {
-    let e = obs.enriched();
     let event = obs.event();
     let principal = obs.principal();
     let this_event = EvidenceEvent {
         event_id: event.event_id.clone(),
         event_time_ms: event.event_time_ms,
     };
-    Finding {
+    let mut f = Finding {
         id: String::new(),
         detector: detector.to_string(),
         title: title.into(),
         severity: severity as i32,
         account_id: principal.account_id.clone(),
         principal: principal.arn.clone(),
-        region: event.aws_region.clone(),
         key: key.into(),
         first_event_ms: event.event_time_ms,
         last_event_ms: event.event_time_ms,
         count: 1,
         evidence: vec![this_event.clone()],
-        baseline_facts: Vec::new(),
-        attack: e.attack.iter().cloned().collect(),
         guidance: Some(guidance.to_proto()),
+        rank: severity as u32 * 2 + 1,
+        described: Some(this_event),
+        ..Default::default()
+    };
+    describe_origin(&mut f, origin_of(obs.enriched()));
+    f
+}
+
+/// Where an event came from and what it was, as a finding reports it.
+pub fn origin_of(e: &EnrichedEvent) -> RateOrigin {
+    let event = e.event.as_ref().expect("enriched events carry their event");
+    let network = e.network.as_ref();
+    RateOrigin {
+        region: event.aws_region.clone(),
         source_ip: event.source_ip.clone(),
         country: e
             .geo
             .as_ref()
             .map(|g| g.country.clone())
             .unwrap_or_default(),
-        as_org: e
-            .network
-            .as_ref()
-            .map(|n| n.as_org.clone())
-            .unwrap_or_default(),
-        asn: e.network.as_ref().map_or(0, |n| n.asn),
+        as_org: network.map(|n| n.as_org.clone()).unwrap_or_default(),
+        asn: network.map_or(0, |n| n.asn),
         user_agent: event.user_agent.clone(),
-        first_event_only: false,
-        count_is_peak: false,
-        suppressed: false,
-        suppression_reason: String::new(),
-        rank: severity as u32 * 2 + 1,
-        described: Some(this_event),
+        attack: e.attack.clone(),
+        facts: Vec::new(),
     }
+}
+
+/// Describe a finding by `origin`: its region, source, client, ATT&CK
+/// mapping, and (for a bucket's origin) the principal's context facts.
+pub fn describe_origin(f: &mut Finding, origin: RateOrigin) {
+    f.region = origin.region;
+    f.source_ip = origin.source_ip;
+    f.country = origin.country;
+    f.as_org = origin.as_org;
+    f.asn = origin.asn;
+    f.user_agent = origin.user_agent;
+    f.attack = origin.attack.into_iter().collect();
+    f.baseline_facts.extend(origin.facts);
 }
 
 /// ATT&CK technique for a finding whose detector implies one.
@@ -146,7 +161,15 @@ pub fn attack(tactic: &str, technique: &str) -> Attack {
 /// has been active, the countries it is known from, and whether the source
 /// address is inside AWS (and which source decided).
 pub fn context_facts(obs: &Observation, window_days: u32) -> Vec<String> {
-    let f = obs.facts();
+    principal_context(obs.facts(), obs.enriched(), window_days)
+}
+
+/// [`context_facts`] from the principal's facts and the enriched event.
+pub fn principal_context(
+    f: &PrincipalFacts,
+    enriched: &EnrichedEvent,
+    window_days: u32,
+) -> Vec<String> {
     let mut facts = vec![format!(
         "principal active on {} of the last {window_days} days; first seen {}",
         f.active_days,
@@ -159,8 +182,7 @@ pub fn context_facts(obs: &Observation, window_days: u32) -> Vec<String> {
             f.known_countries.join(", ")
         ));
     }
-    let network = obs
-        .enriched()
+    let network = enriched
         .network
         .as_ref()
         .filter(|n| n.is_network_location && !n.aws_source.is_empty());

@@ -5,11 +5,12 @@
 //!
 //! State stays small: the open buckets (within their width plus the
 //! reorder window of the latest event) and one peak per kind per day of the
-//! window. A bucket keeps its earliest events (by event time), so the
-//! finding it raises names the same events whatever the arrival order.
+//! window. A bucket keeps its earliest events (by event time) and what the
+//! earliest says (its origin), so the finding it raises names and
+//! describes the same events whatever the arrival order.
 
 use serde::{Deserialize, Serialize};
-use trailhound_proto::{EvidenceEvent, RateKind};
+use trailhound_proto::{EvidenceEvent, Message, RateKind, RateOrigin};
 
 use crate::finding::MAX_EVIDENCE;
 use crate::seen::day;
@@ -35,6 +36,8 @@ struct Bucket {
     distinct: Vec<u64>,
     /// Earliest events, sorted by (time, id).
     earliest: Vec<(i64, String)>,
+    /// The encoded [`RateOrigin`] of the earliest event.
+    origin: Vec<u8>,
 }
 
 /// One event's part in a bucket.
@@ -45,6 +48,9 @@ pub struct Sample<'a> {
     pub event_id: &'a str,
     /// Counted distinct when given, else every event counts.
     pub distinct: Option<&'a str>,
+    /// The event's encoded [`RateOrigin`], asked for when it is the
+    /// earliest of its bucket.
+    pub origin: &'a dyn Fn() -> Vec<u8>,
 }
 
 /// A bucket after an event: where it starts and its value.
@@ -90,6 +96,7 @@ impl Rates {
                     count: 0,
                     distinct: Vec::new(),
                     earliest: Vec::new(),
+                    origin: Vec::new(),
                 });
                 self.buckets.len() - 1
             }
@@ -101,6 +108,9 @@ impl Rates {
         if let Err(at) = known {
             // A repeated event is not counted twice while it is among those kept.
             bucket.count += 1;
+            if at == 0 {
+                bucket.origin = (s.origin)();
+            }
             if at < MAX_EVIDENCE {
                 bucket.earliest.insert(at, (s.t, s.event_id.to_string()));
                 bucket.earliest.truncate(MAX_EVIDENCE);
@@ -145,6 +155,15 @@ impl Rates {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// What the earliest event of a bucket says.
+    pub fn origin(&self, kind: RateKind, start_ms: i64) -> Option<RateOrigin> {
+        let bucket = self
+            .buckets
+            .iter()
+            .find(|b| b.kind == kind as i32 && b.start_ms == start_ms)?;
+        RateOrigin::decode(bucket.origin.as_slice()).ok()
     }
 
     /// The normal of `kind` for an event on day `d`: days before `d` in the
@@ -201,6 +220,13 @@ mod tests {
                 t,
                 event_id: id,
                 distinct: None,
+                origin: &|| {
+                    RateOrigin {
+                        source_ip: id.to_string(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec()
+                },
             },
             900_000,
             W,
@@ -229,6 +255,10 @@ mod tests {
         assert_eq!(ea, eb);
         assert_eq!(ea.len(), MAX_EVIDENCE);
         assert_eq!(ea[0].event_id, "e0");
+        for (rates, start_ms) in [(&forward, a.start_ms), (&backward, b.start_ms)] {
+            let origin = rates.origin(RateKind::ApiCalls, start_ms).unwrap();
+            assert_eq!(origin.source_ip, "e0", "the earliest event describes");
+        }
         assert_eq!(
             calls(&mut forward, 0, "e0").value,
             30,
@@ -270,6 +300,7 @@ mod tests {
                     t: i as i64,
                     event_id: &format!("e{i}"),
                     distinct: Some(service),
+                    origin: &Vec::new,
                 },
                 900_000,
                 W,

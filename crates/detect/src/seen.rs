@@ -134,6 +134,38 @@ pub fn record_in(
     }
 }
 
+/// Record `t` for `key`, a value many principals share (a command's
+/// country, an account's region or error code). Each principal's finding
+/// is its own, so "new" cannot be left to the earliest event taking the
+/// novelty over, as for a principal's values: it is judged from sightings
+/// settled before the reorder window, which have all arrived whatever the
+/// delivery order. Every event inside the window of a value's first
+/// sighting is new; days seen count only days settled before the event.
+pub fn record_shared_in(
+    map: &mut foldhash::HashMap<String, Seen>,
+    key: &str,
+    t: i64,
+    reorder_ms: i64,
+    (window_ms, window_days): (i64, u32),
+) -> Sighting {
+    let settled = t - reorder_ms;
+    let (known, days_seen) =
+        map.get(key)
+            .filter(|s| s.live(t, window_ms))
+            .map_or((false, 0), |s| {
+                (
+                    s.first_ms < settled,
+                    s.days_before(day(settled), window_days),
+                )
+            });
+    let s = record_in(map, key, t, window_ms, window_days);
+    Sighting {
+        is_new: !known,
+        first_ms: s.first_ms,
+        days_seen,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +186,35 @@ mod tests {
         assert!(
             in_order.record(a, W, 45).is_new,
             "replaying the first event is idempotent"
+        );
+    }
+
+    #[test]
+    fn shared_values_are_new_for_every_event_inside_the_reorder_window() {
+        const R: i64 = 15 * 60_000;
+        let (a, b, c) = (10 * DAY_MS, 10 * DAY_MS + 120_000, 10 * DAY_MS + R + 1);
+        // Every order CloudTrail may deliver them in: c is more than the
+        // reorder window after a.
+        for order in [[a, b, c], [b, a, c], [a, c, b]] {
+            let mut map = foldhash::HashMap::default();
+            let verdicts: Vec<(i64, bool)> = order
+                .iter()
+                .map(|&t| (t, record_shared_in(&mut map, "k", t, R, (W, 45)).is_new))
+                .collect();
+            for (t, is_new) in verdicts {
+                assert_eq!(is_new, t != c, "{t} in order {order:?}");
+            }
+        }
+        let mut map = foldhash::HashMap::default();
+        record_shared_in(&mut map, "k", 9 * DAY_MS - 60_000, R, (W, 45));
+        let just_after_midnight = record_shared_in(&mut map, "k", 9 * DAY_MS + 60_000, R, (W, 45));
+        assert_eq!(
+            just_after_midnight.days_seen, 0,
+            "yesterday's last minutes are not settled yet"
+        );
+        assert_eq!(
+            record_shared_in(&mut map, "k", 9 * DAY_MS + R + 1, R, (W, 45)).days_seen,
+            1
         );
     }
 

@@ -13,7 +13,7 @@ use trailhound_state::{Batch, StateError, Store, Table};
 
 use super::{enriched, region_of};
 use crate::config::DetectionConfig;
-use crate::seen::{Seen, record_in};
+use crate::seen::{Seen, record_shared_in};
 
 /// The tables the account hop keeps.
 pub const TABLES: &[&str] = &["accounts", "inventory"];
@@ -54,7 +54,8 @@ impl super::ObservationHop for AccountBaseline {
     /// Add the account's facts and the inventory's home region to an
     /// observation from the profile hop.
     fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
-        let (window, window_days) = (self.config.window_ms(), self.config.window_days());
+        let window = (self.config.window_ms(), self.config.window_days());
+        let reorder = self.config.reorder_ms();
         let enriched = enriched(observation);
         self.learn_inventory(enriched)?;
         let principal = enriched
@@ -93,11 +94,11 @@ impl super::ObservationHop for AccountBaseline {
         })?;
         account.data_start_ms = account.data_start_ms.min(t);
         observation.region_unused_in_account =
-            !global && record_in(&mut account.regions, &region, t, window, window_days).is_new;
+            !global && record_shared_in(&mut account.regions, &region, t, reorder, window).is_new;
         if let Some(code) = error_code {
             // Codes are few (hundreds at most): drop those past the window.
-            account.error_codes.retain(|_, s| s.live(t, window));
-            let s = record_in(&mut account.error_codes, &code, t, window, window_days);
+            account.error_codes.retain(|_, s| s.live(t, window.0));
+            let s = record_shared_in(&mut account.error_codes, &code, t, reorder, window);
             observation
                 .novelties
                 .push(s.novelty(NoveltyKind::ErrorCode, code));

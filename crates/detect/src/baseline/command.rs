@@ -11,7 +11,7 @@ use trailhound_state::{Batch, StateError, Store, Table};
 
 use super::{command_key, enriched, located_geo};
 use crate::config::DetectionConfig;
-use crate::seen::{Seen, day, record_in};
+use crate::seen::{Seen, day, record_shared_in};
 
 /// The tables the command hop keeps.
 pub const TABLES: &[&str] = &["commands"];
@@ -49,6 +49,7 @@ impl super::ObservationHop for CommandBaseline {
     /// Add the command's volume and its country novelty to an observation.
     fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
+        let reorder = self.config.reorder_ms();
         let enriched = enriched(observation);
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
         let geo = located_geo(enriched);
@@ -60,21 +61,33 @@ impl super::ObservationHop for CommandBaseline {
 
         let profile = self.commands.entry(&command, CommandProfile::default)?;
         observation.command_events_in_window =
-            record_daily(&mut profile.daily, day(t), window_days);
+            record_daily(&mut profile.daily, day(t), day(t - reorder), window_days);
         if let Some(country) = country {
             if day(t) > profile.pruned_day {
                 profile.pruned_day = day(t);
                 profile.countries.retain(|_, s| s.live(t, window));
                 profile.cities.retain(|_, s| s.live(t, window));
             }
-            let s = record_in(&mut profile.countries, &country, t, window, window_days);
+            let s = record_shared_in(
+                &mut profile.countries,
+                &country,
+                t,
+                reorder,
+                (window, window_days),
+            );
             let value = format!("{command}|{country}");
             observation
                 .novelties
                 .push(s.novelty(NoveltyKind::CommandCountry, value));
         }
         if let Some(city) = city {
-            let s = record_in(&mut profile.cities, &city, t, window, window_days);
+            let s = record_shared_in(
+                &mut profile.cities,
+                &city,
+                t,
+                reorder,
+                (window, window_days),
+            );
             let value = format!("{command}|{city}");
             observation
                 .novelties
@@ -84,13 +97,14 @@ impl super::ObservationHop for CommandBaseline {
     }
 }
 
-/// Count an event on day `d`; return the window's events on earlier days
-/// (earlier days only, so arrival order within a day does not matter).
-fn record_daily(daily: &mut Vec<(i64, u32)>, d: i64, window_days: u32) -> u32 {
+/// Count an event on day `d`; return the window's events on days before
+/// `settled_day`, the day the reorder window before the event starts in
+/// (whole days that have all arrived, so arrival order does not matter).
+fn record_daily(daily: &mut Vec<(i64, u32)>, d: i64, settled_day: i64, window_days: u32) -> u32 {
     daily.retain(|(day, _)| (d - day).abs() <= i64::from(window_days));
     let before = daily
         .iter()
-        .filter(|(day, _)| *day < d)
+        .filter(|(day, _)| *day < settled_day)
         .map(|(_, n)| *n)
         .sum();
     match daily.iter_mut().find(|(day, _)| *day == d) {
@@ -107,13 +121,22 @@ mod tests {
     #[test]
     fn daily_counts_stay_within_the_window() {
         let mut daily = Vec::new();
-        assert_eq!(record_daily(&mut daily, 0, 45), 0);
+        assert_eq!(record_daily(&mut daily, 0, 0, 45), 0);
         assert_eq!(
-            record_daily(&mut daily, 0, 45),
+            record_daily(&mut daily, 0, 0, 45),
             0,
             "the same day is not counted"
         );
-        assert_eq!(record_daily(&mut daily, 10, 45), 2);
-        assert_eq!(record_daily(&mut daily, 50, 45), 1, "day 0 left the window");
+        assert_eq!(
+            record_daily(&mut daily, 1, 0, 45),
+            0,
+            "minutes after midnight: yesterday is not settled yet"
+        );
+        assert_eq!(record_daily(&mut daily, 10, 10, 45), 3);
+        assert_eq!(
+            record_daily(&mut daily, 50, 50, 45),
+            1,
+            "days 0 and 1 left the window"
+        );
     }
 }

@@ -9,14 +9,15 @@ use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{
-    ComputeHome, ComputeKind, EnrichedEvent, NoveltyKind, Observation, PrincipalFacts, Rate,
-    RateKind,
+    ComputeHome, ComputeKind, EnrichedEvent, Message, NoveltyKind, Observation, PrincipalFacts,
+    Rate, RateKind, RateOrigin,
 };
 
 use super::{command_key, located_geo, place, principal_key, region_of, request_field};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use crate::config::{DetectionConfig, SurgeSettings};
+use crate::finding::{origin_of, principal_context};
 use crate::rates::{Rates, Sample};
 use crate::seen::{Seen, day, record_in};
 use crate::travel::Places;
@@ -169,7 +170,16 @@ impl ProfileBaseline {
             let s = record_in(&mut profile.s3_buckets, &access, t, window, window_days);
             push(NoveltyKind::S3Bucket, access, s);
         }
-        let rates = record_rates(&mut profile.rates, &enriched, &self.config);
+        let facts = PrincipalFacts {
+            first_seen_ms,
+            active_days,
+            data_start_ms: 0,
+            known_countries,
+            known_asos,
+            known_user_agents,
+            new_principal,
+        };
+        let rates = record_rates(&mut profile.rates, &enriched, &facts, &self.config);
         let neighbours = place(&enriched).map_or_else(Vec::new, |p| {
             profile.places.record(p, self.config.reorder_ms())
         });
@@ -200,16 +210,6 @@ impl ProfileBaseline {
                 home_region,
                 source: source.to_string(),
             })
-        };
-
-        let facts = PrincipalFacts {
-            first_seen_ms,
-            active_days,
-            data_start_ms: 0,
-            known_countries,
-            known_asos,
-            known_user_agents,
-            new_principal,
         };
 
         Ok(Observation {
@@ -270,10 +270,17 @@ fn s3_object_access(enriched: &EnrichedEvent) -> Option<String> {
 fn record_rates(
     rates: &mut Rates,
     enriched: &EnrichedEvent,
+    facts: &PrincipalFacts,
     config: &DetectionConfig,
 ) -> Vec<Rate> {
     let Some(event) = enriched.event.as_ref() else {
         return Vec::new();
+    };
+    let origin = std::cell::OnceCell::new();
+    let origin = || {
+        origin
+            .get_or_init(|| rate_origin(enriched, facts, config.window_days()).encode_to_vec())
+            .clone()
     };
     let error = if enriched.failed {
         format!("{}|{}", event.error_code, event.error_message)
@@ -313,6 +320,7 @@ fn record_rates(
             t: event.event_time_ms,
             event_id: &event.event_id,
             distinct,
+            origin: &origin,
         };
         let bucket = rates.record(&sample, config.reorder_ms(), config.window_days());
         if bucket.value >= settings.min_value {
@@ -326,10 +334,19 @@ fn record_rates(
                 median_peak: normal.median,
                 mad_peak: normal.mad,
                 earliest: rates.earliest(kind, bucket.start_ms),
+                origin: rates.origin(kind, bucket.start_ms),
             });
         }
     }
     out
+}
+
+/// What an event says when it is the earliest of a bucket.
+fn rate_origin(enriched: &EnrichedEvent, facts: &PrincipalFacts, window_days: u32) -> RateOrigin {
+    RateOrigin {
+        facts: principal_context(facts, enriched, window_days),
+        ..origin_of(enriched)
+    }
 }
 
 /// Values first seen before `before` and still in the window at `t`: what

@@ -7,7 +7,7 @@ use trailhound_proto::{Finding, Observation, Rate, RateKind, Severity};
 
 use super::Context;
 use crate::config::SurgeSettings;
-use crate::finding::{GuidanceText, candidate, context_facts, time};
+use crate::finding::{GuidanceText, candidate, context_facts, describe_origin, time};
 
 pub struct Surge<'a> {
     pub id: &'static str,
@@ -40,8 +40,14 @@ impl Surge<'_> {
             f.described = Some(first.clone());
         }
         f.baseline_facts.push(self.fact(rate, threshold));
-        f.baseline_facts
-            .extend(context_facts(obs, ctx.window_days()));
+        match rate.origin.clone() {
+            // Described by the bucket's earliest event, not by the one that
+            // happened to cross the threshold.
+            Some(origin) => describe_origin(&mut f, origin),
+            None => f
+                .baseline_facts
+                .extend(context_facts(obs, ctx.window_days())),
+        }
         Some(f)
     }
 

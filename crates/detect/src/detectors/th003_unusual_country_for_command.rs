@@ -97,17 +97,22 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(severity(&f[0]), Severity::Low);
         assert_eq!(f[0].key, "ec2.amazonaws.com:DescribeInstances|BR");
-        // Organisation-wide: another principal from Brazil is no longer unusual.
-        let bob = ev(12, "DescribeInstances")
-            .at_ms(5)
-            .from("BR", "Manaus", 28210, "Example BR")
-            .principal(
-                "arn:aws:iam::111122223333:user/bob",
-                PrincipalKind::IamUser,
-                "",
-                ComputeKind::None,
-            );
-        assert!(h.run(bob, "TH-003").is_empty());
+        // Organisation-wide: another principal from Brazil is unusual too
+        // within the reorder window of the first sighting (whichever of the
+        // two arrives first), and no longer after it.
+        let from_brazil = |name: &str, offset_ms: i64| {
+            ev(12, "DescribeInstances")
+                .at_ms(offset_ms)
+                .from("BR", "Manaus", 28210, "Example BR")
+                .principal(
+                    &format!("arn:aws:iam::111122223333:user/{name}"),
+                    PrincipalKind::IamUser,
+                    "",
+                    ComputeKind::None,
+                )
+        };
+        assert_eq!(h.run(from_brazil("carol", 60_000), "TH-003").len(), 1);
+        assert!(h.run(from_brazil("bob", 16 * 60_000), "TH-003").is_empty());
     }
 
     #[test]
