@@ -1,5 +1,5 @@
-//! Agreement with Panther's labelled CloudTrail rule tests never drops below
-//! its measured 93.75 % (the goal is 95 %; the four disagreements are
+//! Agreement with Panther's labelled CloudTrail rule tests stays at or above
+//! the 95 % goal (measured 77 of 81, 95.1 %; the four disagreements are
 //! explained, two of them by design), every disagreement is explained, and
 //! docs/rule-coverage.md is current.
 
@@ -12,8 +12,8 @@ fn agrees_with_panther_and_the_report_is_current() {
     let (agree, compared) = agreement(verdicts);
     assert!(compared > 0);
     assert!(
-        agree * 10_000 >= compared * 9_375,
-        "agreement {agree}/{compared} dropped below 93.75 %"
+        agree * 100 >= compared * 95,
+        "agreement {agree}/{compared} dropped below 95 %"
     );
     for v in verdicts.iter().filter(|v| v.fired != v.case.expected) {
         assert!(

@@ -13,6 +13,7 @@ pub mod config;
 pub mod detectors;
 pub mod finding;
 pub mod rates;
+pub mod resource_policy;
 pub mod seen;
 pub mod travel;
 

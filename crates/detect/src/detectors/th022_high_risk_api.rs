@@ -1,16 +1,19 @@
 //! TH-022 High-risk API call (seed 004, ATT&CK mapping): a successful call
-//! that blinds logging or security monitoring, takes the account out of its
-//! organisation (or tries to: a refused LeaveOrganization is high), or
-//! shares a snapshot, image or database snapshot with another account (or
-//! publicly). PutEventSelectors counts when it stops logging management
-//! events, or some of them. Each is raised one level when the principal
-//! never made the call in the window.
+//! that blinds logging or security monitoring, hides security findings
+//! (Security Hub, GuardDuty), takes the account out of its organisation (or
+//! tries to: a refused LeaveOrganization is high), shares a snapshot, image
+//! or database snapshot with another account (or publicly), or sets a
+//! resource policy, role trust or function permission that lets in another
+//! account or anyone ([`crate::resource_policy`]). PutEventSelectors counts
+//! when it stops logging management events, or some of them. Each is raised
+//! one level when the principal never made the call in the window.
 
 use serde_json::Value;
-use trailhound_proto::{Finding, NoveltyKind, Observation, Severity};
+use trailhound_proto::{Attack, Finding, NoveltyKind, Observation, Severity};
 
 use super::{Context, Detector};
 use crate::finding::{GuidanceText, ObservationExt, attack, candidate, context_facts};
+use crate::resource_policy::{OutsideAccess, granted_by};
 
 pub struct HighRiskApi;
 
@@ -48,16 +51,30 @@ const LOGGING_TAMPERING: &[&str] = &[
     "DisassociateWebACL",
 ];
 
+/// Calls that hide security findings (Security Hub, GuardDuty) when
+/// [`suppresses_findings`] says so.
+const FINDING_SUPPRESSION: &[&str] = &[
+    "DeleteInsight",
+    "UpdateFindings",
+    "BatchUpdateFindings",
+    "ArchiveFindings",
+    "CreateFilter",
+    "UpdateFilter",
+    "UpdateDetector",
+    "CreateIPSet",
+    "UpdateIPSet",
+];
+
 const GUIDANCE: GuidanceText = GuidanceText {
-    why_it_matters: "Attackers switch off logging and detection to hide, take an account out of its organisation to escape its guardrails, and share snapshots and images with their own accounts to take the data away.",
-    why_it_may_be_fine: "Planned changes to logging, account moves between organisations and sharing with known partner or backup accounts happen, rarely and with a change record.",
+    why_it_matters: "Attackers switch off logging and detection and archive findings to hide, take an account out of its organisation to escape its guardrails, share snapshots and images or open resource policies to take the data away, and let their own account into a role or function to come back later.",
+    why_it_may_be_fine: "Planned changes to logging, triage that archives findings, account moves between organisations, public websites and sharing with known partner, backup or organisation accounts happen, rarely and with a change record.",
     what_to_check: &[
         "Whether a change record covers the call, and who approved it.",
-        "For sharing: whether the receiving account belongs to the organisation or a known partner.",
+        "For sharing and trust: whether the receiving account belongs to the organisation or a known partner, and what the resource holds.",
         "What else the identity did just before and after.",
     ],
     how_to_resolve: &[
-        "Undo the change: restart logging, restore the configuration, remove the share.",
+        "Undo the change: restart logging, restore the configuration or findings, remove the share, policy statement or trust.",
         "Rotate the caller's credentials and review its recent activity.",
         "Protect the setting with a service control policy.",
     ],
@@ -103,6 +120,27 @@ impl Detector for HighRiskApi {
                 )
             };
             (severity, title, attack("defense-evasion", "T1666"), fact)
+        } else if FINDING_SUPPRESSION.contains(&name)
+            && suppresses_findings(&event.event_source, name, &event.request_parameters_json)
+        {
+            (
+                Severity::High,
+                "Security findings suppressed",
+                attack("defense-evasion", "T1562.001"),
+                format!(
+                    "{}:{name} hides or stops security findings",
+                    event.event_source
+                ),
+            )
+        } else if let Some(access) = granted_by(
+            &event.event_source,
+            name,
+            &event.request_parameters_json,
+            resource_account(obs),
+        )
+        .filter(|a| !a.is_empty())
+        {
+            opened(name, &access)
         } else if let Some(with) = shared_with(name, &event.request_parameters_json) {
             let public = with.iter().any(|a| a.eq_ignore_ascii_case("all"));
             let own = &obs.principal().account_id;
@@ -149,6 +187,80 @@ impl Detector for HighRiskApi {
         f.baseline_facts
             .extend(context_facts(obs, ctx.window_days()));
         out.push(f);
+    }
+}
+
+/// The account a call's resource belongs to: the recipient's, which for a
+/// cross-account call is not the caller's.
+fn resource_account(obs: &Observation) -> &str {
+    let recipient = &obs.event().recipient_account_id;
+    if recipient.is_empty() {
+        &obs.principal().account_id
+    } else {
+        recipient
+    }
+}
+
+/// A resource policy, role trust or function permission that lets in
+/// anyone (critical) or other accounts (high).
+fn opened(name: &str, access: &OutsideAccess) -> (Severity, &'static str, Attack, String) {
+    let backdoor = matches!(name, "CreateRole" | "UpdateAssumeRolePolicy")
+        || name.starts_with("AddPermission");
+    let technique = if backdoor {
+        attack("persistence", "T1098")
+    } else {
+        attack("exfiltration", "T1537")
+    };
+    let (severity, title, whom) = match (access.anyone, backdoor) {
+        (true, true) => (
+            Severity::Critical,
+            "Access opened to anyone",
+            "anyone".to_string(),
+        ),
+        (true, false) => (
+            Severity::Critical,
+            "Resource made public",
+            "anyone".to_string(),
+        ),
+        (false, true) => (
+            Severity::High,
+            "Access granted to another account",
+            access.accounts.join(", "),
+        ),
+        (false, false) => (
+            Severity::High,
+            "Resource shared with another account",
+            access.accounts.join(", "),
+        ),
+    };
+    let fact = if access.anyone {
+        format!("{name} allows every principal, with no condition narrowing the callers")
+    } else {
+        format!("{name} lets {whom} in")
+    };
+    (severity, title, technique, fact)
+}
+
+/// Whether a Security Hub or GuardDuty call hides findings: deleting an
+/// insight or rewriting findings, suppressing them, archiving them (by hand
+/// or by a filter), switching the detector off, or adding a trusted IP list
+/// (GuardDuty raises nothing for its addresses).
+fn suppresses_findings(event_source: &str, name: &str, request_parameters: &str) -> bool {
+    let params = serde_json::from_str::<Value>(request_parameters).unwrap_or(Value::Null);
+    let text = |pointer: &str| params.pointer(pointer).and_then(Value::as_str);
+    match (event_source, name) {
+        ("securityhub.amazonaws.com", "DeleteInsight" | "UpdateFindings") => true,
+        ("securityhub.amazonaws.com", "BatchUpdateFindings") => {
+            text("/Workflow/Status") == Some("SUPPRESSED")
+        }
+        ("guardduty.amazonaws.com", "ArchiveFindings" | "CreateIPSet" | "UpdateIPSet") => true,
+        ("guardduty.amazonaws.com", "CreateFilter" | "UpdateFilter") => {
+            text("/action") == Some("ARCHIVE")
+        }
+        ("guardduty.amazonaws.com", "UpdateDetector") => {
+            params.get("enable").and_then(Value::as_bool) == Some(false)
+        }
+        _ => false,
     }
 }
 
@@ -303,6 +415,109 @@ mod tests {
             h.run(call(0, "ModifyDBSnapshotAttribute", rds), "TH-022")
                 .len(),
             1
+        );
+    }
+
+    fn from(source: &str, e: Ev) -> Ev {
+        e.service(source)
+    }
+
+    #[test]
+    fn resource_policies_that_let_outsiders_in() {
+        let mut h = Harness::new(config());
+        let public_bucket = r#"{"bucketName":"b","bucketPolicy":{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"s3:GetObject"}]}}"#;
+        let f = h.run(
+            from(
+                "s3.amazonaws.com",
+                call(0, "PutBucketPolicy", public_bucket),
+            ),
+            "TH-022",
+        );
+        assert_eq!(
+            (f[0].title.as_str(), severity(&f[0])),
+            ("Resource made public", Severity::Critical)
+        );
+        let org_only = r#"{"bucketName":"b","bucketPolicy":{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-1"}}}]}}"#;
+        assert!(
+            h.run(
+                from("s3.amazonaws.com", call(0, "PutBucketPolicy", org_only)),
+                "TH-022"
+            )
+            .is_empty()
+        );
+        let trust = r#"{"roleName":"r","policyDocument":"{\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::193672423079:root\"},\"Action\":\"sts:AssumeRole\"}]}"}"#;
+        let f = h.run(
+            from(
+                "iam.amazonaws.com",
+                call(0, "UpdateAssumeRolePolicy", trust),
+            ),
+            "TH-022",
+        );
+        assert_eq!(
+            (f[0].title.as_str(), severity(&f[0])),
+            ("Access granted to another account", Severity::High)
+        );
+        assert!(f[0].attack.iter().any(|a| a.technique == "T1098"));
+        assert!(f[0].baseline_facts[0].contains("193672423079"));
+        let own_trust = trust.replace("193672423079", "111122223333");
+        assert!(
+            h.run(
+                from(
+                    "iam.amazonaws.com",
+                    call(0, "UpdateAssumeRolePolicy", &own_trust)
+                ),
+                "TH-022"
+            )
+            .is_empty(),
+            "the account's own principals are inside"
+        );
+    }
+
+    #[test]
+    fn hiding_security_findings() {
+        let mut h = Harness::new(config());
+        let f = h.run(
+            from("securityhub.amazonaws.com", call(0, "DeleteInsight", "{}")),
+            "TH-022",
+        );
+        assert_eq!(f[0].title, "Security findings suppressed");
+        let archive =
+            r#"{"detectorId":"d","name":"quiet","action":"ARCHIVE","findingCriteria":{}}"#;
+        assert_eq!(
+            h.run(
+                from("guardduty.amazonaws.com", call(0, "CreateFilter", archive)),
+                "TH-022"
+            )
+            .len(),
+            1
+        );
+        let notify = archive.replace("ARCHIVE", "NOOP");
+        assert!(
+            h.run(
+                from("guardduty.amazonaws.com", call(0, "CreateFilter", &notify)),
+                "TH-022"
+            )
+            .is_empty()
+        );
+        let resolved = r#"{"Workflow":{"Status":"RESOLVED"}}"#;
+        assert!(
+            h.run(
+                from(
+                    "securityhub.amazonaws.com",
+                    call(0, "BatchUpdateFindings", resolved)
+                ),
+                "TH-022"
+            )
+            .is_empty(),
+            "triage is not suppression"
+        );
+        assert!(
+            h.run(
+                from("wafv2.amazonaws.com", call(0, "CreateIPSet", "{}")),
+                "TH-022"
+            )
+            .is_empty(),
+            "a WAF IP set is not a GuardDuty trusted list"
         );
     }
 
