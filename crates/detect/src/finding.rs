@@ -2,8 +2,8 @@
 //! carries, so a detector states only what is its own.
 
 use trailhound_proto::{
-    Attack, CloudTrailEvent, EnrichedEvent, EvidenceEvent, Finding, Guidance, Novelty, NoveltyKind,
-    Observation, Principal, PrincipalFacts, RateOrigin, Severity,
+    Attack, CloudTrailEvent, EnrichedEvent, EvidenceEvent, Finding, Guidance, Network, Novelty,
+    NoveltyKind, Observation, Principal, PrincipalFacts, RateOrigin, Severity,
 };
 
 /// Evidence events kept per finding (the earliest ones).
@@ -119,7 +119,6 @@ pub fn candidate(
 /// Where an event came from and what it was, as a finding reports it.
 pub fn origin_of(e: &EnrichedEvent) -> RateOrigin {
     let event = e.event.as_ref().expect("enriched events carry their event");
-    let network = e.network.as_ref();
     RateOrigin {
         region: event.aws_region.clone(),
         source_ip: event.source_ip.clone(),
@@ -128,8 +127,7 @@ pub fn origin_of(e: &EnrichedEvent) -> RateOrigin {
             .as_ref()
             .map(|g| g.country.clone())
             .unwrap_or_default(),
-        as_org: network.map(|n| n.as_org.clone()).unwrap_or_default(),
-        asn: network.map_or(0, |n| n.asn),
+        network: e.network.clone(),
         user_agent: event.user_agent.clone(),
         attack: e.attack.clone(),
         facts: Vec::new(),
@@ -142,8 +140,9 @@ pub fn describe_origin(f: &mut Finding, origin: RateOrigin) {
     f.region = origin.region;
     f.source_ip = origin.source_ip;
     f.country = origin.country;
-    f.as_org = origin.as_org;
-    f.asn = origin.asn;
+    let network = origin.network.unwrap_or_default();
+    f.as_org = network.as_org;
+    f.asn = network.asn;
     f.user_agent = origin.user_agent;
     f.attack = origin.attack.into_iter().collect();
     f.baseline_facts.extend(origin.facts);
@@ -161,13 +160,13 @@ pub fn attack(tactic: &str, technique: &str) -> Attack {
 /// has been active, the countries it is known from, and whether the source
 /// address is inside AWS (and which source decided).
 pub fn context_facts(obs: &Observation, window_days: u32) -> Vec<String> {
-    principal_context(obs.facts(), obs.enriched(), window_days)
+    principal_context(obs.facts(), obs.enriched().network.as_ref(), window_days)
 }
 
-/// [`context_facts`] from the principal's facts and the enriched event.
+/// [`context_facts`] from the principal's facts and the event's network.
 pub fn principal_context(
     f: &PrincipalFacts,
-    enriched: &EnrichedEvent,
+    network: Option<&Network>,
     window_days: u32,
 ) -> Vec<String> {
     let mut facts = vec![format!(
@@ -182,10 +181,7 @@ pub fn principal_context(
             f.known_countries.join(", ")
         ));
     }
-    let network = enriched
-        .network
-        .as_ref()
-        .filter(|n| n.is_network_location && !n.aws_source.is_empty());
+    let network = network.filter(|n| n.is_network_location && !n.aws_source.is_empty());
     if let Some(n) = network {
         let verdict = if n.in_aws {
             format!("inside AWS ({} {})", n.aws_region, n.aws_service)

@@ -148,17 +148,24 @@ pub fn record_shared_in(
     reorder_ms: i64,
     (window_ms, window_days): (i64, u32),
 ) -> Sighting {
+    let Some(seen) = map.get_mut(key) else {
+        map.insert(key.to_string(), Seen::new(t));
+        return Sighting {
+            is_new: true,
+            first_ms: t,
+            days_seen: 0,
+        };
+    };
     let settled = t - reorder_ms;
-    let (known, days_seen) =
-        map.get(key)
-            .filter(|s| s.live(t, window_ms))
-            .map_or((false, 0), |s| {
-                (
-                    s.first_ms < settled,
-                    s.days_before(day(settled), window_days),
-                )
-            });
-    let s = record_in(map, key, t, window_ms, window_days);
+    let (known, days_seen) = if seen.live(t, window_ms) {
+        (
+            seen.first_ms < settled,
+            seen.days_before(day(settled), window_days),
+        )
+    } else {
+        (false, 0)
+    };
+    let s = seen.record(t, window_ms, window_days);
     Sighting {
         is_new: !known,
         first_ms: s.first_ms,

@@ -10,7 +10,7 @@ use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{
     ComputeHome, ComputeKind, EnrichedEvent, Message, NoveltyKind, Observation, PrincipalFacts,
-    Rate, RateKind, RateOrigin,
+    Rate, RateKind,
 };
 
 use super::{command_key, located_geo, place, principal_key, region_of, request_field};
@@ -97,19 +97,13 @@ impl ProfileBaseline {
             .profiles
             .entry(&principal_key(principal), Profile::default)?;
         prune(profile, t, window);
-        let (new_principal, first_seen_ms) = match &mut profile.activity {
+        let new_principal = match &mut profile.activity {
             None => {
                 profile.activity = Some(Seen::new(t));
-                (true, t)
+                true
             }
-            Some(seen) => {
-                let s = seen.record(t, window, window_days);
-                (s.is_new, s.first_ms)
-            }
+            Some(seen) => seen.record(t, window, window_days).is_new,
         };
-        let active_days = profile
-            .activity
-            .map_or(0, |a| a.days_through(day(t), window_days));
 
         let service_region = format!("{}|{region}", enriched.service);
         let s = record_in(
@@ -122,17 +116,10 @@ impl ProfileBaseline {
         push(NoveltyKind::ServiceRegion, service_region, s);
 
         let geo = located_geo(&enriched);
-        // "Known" means seen before the reorder window: what arrived inside
-        // it depends on delivery order, what is older does not.
-        let settled = t - self.config.reorder_ms();
-        let mut known_countries: Vec<String> = known_before(&profile.countries, settled, t, window)
-            .cloned()
-            .collect();
-        known_countries.sort();
-        known_countries.truncate(10);
-        let known_asos = known_before(&profile.asos, settled, t, window).count() as u32;
-        let known_user_agents =
-            known_before(&profile.user_agents, settled, t, window).count() as u32;
+        let facts = PrincipalFacts {
+            new_principal,
+            ..facts_at(profile, t, &self.config)
+        };
         if let Some(geo) = geo {
             let s = record_in(&mut profile.countries, &geo.country, t, window, window_days);
             push(NoveltyKind::Country, geo.country.clone(), s);
@@ -170,16 +157,15 @@ impl ProfileBaseline {
             let s = record_in(&mut profile.s3_buckets, &access, t, window, window_days);
             push(NoveltyKind::S3Bucket, access, s);
         }
-        let facts = PrincipalFacts {
-            first_seen_ms,
-            active_days,
-            data_start_ms: 0,
-            known_countries,
-            known_asos,
-            known_user_agents,
-            new_principal,
-        };
-        let rates = record_rates(&mut profile.rates, &enriched, &facts, &self.config);
+        let mut rates = record_rates(&mut profile.rates, &enriched, &self.config);
+        for rate in &mut rates {
+            // Described by the bucket's earliest event, in the context the
+            // profile gives that event's time.
+            if let (Some(origin), Some(first)) = (rate.origin.as_mut(), rate.earliest.first()) {
+                let at = facts_at(profile, first.event_time_ms, &self.config);
+                origin.facts = principal_context(&at, origin.network.as_ref(), window_days);
+            }
+        }
         let neighbours = place(&enriched).map_or_else(Vec::new, |p| {
             profile.places.record(p, self.config.reorder_ms())
         });
@@ -265,12 +251,11 @@ fn s3_object_access(enriched: &EnrichedEvent) -> Option<String> {
     Some(format!("{}|{bucket}", event.event_name))
 }
 
-/// Count the event in its activity buckets; the buckets that reached their
-/// detector's minimum, with the principal's normal.
+/// Count the event in its activity buckets; the buckets that are surges
+/// (at or above their detector's threshold), with the principal's normal.
 fn record_rates(
     rates: &mut Rates,
     enriched: &EnrichedEvent,
-    facts: &PrincipalFacts,
     config: &DetectionConfig,
 ) -> Vec<Rate> {
     let Some(event) = enriched.event.as_ref() else {
@@ -279,7 +264,7 @@ fn record_rates(
     let origin = std::cell::OnceCell::new();
     let origin = || {
         origin
-            .get_or_init(|| rate_origin(enriched, facts, config.window_days()).encode_to_vec())
+            .get_or_init(|| origin_of(enriched).encode_to_vec())
             .clone()
     };
     let error = if enriched.failed {
@@ -323,8 +308,12 @@ fn record_rates(
             origin: &origin,
         };
         let bucket = rates.record(&sample, config.reorder_ms(), config.window_days());
-        if bucket.value >= settings.min_value {
-            let normal = rates.normal(kind, day(event.event_time_ms), config.window_days());
+        if bucket.value < settings.min_value {
+            continue;
+        }
+        let normal = rates.normal(kind, day(event.event_time_ms), config.window_days());
+        // Only surges go on: their evidence and origin cost a copy each.
+        if f64::from(bucket.value) >= settings.threshold(normal.median, normal.mad) {
             out.push(Rate {
                 kind: kind as i32,
                 bucket_start_ms: bucket.start_ms,
@@ -341,11 +330,28 @@ fn record_rates(
     out
 }
 
-/// What an event says when it is the earliest of a bucket.
-fn rate_origin(enriched: &EnrichedEvent, facts: &PrincipalFacts, window_days: u32) -> RateOrigin {
-    RateOrigin {
-        facts: principal_context(facts, enriched, window_days),
-        ..origin_of(enriched)
+/// What the principal's profile says at time `t`: how long it has been
+/// active, and the countries, networks and clients it was known from.
+/// "Known" means seen before the reorder window: what arrived inside it
+/// depends on delivery order, what is older does not.
+fn facts_at(profile: &Profile, t: i64, config: &DetectionConfig) -> PrincipalFacts {
+    let (window, window_days) = (config.window_ms(), config.window_days());
+    let settled = t - config.reorder_ms();
+    let mut known_countries: Vec<String> = known_before(&profile.countries, settled, t, window)
+        .cloned()
+        .collect();
+    known_countries.sort();
+    known_countries.truncate(10);
+    PrincipalFacts {
+        first_seen_ms: profile.activity.map_or(t, |a| a.first_ms),
+        active_days: profile
+            .activity
+            .map_or(0, |a| a.days_through(day(t), window_days)),
+        data_start_ms: 0,
+        known_countries,
+        known_asos: known_before(&profile.asos, settled, t, window).count() as u32,
+        known_user_agents: known_before(&profile.user_agents, settled, t, window).count() as u32,
+        new_principal: false,
     }
 }
 
