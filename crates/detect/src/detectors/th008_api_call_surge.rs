@@ -84,6 +84,68 @@ mod tests {
     }
 
     #[test]
+    fn described_by_the_buckets_earliest_call_whatever_crossed_the_threshold() {
+        // 25 calls in one bucket; the earliest comes from Russia in another
+        // region, the rest from the principal's usual place.
+        let calls: Vec<Ev> = (0..25)
+            .map(|i| {
+                let call = ev(12, "GetSecretValue")
+                    .id(&format!("call-{i:02}"))
+                    .at_ms(3_600_000 + i * 1_000);
+                if i == 0 {
+                    call.region("us-west-2")
+                        .from("RU", "St Petersburg", 198610, "Beget LLC")
+                } else {
+                    call
+                }
+            })
+            .collect();
+        let last_candidate = |order: Vec<Ev>| {
+            let mut h = Harness::new(config());
+            h.history(12, |d| {
+                (0..5)
+                    .map(|i| ev(d, "DescribeInstances").at_ms(i))
+                    .collect()
+            });
+            order
+                .into_iter()
+                .flat_map(|e| h.run(e, "TH-008"))
+                .last()
+                .unwrap()
+        };
+        let in_order = last_candidate(calls.clone());
+        // The earliest call arrives last, after the bucket crossed the threshold.
+        let mut late_first = calls[1..].to_vec();
+        late_first.push(calls[0].clone());
+        let reordered = last_candidate(late_first);
+        for f in [&in_order, &reordered] {
+            assert_eq!(
+                (f.region.as_str(), f.country.as_str(), f.as_org.as_str()),
+                ("us-west-2", "RU", "Beget LLC")
+            );
+            assert_eq!(f.evidence[0].event_id, "call-00");
+            assert!(
+                f.baseline_facts
+                    .contains(&"1 known countries: DE".to_string()),
+                "the context at the earliest call: {:?}",
+                f.baseline_facts
+            );
+        }
+        assert_eq!(
+            (
+                &in_order.baseline_facts,
+                &in_order.attack,
+                &in_order.user_agent
+            ),
+            (
+                &reordered.baseline_facts,
+                &reordered.attack,
+                &reordered.user_agent
+            )
+        );
+    }
+
+    #[test]
     fn silent_below_the_minimum_and_for_busy_principals() {
         let mut h = Harness::new(config());
         h.history(12, |d| {
