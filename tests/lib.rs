@@ -65,6 +65,16 @@ pub fn shuffle_within_reorder_window(records: &mut [Value], seed: u64) {
     }
 }
 
+/// What `scan` with [`scan_config`] finds under `logs`, sorted by id (so two
+/// runs compare field for field).
+pub fn scanned_findings(logs: &Path) -> Vec<Finding> {
+    let report = trailhound_pipeline::scan(&[logs.to_path_buf()], &scan_config(), &mut |_| {})
+        .expect("scan");
+    let mut findings = report.findings;
+    findings.sort_by(|a, b| a.id.cmp(&b.id));
+    findings
+}
+
 /// Write records as one JSON-lines file, which keeps their order exactly.
 pub fn write_json_lines(path: &Path, records: &[Value]) {
     let lines: Vec<String> = records.iter().map(Value::to_string).collect();

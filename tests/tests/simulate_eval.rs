@@ -4,17 +4,17 @@
 //! the countries and network kinds the scenarios assume.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use trailhound_detect::config::DetectorSettings;
 use trailhound_e2e::{
-    scan_config, shared, shuffle_within_reorder_window, summary, write_json_lines,
+    scan_config, scanned_findings, shared, shuffle_within_reorder_window, summary, write_json_lines,
 };
 use trailhound_enrich::geo::GeoDb;
 use trailhound_enrich::hosting::is_hosting;
 use trailhound_eval::{Evaluation, evaluate};
 use trailhound_pipeline::ScanConfig;
-use trailhound_proto::{Finding, Severity};
+use trailhound_proto::Severity;
 use trailhound_synth::networks::{ATTACKER_HOSTING, AWS_REGION_IPS, PLACES, VPN_EXIT};
 use trailhound_synth::simulate::{
     LogFormat, SimulationConfig, labels_path, logs_dir, read_labels, simulate, write_dataset,
@@ -34,13 +34,6 @@ fn dataset(dir: &Path) -> u64 {
     write_dataset(&simulation(), dir, LogFormat::S3)
         .unwrap()
         .events
-}
-
-fn findings(logs: PathBuf) -> Vec<Finding> {
-    let report = trailhound_pipeline::scan(&[logs], &scan_config(), &mut |_| {}).unwrap();
-    let mut findings = report.findings;
-    findings.sort_by(|a, b| a.id.cmp(&b.id));
-    findings
 }
 
 fn run(dir: &Path, config: &ScanConfig) -> Evaluation {
@@ -99,7 +92,7 @@ fn findings_do_not_depend_on_delivery_order_across_accounts_and_regions() {
     // accounts and regions interleaved per 5 minutes ...
     let dir = tempfile::tempdir().unwrap();
     dataset(dir.path());
-    let from_delivery_files = findings(logs_dir(dir.path()));
+    let from_delivery_files = scanned_findings(&logs_dir(dir.path()));
     // ... and the same events in one file, shuffled within the reorder
     // window: an organisation-wide rarity (TH-003's country for a command)
     // first seen by two principals minutes apart fires for both either way.
@@ -112,7 +105,7 @@ fn findings_do_not_depend_on_delivery_order_across_accounts_and_regions() {
     shuffle_within_reorder_window(&mut records, 5);
     let shuffled = tempfile::tempdir().unwrap();
     write_json_lines(&shuffled.path().join("events.jsonl"), &records);
-    let from_shuffled = findings(shuffled.path().to_path_buf());
+    let from_shuffled = scanned_findings(shuffled.path());
     assert_eq!(summary(&from_delivery_files), summary(&from_shuffled));
     for (a, b) in from_delivery_files.iter().zip(&from_shuffled) {
         assert_eq!(a, b);

@@ -4,7 +4,8 @@
 //! findings, whatever the delivery order, and continued across scans.
 
 use trailhound_e2e::{
-    scan_config, shuffle_within_reorder_window, summary, time_ms, write_delivery, write_json_lines,
+    scan_config, scanned_findings, shuffle_within_reorder_window, summary, time_ms, write_delivery,
+    write_json_lines,
 };
 use trailhound_synth::{DAY_MS, HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
@@ -121,12 +122,7 @@ fn delivery_order_within_the_reorder_window_does_not_matter() {
     let run = |records: &[serde_json::Value]| {
         let dir = tempfile::tempdir().unwrap();
         write_json_lines(&dir.path().join("events.jsonl"), records);
-        let report =
-            trailhound_pipeline::scan(&[dir.path().to_path_buf()], &scan_config(), &mut |_| {})
-                .unwrap();
-        let mut findings = report.findings;
-        findings.sort_by(|a, b| a.id.cmp(&b.id));
-        findings
+        scanned_findings(dir.path())
     };
     let (in_order, reordered) = (run(&records), run(&shuffled));
     assert_eq!(summary(&in_order), expected());

@@ -34,39 +34,44 @@ pub fn granted_by(
     request_parameters: &str,
     own_account: &str,
 ) -> Option<OutsideAccess> {
-    let params: Value = serde_json::from_str(request_parameters).ok()?;
     let service = event_source.split('.').next().unwrap_or_default();
-    if service == "lambda" && event_name.starts_with("AddPermission") {
-        return Some(lambda_permission(&params, own_account));
-    }
-    let policy = match (service, event_name) {
-        ("s3", "PutBucketPolicy") => params.get("bucketPolicy"),
-        ("ecr", "SetRepositoryPolicy") => params.get("policyText"),
-        ("kms", "PutKeyPolicy" | "CreateKey") => params.get("policy"),
-        ("sqs", "SetQueueAttributes" | "CreateQueue") => params.pointer("/attributes/Policy"),
-        ("sns", "CreateTopic") => params.pointer("/attributes/Policy"),
-        ("sns", "SetTopicAttributes")
-            if params.get("attributeName").and_then(Value::as_str) == Some("Policy") =>
-        {
-            params.get("attributeValue")
+    // Where the call carries its policy; parameters are parsed only then.
+    let pointer = match (service, event_name) {
+        ("lambda", name) if name.starts_with("AddPermission") => "",
+        ("s3", "PutBucketPolicy") => "/bucketPolicy",
+        ("ecr", "SetRepositoryPolicy") => "/policyText",
+        ("kms", "PutKeyPolicy" | "CreateKey") => "/policy",
+        ("sqs", "SetQueueAttributes" | "CreateQueue") | ("sns", "CreateTopic") => {
+            "/attributes/Policy"
         }
-        ("secretsmanager", "PutResourcePolicy") => params.get("resourcePolicy"),
+        ("sns", "SetTopicAttributes") => "/attributeValue",
+        ("secretsmanager", "PutResourcePolicy") => "/resourcePolicy",
         (
             "es",
             "CreateElasticsearchDomain"
             | "UpdateElasticsearchDomainConfig"
             | "CreateDomain"
             | "UpdateDomainConfig",
-        ) => params.get("accessPolicies"),
-        ("glacier", "SetVaultAccessPolicy") => params.pointer("/policy/policy"),
-        ("elasticfilesystem", "PutFileSystemPolicy") => params.get("policy"),
-        ("backup", "PutBackupVaultAccessPolicy") => params.get("policy"),
-        ("iam", "CreateRole") => params.get("assumeRolePolicyDocument"),
-        ("iam", "UpdateAssumeRolePolicy") => params.get("policyDocument"),
+        ) => "/accessPolicies",
+        ("glacier", "SetVaultAccessPolicy") => "/policy/policy",
+        ("elasticfilesystem", "PutFileSystemPolicy") | ("backup", "PutBackupVaultAccessPolicy") => {
+            "/policy"
+        }
+        ("iam", "CreateRole") => "/assumeRolePolicyDocument",
+        ("iam", "UpdateAssumeRolePolicy") => "/policyDocument",
         _ => return None,
-    }?;
+    };
+    let params: Value = serde_json::from_str(request_parameters).ok()?;
+    if pointer.is_empty() {
+        return Some(lambda_permission(&params, own_account));
+    }
+    if event_name == "SetTopicAttributes"
+        && params.get("attributeName").and_then(Value::as_str) != Some("Policy")
+    {
+        return None;
+    }
     // Policies arrive as JSON text or, for some services, as objects.
-    let policy = match policy {
+    let policy = match params.pointer(pointer)? {
         Value::String(text) => serde_json::from_str(text).ok()?,
         other => other.clone(),
     };
@@ -150,7 +155,12 @@ fn account_of(principal: &str) -> Option<String> {
         Some(arn) => arn.split(':').nth(3)?,
         None => principal,
     };
-    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_string())
+    is_account_id(id).then(|| id.to_string())
+}
+
+/// A 12-digit AWS account id.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Condition keys that narrow who may call to a set of organisations,

@@ -79,6 +79,15 @@ impl Seen {
     /// Record an occurrence at `t` and say what it means.
     pub fn record(&mut self, t: i64, window_ms: i64, window_days: u32) -> Sighting {
         let days_seen = self.days_before(day(t), window_days);
+        Sighting {
+            is_new: self.add(t, window_ms),
+            first_ms: self.first_ms,
+            days_seen,
+        }
+    }
+
+    /// Add an occurrence at `t`; whether none precedes it in the window.
+    fn add(&mut self, t: i64, window_ms: i64) -> bool {
         let gap = t - self.last_ms > window_ms;
         let is_new = t <= self.first_ms || gap;
         if gap {
@@ -89,11 +98,7 @@ impl Seen {
             self.mark_day(day(t));
             self.last_ms = self.last_ms.max(t);
         }
-        Sighting {
-            is_new,
-            first_ms: self.first_ms,
-            days_seen,
-        }
+        is_new
     }
 
     fn mark_day(&mut self, d: i64) {
@@ -149,12 +154,7 @@ pub fn record_shared_in(
     (window_ms, window_days): (i64, u32),
 ) -> Sighting {
     let Some(seen) = map.get_mut(key) else {
-        map.insert(key.to_string(), Seen::new(t));
-        return Sighting {
-            is_new: true,
-            first_ms: t,
-            days_seen: 0,
-        };
+        return record_in(map, key, t, window_ms, window_days);
     };
     let settled = t - reorder_ms;
     let (known, days_seen) = if seen.live(t, window_ms) {
@@ -165,10 +165,10 @@ pub fn record_shared_in(
     } else {
         (false, 0)
     };
-    let s = seen.record(t, window_ms, window_days);
+    seen.add(t, window_ms);
     Sighting {
         is_new: !known,
-        first_ms: s.first_ms,
+        first_ms: seen.first_ms,
         days_seen,
     }
 }

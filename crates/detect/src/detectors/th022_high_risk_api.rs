@@ -13,7 +13,7 @@ use trailhound_proto::{Attack, Finding, NoveltyKind, Observation, Severity};
 
 use super::{Context, Detector};
 use crate::finding::{GuidanceText, ObservationExt, attack, candidate, context_facts};
-use crate::resource_policy::{OutsideAccess, granted_by};
+use crate::resource_policy::{OutsideAccess, granted_by, is_account_id};
 
 pub struct HighRiskApi;
 
@@ -49,20 +49,6 @@ const LOGGING_TAMPERING: &[&str] = &[
     "DisableMacie",
     "UpdateMacieSession",
     "DisassociateWebACL",
-];
-
-/// Calls that hide security findings (Security Hub, GuardDuty) when
-/// [`suppresses_findings`] says so.
-const FINDING_SUPPRESSION: &[&str] = &[
-    "DeleteInsight",
-    "UpdateFindings",
-    "BatchUpdateFindings",
-    "ArchiveFindings",
-    "CreateFilter",
-    "UpdateFilter",
-    "UpdateDetector",
-    "CreateIPSet",
-    "UpdateIPSet",
 ];
 
 const GUIDANCE: GuidanceText = GuidanceText {
@@ -120,9 +106,7 @@ impl Detector for HighRiskApi {
                 )
             };
             (severity, title, attack("defense-evasion", "T1666"), fact)
-        } else if FINDING_SUPPRESSION.contains(&name)
-            && suppresses_findings(&event.event_source, name, &event.request_parameters_json)
-        {
+        } else if suppresses_findings(&event.event_source, name, &event.request_parameters_json) {
             (
                 Severity::High,
                 "Security findings suppressed",
@@ -211,32 +195,16 @@ fn opened(name: &str, access: &OutsideAccess) -> (Severity, &'static str, Attack
     } else {
         attack("exfiltration", "T1537")
     };
-    let (severity, title, whom) = match (access.anyone, backdoor) {
-        (true, true) => (
-            Severity::Critical,
-            "Access opened to anyone",
-            "anyone".to_string(),
-        ),
-        (true, false) => (
-            Severity::Critical,
-            "Resource made public",
-            "anyone".to_string(),
-        ),
-        (false, true) => (
-            Severity::High,
-            "Access granted to another account",
-            access.accounts.join(", "),
-        ),
-        (false, false) => (
-            Severity::High,
-            "Resource shared with another account",
-            access.accounts.join(", "),
-        ),
+    let (severity, title) = match (access.anyone, backdoor) {
+        (true, true) => (Severity::Critical, "Access opened to anyone"),
+        (true, false) => (Severity::Critical, "Resource made public"),
+        (false, true) => (Severity::High, "Access granted to another account"),
+        (false, false) => (Severity::High, "Resource shared with another account"),
     };
     let fact = if access.anyone {
         format!("{name} allows every principal, with no condition narrowing the callers")
     } else {
-        format!("{name} lets {whom} in")
+        format!("{name} lets {} in", access.accounts.join(", "))
     };
     (severity, title, technique, fact)
 }
@@ -246,20 +214,21 @@ fn opened(name: &str, access: &OutsideAccess) -> (Severity, &'static str, Attack
 /// or by a filter), switching the detector off, or adding a trusted IP list
 /// (GuardDuty raises nothing for its addresses).
 fn suppresses_findings(event_source: &str, name: &str, request_parameters: &str) -> bool {
-    let params = serde_json::from_str::<Value>(request_parameters).unwrap_or(Value::Null);
-    let text = |pointer: &str| params.pointer(pointer).and_then(Value::as_str);
+    // Parsed only for the calls that depend on their parameters.
+    let is = |pointer: &str, expected: Value| {
+        serde_json::from_str::<Value>(request_parameters)
+            .is_ok_and(|params| params.pointer(pointer) == Some(&expected))
+    };
     match (event_source, name) {
         ("securityhub.amazonaws.com", "DeleteInsight" | "UpdateFindings") => true,
         ("securityhub.amazonaws.com", "BatchUpdateFindings") => {
-            text("/Workflow/Status") == Some("SUPPRESSED")
+            is("/Workflow/Status", Value::from("SUPPRESSED"))
         }
         ("guardduty.amazonaws.com", "ArchiveFindings" | "CreateIPSet" | "UpdateIPSet") => true,
         ("guardduty.amazonaws.com", "CreateFilter" | "UpdateFilter") => {
-            text("/action") == Some("ARCHIVE")
+            is("/action", Value::from("ARCHIVE"))
         }
-        ("guardduty.amazonaws.com", "UpdateDetector") => {
-            params.get("enable").and_then(Value::as_bool) == Some(false)
-        }
+        ("guardduty.amazonaws.com", "UpdateDetector") => is("/enable", Value::Bool(false)),
         _ => false,
     }
 }
@@ -275,37 +244,38 @@ fn raise(s: Severity) -> Severity {
 
 /// The accounts (or "all") a sharing call adds, when it is one.
 fn shared_with(name: &str, request_parameters: &str) -> Option<Vec<String>> {
-    let params: Value = serde_json::from_str(request_parameters).ok()?;
-    let text = |v: &Value| v.as_str().map(str::to_string);
-    let added = match name {
-        "ModifySnapshotAttribute" => params.pointer("/createVolumePermission/add/items")?,
-        "ModifyImageAttribute" => params.pointer("/launchPermission/add/items")?,
-        "ModifyDBSnapshotAttribute" | "ModifyDBClusterSnapshotAttribute" => {
-            return Some(
-                params
-                    .get("valuesToAdd")?
-                    .as_array()?
-                    .iter()
-                    .filter_map(text)
-                    .filter(|who| is_account_or_all(who))
-                    .collect(),
-            );
-        }
+    // RDS lists the accounts; EC2 lists items naming a user id or group.
+    let (pointer, listed) = match name {
+        "ModifySnapshotAttribute" => ("/createVolumePermission/add/items", false),
+        "ModifyImageAttribute" => ("/launchPermission/add/items", false),
+        "ModifyDBSnapshotAttribute" | "ModifyDBClusterSnapshotAttribute" => ("/valuesToAdd", true),
         _ => return None,
     };
+    let params: Value = serde_json::from_str(request_parameters).ok()?;
+    fn who(item: &Value, listed: bool) -> Option<&str> {
+        if listed {
+            item.as_str()
+        } else {
+            item.get("userId")
+                .or_else(|| item.get("group"))
+                .and_then(Value::as_str)
+        }
+    }
     Some(
-        added
+        params
+            .pointer(pointer)?
             .as_array()?
             .iter()
-            .filter_map(|i| i.get("userId").or_else(|| i.get("group")).and_then(text))
+            .filter_map(|item| who(item, listed))
             .filter(|who| is_account_or_all(who))
+            .map(str::to_string)
             .collect(),
     )
 }
 
 /// A 12-digit account id, or "all" (public).
 fn is_account_or_all(who: &str) -> bool {
-    who.eq_ignore_ascii_case("all") || (who.len() == 12 && who.bytes().all(|b| b.is_ascii_digit()))
+    who.eq_ignore_ascii_case("all") || is_account_id(who)
 }
 
 /// Whether a tampering call really switches logging off: PutEventSelectors
