@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use trailhound_pipeline::nats::inspect;
+use trailhound_pipeline::nats::{Topic, inspect};
 use trailhound_proto::Finding;
 
 /// A JetStream server of this test's own; killed when dropped.
@@ -289,34 +289,51 @@ pub async fn connect(url: &str) -> jetstream::Context {
     jetstream::new(async_nats::connect(url).await.unwrap())
 }
 
-pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
-    inspect::stream_messages(js, stream).await.unwrap()
+/// Events a stream holds (the items of its messages).
+pub async fn stream_events(js: &jetstream::Context, stream: &str) -> u64 {
+    let topic = Topic::ALL
+        .into_iter()
+        .find(|t| t.stream == stream)
+        .unwrap_or_else(|| panic!("no stream {stream}"));
+    inspect::stream_events(js, topic).await.unwrap()
 }
 
-/// Wait until `stream` holds at least `n` messages; panic after `timeout`.
-pub async fn wait_for_messages(js: &jetstream::Context, stream: &str, n: u64, timeout: Duration) {
+/// Wait until `stream` holds at least `n` events; panic after `timeout`.
+pub async fn wait_for_events(js: &jetstream::Context, stream: &str, n: u64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while stream_messages(js, stream).await < n {
+    while stream_events(js, stream).await < n {
+        assert!(Instant::now() < deadline, "{stream} never held {n} events");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until the whole pipeline is idle and the baseline's streams hold
+/// `events` events each; returns when it was first seen idle then (streams
+/// are counted only when idle: reading them is not free).
+pub async fn wait_until_settled(
+    js: &jetstream::Context,
+    events: u64,
+    timeout: Duration,
+) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let idle_since = inspect::wait_idle(js, Duration::from_millis(300), left)
+            .await
+            .unwrap();
+        let mut settled = true;
+        for stream in ["TH_ENRICHED", "TH_PROFILED", "TH_ACCOUNTED", "TH_OBSERVED"] {
+            settled &= stream_events(js, stream).await >= events;
+        }
+        if settled {
+            return idle_since;
+        }
         assert!(
             Instant::now() < deadline,
-            "{stream} never held {n} messages"
+            "the pipeline never settled with {events} events"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-/// Wait until the baseline's streams hold `events` messages each and the
-/// whole pipeline is idle.
-pub async fn wait_until_settled(js: &jetstream::Context, events: u64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    for stream in ["TH_ENRICHED", "TH_PROFILED", "TH_ACCOUNTED", "TH_OBSERVED"] {
-        let left = deadline.saturating_duration_since(Instant::now());
-        wait_for_messages(js, stream, events, left).await;
-    }
-    let left = deadline.saturating_duration_since(Instant::now());
-    inspect::wait_idle(js, Duration::from_millis(300), left)
-        .await
-        .unwrap();
 }
 
 pub async fn stored_findings(js: &jetstream::Context) -> Vec<Finding> {

@@ -20,7 +20,7 @@ use async_nats::jetstream::message::PublishMessage;
 use futures_util::StreamExt;
 use prost::Message;
 use trailhound_e2e::cluster::{NatsServer, Pipeline, connect, ingest, wait_until_settled};
-use trailhound_pipeline::nats::{Topic, event_message_id};
+use trailhound_pipeline::nats::{Topic, pack_events};
 use trailhound_proto::{Alert, CloudTrailEvent};
 use trailhound_synth::DAY_MS;
 
@@ -66,8 +66,8 @@ async fn main() {
     let started = Instant::now();
     ingest(&nats.url(), &[file.as_path()]);
     let ingested = started.elapsed();
-    wait_until_settled(&js, events as u64, Duration::from_secs(3600)).await;
-    let elapsed = started.elapsed();
+    let settled = wait_until_settled(&js, events as u64, Duration::from_secs(3600)).await;
+    let elapsed = settled - started;
     println!(
         "services: {events} events from ingest to findings stored in {:.1}s = {:.0} events/s \
          (ingest alone {:.1}s)",
@@ -117,17 +117,21 @@ async fn main() {
     let per_tick = (rate / 100).max(1);
     let mut interval = tokio::time::interval(tick);
     let load_started = Instant::now();
+    // Each tick's events in one message, as ingest packs a delivery file
+    // or an HTTP body.
     for chunk in steady.chunks(per_tick) {
         interval.tick().await;
-        let mut acks = Vec::with_capacity(chunk.len());
+        let now = Instant::now();
+        let mut sent = published.lock().unwrap();
         for event in chunk {
+            sent.insert(event.event_id.clone(), now);
+        }
+        drop(sent);
+        let mut acks = Vec::new();
+        for packed in pack_events(chunk) {
             let publish = PublishMessage::build()
-                .message_id(event_message_id(event))
-                .payload(event.encode_to_vec().into());
-            published
-                .lock()
-                .unwrap()
-                .insert(event.event_id.clone(), Instant::now());
+                .message_id(packed.id)
+                .payload(packed.payload.into());
             acks.push(js.send_publish(Topic::RAW.subject, publish).await.unwrap());
         }
         for ack in acks {

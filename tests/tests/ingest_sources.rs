@@ -10,8 +10,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use trailhound_e2e::cluster::{
-    MotoServer, NatsServer, Service, connect, dead_letters, free_port, http_request,
-    stream_messages, wait_for_messages, wait_for_port,
+    MotoServer, NatsServer, Service, connect, dead_letters, free_port, http_request, stream_events,
+    wait_for_events, wait_for_port,
 };
 use trailhound_synth::{HISTORY_START_MS, stolen_credentials_episode};
 
@@ -82,8 +82,8 @@ async fn http_posts_publish_each_event_once_and_dead_letter_bad_records() {
     assert!(response.contains("malformed JSON"), "{response}");
 
     let js = connect(&nats.url()).await;
-    wait_for_messages(&js, "TH_RAW", events + 1, Duration::from_secs(120)).await;
-    assert_eq!(stream_messages(&js, "TH_RAW").await, events + 1);
+    wait_for_events(&js, "TH_RAW", events + 1, Duration::from_secs(120)).await;
+    assert_eq!(stream_events(&js, "TH_RAW").await, events + 1);
     let dead = dead_letters(&js).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].1.starts_with("POST 127.0.0.1:"), "{dead:?}");
@@ -196,7 +196,7 @@ async fn s3_objects_announced_on_sqs_are_ingested_once() {
     put(broken.clone(), truncated).await.unwrap();
 
     let js = connect(&nats.url()).await;
-    wait_for_messages(&js, "TH_RAW", events, Duration::from_secs(120)).await;
+    wait_for_events(&js, "TH_RAW", events, Duration::from_secs(120)).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let dead = loop {
         let dead = dead_letters(&js).await;
@@ -242,6 +242,6 @@ async fn s3_objects_announced_on_sqs_are_ingested_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(stream_messages(&js, "TH_RAW").await, events);
+    assert_eq!(stream_events(&js, "TH_RAW").await, events);
     assert!(ingest.stop().success());
 }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use trailhound_e2e::cluster::{
     NatsServer, Pipeline, connect, dead_letters, http_get, ingest, ingest_with, stored_findings,
-    stream_messages, wait_for_messages, wait_mid_way, wait_until_settled,
+    stream_events, wait_for_events, wait_mid_way, wait_until_settled,
 };
 use trailhound_e2e::{scan_config, write_delivery};
 use trailhound_proto::Finding;
@@ -74,7 +74,7 @@ async fn assert_exactly_once(js: &async_nats::jetstream::Context, events: u64) {
         "TH_ACCOUNTED",
         "TH_OBSERVED",
     ] {
-        assert_eq!(stream_messages(js, stream).await, events, "{stream}");
+        assert_eq!(stream_events(js, stream).await, events, "{stream}");
     }
 }
 
@@ -168,7 +168,7 @@ async fn kill_9_of_each_stateful_service_loses_and_duplicates_nothing() {
     let (_config, flags) = config_flags("[hop]\nbatch = 4\nack_wait = \"2s\"\n");
     let mut pipeline = Pipeline::empty(tempfile::tempdir().unwrap());
     pipeline.start_stage("enrich", 0, 1, &url, &flags);
-    wait_for_messages(&js, "TH_ENRICHED", events, SETTLE).await;
+    wait_for_events(&js, "TH_ENRICHED", events, SETTLE).await;
     // baseline and detect start with all their input waiting and are
     // killed once they have acked part of it (small batches make "part"
     // likely); alert, which sees few candidates, is killed once it has
@@ -179,7 +179,7 @@ async fn kill_9_of_each_stateful_service_loses_and_duplicates_nothing() {
         "baseline finished before it could be killed"
     );
     pipeline.service("baseline").crash_and_restart();
-    wait_for_messages(&js, "TH_OBSERVED", events, SETTLE).await;
+    wait_for_events(&js, "TH_OBSERVED", events, SETTLE).await;
     pipeline.start_stage("detect", 0, 1, &url, &flags);
     pipeline.start_stage("alert", 0, 1, &url, &flags);
     assert!(
@@ -205,7 +205,7 @@ async fn a_nats_restart_loses_nothing() {
     let (_config, flags) = config_flags(SHORT_ACK_WAIT);
     let tmp = tempfile::tempdir().unwrap();
     let mut pipeline = Pipeline::start_in(tmp, &nats.url(), 1, &flags);
-    wait_for_messages(&js, "TH_PROFILED", events / 4, SETTLE).await;
+    wait_for_events(&js, "TH_PROFILED", events / 4, SETTLE).await;
     nats.restart();
     let js = connect(&nats.url()).await;
     wait_until_settled(&js, events, SETTLE).await;
@@ -330,11 +330,11 @@ async fn services_serve_health_readiness_and_metrics() {
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
     ingest(&nats.url(), &[logs.path()]);
     let js = connect(&nats.url()).await;
-    wait_for_messages(&js, "TH_OBSERVED", events, SETTLE).await;
+    wait_for_events(&js, "TH_OBSERVED", events, SETTLE).await;
     let (status, metrics) = http_get(port, "/metrics").unwrap();
     assert_eq!(status, 200);
     for hop in ["baseline-profile", "baseline-account", "baseline-command"] {
-        let line = format!("trailhound_messages_in_total{{hop=\"{hop}\"}} {events}");
+        let line = format!("trailhound_events_in_total{{hop=\"{hop}\"}} {events}");
         assert!(metrics.contains(&line), "{line} not in\n{metrics}");
     }
     assert!(

@@ -31,6 +31,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     messages_in: Family<HopLabel, Counter>,
     messages_out: Family<HopLabel, Counter>,
+    events_in: Family<HopLabel, Counter>,
+    events_out: Family<HopLabel, Counter>,
     dead_lettered: Family<HopLabel, Counter>,
     redeliveries_skipped: Family<HopLabel, Counter>,
     consumer_lag: Family<HopLabel, Gauge>,
@@ -52,6 +54,8 @@ impl Metrics {
             registry: Arc::default(),
             messages_in: Family::default(),
             messages_out: Family::default(),
+            events_in: Family::default(),
+            events_out: Family::default(),
             dead_lettered: Family::default(),
             redeliveries_skipped: Family::default(),
             consumer_lag: Family::default(),
@@ -70,8 +74,18 @@ impl Metrics {
             metrics.messages_out.clone(),
         );
         registry.register(
+            "events_in",
+            "Events (items) in the messages a hop consumed",
+            metrics.events_in.clone(),
+        );
+        registry.register(
+            "events_out",
+            "Events (items) in the messages a hop published",
+            metrics.events_out.clone(),
+        );
+        registry.register(
             "dead_lettered",
-            "Messages a hop sent to th.dead with a reason",
+            "Events or messages a hop sent to th.dead with a reason",
             metrics.dead_lettered.clone(),
         );
         registry.register(
@@ -113,6 +127,8 @@ impl Metrics {
         HopMetrics {
             messages_in: self.messages_in.get_or_create(&label).clone(),
             messages_out: self.messages_out.get_or_create(&label).clone(),
+            events_in: self.events_in.get_or_create(&label).clone(),
+            events_out: self.events_out.get_or_create(&label).clone(),
             dead_lettered: self.dead_lettered.get_or_create(&label).clone(),
             redeliveries_skipped: self.redeliveries_skipped.get_or_create(&label).clone(),
             consumer_lag: self.consumer_lag.get_or_create(&label).clone(),
@@ -145,6 +161,8 @@ impl Metrics {
 pub struct HopMetrics {
     pub messages_in: Counter,
     pub messages_out: Counter,
+    pub events_in: Counter,
+    pub events_out: Counter,
     pub dead_lettered: Counter,
     pub redeliveries_skipped: Counter,
     pub consumer_lag: Gauge,

@@ -95,7 +95,7 @@ fn record(source: &str, report: &IngestReport, metrics: &HopMetrics) {
     for error in &report.file_errors {
         tracing::error!(source, "{error}");
     }
-    metrics.messages_out.inc_by(report.events);
+    metrics.events_out.inc_by(report.events);
     metrics.dead_lettered.inc_by(report.rejected);
     tracing::info!(
         source,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use trailhound_state::{Batch, StateError, Store};
 use trailhound_telemetry::{HopMetrics, Metrics, Readiness, propagation};
 
+use super::frames::{self, Packer};
 use super::{PUBLISHED_BUCKET, REASON_HEADER, Topic, header_value};
 use crate::stage::{Stage, StageError};
 
@@ -265,6 +266,76 @@ fn process_guarded<S: Stage>(
     })
 }
 
+/// What became of one input message: how many items it held and which
+/// were rejected (with the reason), or that it failed as a whole.
+#[derive(Debug, PartialEq)]
+struct Processed {
+    items: usize,
+    rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Rejected {
+    /// The item's index, or `None` for the whole message.
+    item: Option<usize>,
+    /// What goes to the dead-letter subject: the item, or the message.
+    payload: Vec<u8>,
+    reason: String,
+}
+
+impl Processed {
+    fn failed(payload: &[u8], reason: String) -> Self {
+        Self {
+            items: 0,
+            rejected: vec![Rejected {
+                item: None,
+                payload: payload.to_vec(),
+                reason,
+            }],
+        }
+    }
+}
+
+/// Run the stage on every item of a message from `topic`. A broken framing
+/// rejects the whole message before any item is processed; an item that is
+/// no valid input or that the stage rejects is rejected alone.
+fn process_items<S>(
+    stage: &mut S,
+    topic: Topic,
+    payload: &[u8],
+    outputs: &mut Vec<S::Out>,
+) -> Result<Processed, StateError>
+where
+    S: Stage,
+    S::In: prost::Message + Default,
+{
+    let invalid = |e: &dyn std::fmt::Display| format!("not a valid {} message: {e}", topic.subject);
+    let items: Vec<&[u8]> = match frames::items(payload).collect() {
+        Ok(items) => items,
+        Err(e) => return Ok(Processed::failed(payload, invalid(&e))),
+    };
+    let mut processed = Processed {
+        items: items.len(),
+        rejected: Vec::new(),
+    };
+    for (index, item) in items.into_iter().enumerate() {
+        let reason = match S::In::decode(item) {
+            Err(e) => invalid(&e),
+            Ok(input) => match process_guarded(stage, input, outputs) {
+                Ok(()) => continue,
+                Err(StageError::Rejected(reason)) => reason,
+                Err(StageError::State(e)) => return Err(e),
+            },
+        };
+        processed.rejected.push(Rejected {
+            item: Some(index),
+            payload: item.to_vec(),
+            reason,
+        });
+    }
+    Ok(processed)
+}
+
 async fn consumer<S: Stage>(
     js: &jetstream::Context,
     hop: &Hop<S>,
@@ -369,12 +440,19 @@ impl Run {
     {
         let started = Instant::now();
         let mut outgoing = Vec::new();
+        let mut packer = Packer::new(frames::MAX_PAYLOAD, hop.output.batched);
         let mut advanced = Vec::new();
         let mut outputs = Vec::new();
         let mut caught_up = false;
         // The batch's message with the highest stream sequence: acking it
         // acks the batch on a replica's own consumer (AckPolicy::All).
         let mut highest: Option<(u64, &jetstream::Message)> = None;
+        // A stateful hop packs the outputs of its whole batch together and
+        // names them after the batch's first published input: a stream
+        // sequence whose outputs no other batch publishes (checkpoints and
+        // the published watermark see to that). The outbox keeps the names
+        // for a republish after a crash.
+        let mut origin: Option<(String, Vec<(String, String)>)> = None;
         for message in &batch {
             let info = message.info().map_err(RunError::Nats)?;
             let (sequence, delivered) = (info.stream_sequence, info.delivered);
@@ -409,56 +487,62 @@ impl Run {
             }
             let span = tracing::info_span!("process", hop = hop.name, message = %input_id);
             propagation::continue_trace(&span, message.headers.as_ref());
-            let result = if delivered > settings.max_deliver {
-                Err(format!("gave up after {delivered} deliveries"))
+            let processed = if delivered > settings.max_deliver {
+                Processed::failed(
+                    &message.payload,
+                    format!("gave up after {delivered} deliveries"),
+                )
             } else {
-                match S::In::decode(message.payload.as_ref()) {
-                    Err(e) => Err(format!("not a valid {} message: {e}", hop.input.subject)),
-                    Ok(input) => match span
-                        .in_scope(|| process_guarded(&mut hop.stage, input, &mut outputs))
-                    {
-                        Ok(()) => Ok(()),
-                        Err(StageError::Rejected(reason)) => Err(reason),
-                        Err(StageError::State(e)) => return Err(e.into()),
-                    },
-                }
+                span.in_scope(|| {
+                    process_items(&mut hop.stage, hop.input, &message.payload, &mut outputs)
+                })?
             };
-            match result {
-                Ok(()) if replaying => {
-                    self.stats.replayed += 1;
-                    outputs.clear();
-                }
-                Err(_) if replaying => self.stats.replayed += 1,
-                Ok(()) => {
-                    self.stats.processed += 1;
-                    let trace = trace_headers(&span);
-                    for (i, output) in outputs.drain(..).enumerate() {
-                        (hop.count_output)(&output, &self.all_metrics);
-                        let subject = if hop.output.partitioned {
-                            hop.output.subject_of((hop.route)(&output, hop.partitions))
-                        } else {
-                            hop.output.subject.to_string()
-                        };
-                        outgoing.push(Outgoing {
-                            subject,
-                            id: format!("{input_id}/{i}"),
-                            payload: output.encode_to_vec(),
-                            headers: trace.clone(),
-                        });
-                    }
-                }
-                Err(reason) => {
-                    tracing::warn!(hop = hop.name, message = %input_id, %reason, "dead-lettered");
-                    self.stats.dead_lettered += 1;
-                    self.metrics.dead_lettered.inc();
-                    outgoing.push(Outgoing {
-                        subject: Topic::DEAD.subject_of(hop.name),
-                        id: format!("{input_id}/dead"),
-                        payload: message.payload.to_vec(),
-                        headers: vec![(REASON_HEADER.to_string(), header_value(&reason))],
-                    });
-                }
+            if replaying {
+                self.stats.replayed += 1;
+                outputs.clear();
+                continue;
             }
+            self.stats.processed += 1;
+            self.metrics.events_in.inc_by(processed.items as u64);
+            let trace = trace_headers(&span);
+            for output in outputs.drain(..) {
+                (hop.count_output)(&output, &self.all_metrics);
+                let subject = if hop.output.partitioned {
+                    hop.output.subject_of((hop.route)(&output, hop.partitions))
+                } else {
+                    hop.output.subject.to_string()
+                };
+                packer.push(&subject, &output);
+            }
+            for rejected in processed.rejected {
+                let (id, reason) = match rejected.item {
+                    Some(i) => (
+                        format!("{input_id}/dead/{i}"),
+                        format!("item {i}: {}", rejected.reason),
+                    ),
+                    None => (format!("{input_id}/dead"), rejected.reason),
+                };
+                tracing::warn!(hop = hop.name, message = %input_id, %reason, "dead-lettered");
+                self.stats.dead_lettered += 1;
+                self.metrics.dead_lettered.inc();
+                outgoing.push(Outgoing {
+                    subject: Topic::DEAD.subject_of(hop.name),
+                    id,
+                    payload: rejected.payload,
+                    headers: vec![(REASON_HEADER.to_string(), header_value(&reason))],
+                });
+            }
+            if hop.owned.is_some() {
+                origin.get_or_insert_with(|| (format!("{}/{sequence}", hop.name), trace));
+            } else {
+                // Stateless: replicas share the consumer and may see this
+                // message again in another batch, so its outputs are packed
+                // on their own and named after it.
+                self.pack(&mut packer, &input_id, &trace, &mut outgoing);
+            }
+        }
+        if let Some((origin, trace)) = &origin {
+            self.pack(&mut packer, origin, trace, &mut outgoing);
         }
 
         if let Some((_, store)) = &hop.owned {
@@ -478,6 +562,13 @@ impl Run {
             }
             store.commit(changes)?;
         }
+        if let Some(published) = &mut self.published {
+            published.advance(&advanced, caught_up);
+            // Before publishing: a replica that takes a partition over in a
+            // rescale then replays, without publishing, everything this
+            // batch publishes.
+            published.flush(!outgoing.is_empty()).await;
+        }
         self.publish(js, &outgoing).await?;
         if let Some((_, store)) = &hop.owned
             && !outgoing.is_empty()
@@ -485,10 +576,6 @@ impl Run {
             let mut clear = Batch::default();
             clear.delete_meta(&self.outbox_key);
             store.commit(clear)?;
-        }
-        if let Some(published) = &mut self.published {
-            published.advance(&advanced, caught_up);
-            published.flush(false).await;
         }
         // A lost ack means a redelivery, which the checkpoint skips.
         let to_ack: Vec<&jetstream::Message> = if hop.owned.is_some() {
@@ -507,6 +594,25 @@ impl Run {
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Move the packer's payloads to `outgoing`, named `<origin>/<subject>/<chunk>`.
+    fn pack(
+        &self,
+        packer: &mut Packer,
+        origin: &str,
+        trace: &[(String, String)],
+        outgoing: &mut Vec<Outgoing>,
+    ) {
+        for packed in packer.finish() {
+            self.metrics.events_out.inc_by(packed.items as u64);
+            outgoing.push(Outgoing {
+                id: format!("{origin}/{}/{}", packed.subject, packed.chunk),
+                subject: packed.subject,
+                payload: packed.payload,
+                headers: trace.to_vec(),
+            });
+        }
     }
 
     async fn republish_outbox(
@@ -694,26 +800,35 @@ impl Published {
         self.replay_until.len()
     }
 
-    /// Write the watermarks; one that fails stays for the next flush.
+    /// Write the watermarks: at once, retrying until NATS has them all
+    /// (before publishing), or at most once a second otherwise, when one
+    /// that fails stays for the next flush.
     async fn flush(&mut self, now: bool) {
         if !now && self.flushed_at.elapsed() < Duration::from_secs(1) {
             return;
         }
-        let pending: Vec<(u32, u64)> = self.unflushed.iter().map(|(p, s)| (*p, *s)).collect();
-        for (partition, sequence) in pending {
-            let key = format!("{}.{partition}", self.hop);
-            match self
-                .bucket
-                .put(key, sequence.to_le_bytes().to_vec().into())
-                .await
-            {
-                Ok(_) => {
-                    self.unflushed.remove(&partition);
-                }
-                Err(e) => {
-                    tracing::warn!(hop = self.hop, partition, error = %e, "published watermark")
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let puts = self.unflushed.iter().map(|(&partition, &sequence)| {
+                let key = format!("{}.{partition}", self.hop);
+                let put = self.bucket.put(key, sequence.to_le_bytes().to_vec().into());
+                put.map(move |result| (partition, result))
+            });
+            for (partition, result) in futures_util::future::join_all(puts).await {
+                match result {
+                    Ok(_) => {
+                        self.unflushed.remove(&partition);
+                    }
+                    Err(e) => {
+                        tracing::warn!(hop = self.hop, partition, error = %e, "published watermark")
+                    }
                 }
             }
+            if !now || self.unflushed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
         self.flushed_at = Instant::now();
     }
@@ -739,6 +854,84 @@ mod tests {
             out.push(input);
             Ok(())
         }
+    }
+
+    /// Passes events on by id; rejects those named "Poison".
+    struct Picky;
+
+    impl Stage for Picky {
+        type In = trailhound_proto::CloudTrailEvent;
+        type Out = String;
+        fn process(&mut self, input: Self::In, out: &mut Vec<String>) -> Result<(), StageError> {
+            if input.event_name == "Poison" {
+                return Err(StageError::Rejected("poisonous".into()));
+            }
+            out.push(input.event_id);
+            Ok(())
+        }
+    }
+
+    fn event(id: &str, name: &str) -> trailhound_proto::CloudTrailEvent {
+        trailhound_proto::CloudTrailEvent {
+            event_id: id.into(),
+            event_name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_rejected_item_is_dead_lettered_alone_and_the_rest_processed() {
+        let mut packer = Packer::new(frames::MAX_PAYLOAD, true);
+        let poison = event("b", "Poison");
+        for e in [
+            event("a", "GetObject"),
+            poison.clone(),
+            event("c", "ListBuckets"),
+        ] {
+            packer.push("th.raw", &e);
+        }
+        let mut payload = packer.finish().remove(0).payload;
+        // And an item that is no event at all.
+        payload.extend_from_slice(&frames::single(&[0xff, 0xff]));
+        let mut outputs = Vec::new();
+        let processed = process_items(&mut Picky, Topic::RAW, &payload, &mut outputs).unwrap();
+        assert_eq!(outputs, ["a", "c"]);
+        assert_eq!(processed.items, 4);
+        let rejected: Vec<(Option<usize>, &str)> = processed
+            .rejected
+            .iter()
+            .map(|r| (r.item, r.reason.as_str()))
+            .collect();
+        assert_eq!(rejected[0], (Some(1), "poisonous"));
+        assert_eq!(rejected[1].0, Some(3));
+        assert!(
+            rejected[1].1.starts_with("not a valid th.raw message"),
+            "{rejected:?}"
+        );
+        assert_eq!(
+            processed.rejected[0].payload,
+            poison.encode_to_vec(),
+            "the item alone"
+        );
+    }
+
+    #[test]
+    fn a_broken_message_is_dead_lettered_whole_before_any_item_runs() {
+        let mut payload = frames::single(&event("a", "GetObject").encode_to_vec());
+        payload.extend_from_slice(b"not protobuf");
+        let mut outputs = Vec::new();
+        let processed = process_items(&mut Picky, Topic::RAW, &payload, &mut outputs).unwrap();
+        assert!(outputs.is_empty(), "{outputs:?}");
+        assert_eq!(processed.rejected.len(), 1);
+        let rejected = &processed.rejected[0];
+        assert_eq!((rejected.item, &rejected.payload), (None, &payload));
+        assert!(
+            rejected
+                .reason
+                .starts_with("not a valid th.raw message: item 1"),
+            "{}",
+            rejected.reason
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Ingest: every record of a CloudTrail document (a file, an HTTP body, an
-//! S3 object) onto `th.raw`, once.
+//! S3 object) onto `th.raw`, once, many events a message.
 
 use std::path::PathBuf;
 
@@ -8,10 +8,8 @@ use prost::Message;
 use trailhound_cloudtrail::Parsed;
 use trailhound_proto::CloudTrailEvent;
 
+use super::frames;
 use super::{REASON_HEADER, Topic, header_value};
-
-/// Publishes in flight before waiting for JetStream's acks.
-const WINDOW: usize = 2048;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestReport {
@@ -79,42 +77,104 @@ pub async fn ingest_document(
     publish_records(js, records, report).await
 }
 
-/// Publish parsed records: events to `th.raw`, rejections with their
-/// reason to `th.dead.ingest`.
+/// Publish parsed records: events packed onto `th.raw`, rejections with
+/// their reason to `th.dead.ingest`.
 async fn publish_records(
     js: &jetstream::Context,
     records: Vec<Parsed>,
     report: &mut IngestReport,
 ) -> Result<(), async_nats::Error> {
-    let mut acks = Vec::with_capacity(WINDOW);
+    let mut events = Vec::with_capacity(records.len());
+    let mut acks = Vec::new();
     for record in records {
-        let (subject, publish) = match record {
+        match record {
             Ok(mut event) => {
-                report.events += 1;
                 // The raw JSON is only for dead letters; keep the bus lean.
                 event.raw_json.clear();
-                let id = event_message_id(&event);
-                let publish = PublishMessage::build()
-                    .message_id(id)
-                    .payload(event.encode_to_vec().into());
-                (Topic::RAW.subject.to_string(), publish)
+                events.push(event);
             }
             Err(rejected) => {
                 report.rejected += 1;
                 let reason = rejected.to_string();
                 let raw = rejected.raw.unwrap_or_default().into_bytes();
-                (
-                    Topic::DEAD.subject_of("ingest"),
-                    dead_letter(&rejected.origin, &reason, raw),
-                )
+                let publish = dead_letter(&rejected.origin, &reason, raw);
+                acks.push((
+                    0,
+                    js.send_publish(Topic::DEAD.subject_of("ingest"), publish)
+                        .await?,
+                ));
             }
-        };
-        acks.push(js.send_publish(subject, publish).await?);
-        if acks.len() >= WINDOW {
-            await_acks(&mut acks, report).await?;
         }
     }
-    await_acks(&mut acks, report).await
+    report.events += events.len() as u64;
+    for packed in pack_events(&events) {
+        let publish = PublishMessage::build()
+            .message_id(packed.id)
+            .payload(packed.payload.into());
+        acks.push((
+            packed.events,
+            js.send_publish(Topic::RAW.subject, publish).await?,
+        ));
+    }
+    for (events, ack) in acks {
+        if ack.await?.duplicate {
+            report.duplicates += events;
+        }
+    }
+    Ok(())
+}
+
+/// Events packed into one `th.raw` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// A hash of its events' [`event_message_id`]s: the same events packed
+    /// the same way (a document ingested again) are dropped as duplicates.
+    pub id: String,
+    pub payload: Vec<u8>,
+    pub events: u64,
+}
+
+/// Pack events, in order, into messages of at most [`frames::MAX_PAYLOAD`]
+/// bytes.
+pub fn pack_events(events: &[CloudTrailEvent]) -> Vec<RawMessage> {
+    let mut messages = Vec::new();
+    let mut open = RawMessage {
+        id: String::new(),
+        payload: Vec::new(),
+        events: 0,
+    };
+    // The events' ids, hashed into the message id when it is closed.
+    let mut ids = String::new();
+    let mut close = |open: &mut RawMessage, ids: &mut String| {
+        open.id = format!("raw:{:032x}", xxhash_rust::xxh3::xxh3_128(ids.as_bytes()));
+        ids.clear();
+        messages.push(std::mem::replace(
+            open,
+            RawMessage {
+                id: String::new(),
+                payload: Vec::new(),
+                events: 0,
+            },
+        ));
+    };
+    for event in events {
+        let len = event.encoded_len();
+        if open.events > 0
+            && open.payload.len() + len + prost::length_delimiter_len(len) > frames::MAX_PAYLOAD
+        {
+            close(&mut open, &mut ids);
+        }
+        event
+            .encode_length_delimited(&mut open.payload)
+            .expect("a Vec grows to fit");
+        open.events += 1;
+        ids.push_str(&event_message_id(event));
+        ids.push('\n');
+    }
+    if open.events > 0 {
+        close(&mut open, &mut ids);
+    }
+    messages
 }
 
 /// Send something ingest cannot use (a whole object, a notification) to
@@ -142,14 +202,48 @@ fn dead_letter(origin: &str, reason: &str, payload: Vec<u8>) -> PublishMessage {
         .payload(payload.into())
 }
 
-async fn await_acks(
-    acks: &mut Vec<jetstream::context::PublishAckFuture>,
-    report: &mut IngestReport,
-) -> Result<(), async_nats::Error> {
-    for ack in acks.drain(..) {
-        if ack.await?.duplicate {
-            report.duplicates += 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(account: &str, id: &str) -> CloudTrailEvent {
+        CloudTrailEvent {
+            event_id: id.to_string(),
+            recipient_account_id: account.to_string(),
+            // Large enough that a few thousand events fill several messages.
+            request_parameters_json: "x".repeat(400),
+            ..Default::default()
         }
     }
-    Ok(())
+
+    #[test]
+    fn events_pack_into_bounded_messages_named_by_their_events() {
+        let events: Vec<CloudTrailEvent> = (0..3000)
+            .map(|i| event("111122223333", &i.to_string()))
+            .collect();
+        let packed = pack_events(&events);
+        assert!(packed.len() > 1, "{}", packed.len());
+        assert!(
+            packed
+                .iter()
+                .all(|m| m.payload.len() <= frames::MAX_PAYLOAD)
+        );
+        let unpacked: Vec<CloudTrailEvent> = packed
+            .iter()
+            .flat_map(|m| frames::decode_all::<CloudTrailEvent>(&m.payload).unwrap())
+            .collect();
+        assert_eq!(unpacked, events, "every event, in order");
+        assert_eq!(packed.iter().map(|m| m.events).sum::<u64>(), 3000);
+
+        assert_eq!(
+            pack_events(&events),
+            packed,
+            "the same events, the same ids"
+        );
+        let mut other = events.clone();
+        other[0].recipient_account_id = "444455556666".into();
+        assert_ne!(pack_events(&other)[0].id, packed[0].id);
+        assert_eq!(pack_events(&other)[1].id, packed[1].id);
+        assert!(pack_events(&[]).is_empty());
+    }
 }

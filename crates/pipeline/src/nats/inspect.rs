@@ -26,6 +26,24 @@ pub async fn stream_messages(
         .messages)
 }
 
+/// Events a stream holds: the items of its messages (for a batched topic;
+/// a message whose framing is broken, which its consumer dead-letters,
+/// counts none), else its messages. Reads the whole stream.
+pub async fn stream_events(
+    js: &jetstream::Context,
+    topic: Topic,
+) -> Result<u64, async_nats::Error> {
+    if !topic.batched {
+        return stream_messages(js, topic.stream).await;
+    }
+    let mut events = 0;
+    for message in read_all(js, topic).await? {
+        let items: Result<Vec<&[u8]>, _> = super::frames::items(&message.payload).collect();
+        events += items.map_or(0, |items| items.len() as u64);
+    }
+    Ok(events)
+}
+
 /// Whether every consumer of every stream has acked all it was given.
 pub async fn is_idle(js: &jetstream::Context) -> Result<bool, async_nats::Error> {
     for topic in Topic::ALL {
@@ -41,20 +59,22 @@ pub async fn is_idle(js: &jetstream::Context) -> Result<bool, async_nats::Error>
     Ok(true)
 }
 
-/// Wait until the pipeline is idle twice in a row, `poll` apart.
+/// Wait until the pipeline is idle twice in a row, `poll` apart; returns
+/// when it was first seen idle.
 pub async fn wait_idle(
     js: &jetstream::Context,
     poll: Duration,
     timeout: Duration,
-) -> Result<(), async_nats::Error> {
+) -> Result<Instant, async_nats::Error> {
     let deadline = Instant::now() + timeout;
-    let mut idle_before = false;
+    let mut idle_since = None;
     loop {
-        let idle = is_idle(js).await?;
-        if idle && idle_before {
-            return Ok(());
+        let checked = Instant::now();
+        match (is_idle(js).await?, idle_since) {
+            (true, Some(since)) => return Ok(since),
+            (true, None) => idle_since = Some(checked),
+            (false, _) => idle_since = None,
         }
-        idle_before = idle;
         if Instant::now() >= deadline {
             return Err(format!("the pipeline was still busy after {timeout:?}").into());
         }

@@ -13,11 +13,14 @@
 //!                                               one consumer per sink)
 //! th.dead.<stage>     the input        any stage, with the reason in a header
 //! ```
-//! `<p>` is the partition of (account, principal). Every message carries a
-//! `Nats-Msg-Id` derived from the event, so JetStream drops republished
-//! duplicates within the streams' duplicate window.
+//! `<p>` is the partition of (account, principal). Up to `th.findings` a
+//! message carries many items ([`frames`]), so JetStream's per-message cost
+//! is shared by a batch of events. Every message carries a `Nats-Msg-Id`
+//! derived from its events (ingest) or from the input that produced it, so
+//! JetStream drops republished duplicates within the duplicate window.
 
 mod deliver;
+pub mod frames;
 mod hop;
 mod ingest;
 pub mod inspect;
@@ -27,7 +30,8 @@ pub mod topology;
 pub use deliver::{run_sink, sink_consumer};
 pub use hop::{Hop, HopError, HopSettings, HopStats, Ownership, run_hop};
 pub use ingest::{
-    IngestReport, event_message_id, ingest_document, ingest_paths, publish_dead_letter,
+    IngestReport, RawMessage, event_message_id, ingest_document, ingest_paths, pack_events,
+    publish_dead_letter,
 };
 pub use streams::{PUBLISHED_BUCKET, StreamSettings, Topic, init_streams};
 

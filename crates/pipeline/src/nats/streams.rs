@@ -12,17 +12,22 @@ pub struct Topic {
     pub subject: &'static str,
     /// Partitioned topics append `.<partition>` to the subject.
     pub partitioned: bool,
+    /// Batched topics carry many items a message (`frames`); the others
+    /// one bare protobuf message.
+    pub batched: bool,
 }
 
 impl Topic {
-    pub const RAW: Topic = Topic::new("TH_RAW", "th.raw", false);
-    pub const ENRICHED: Topic = Topic::new("TH_ENRICHED", "th.enriched", true);
-    pub const PROFILED: Topic = Topic::new("TH_PROFILED", "th.profiled", true);
-    pub const ACCOUNTED: Topic = Topic::new("TH_ACCOUNTED", "th.accounted", true);
-    pub const OBSERVED: Topic = Topic::new("TH_OBSERVED", "th.observed", true);
-    pub const FINDINGS: Topic = Topic::new("TH_FINDINGS", "th.findings", true);
-    pub const ALERTS: Topic = Topic::new("TH_ALERTS", "th.alerts", false);
-    pub const DEAD: Topic = Topic::new("TH_DEAD", "th.dead", true);
+    pub const RAW: Topic = Topic::new("TH_RAW", "th.raw", false, true);
+    pub const ENRICHED: Topic = Topic::new("TH_ENRICHED", "th.enriched", true, true);
+    pub const PROFILED: Topic = Topic::new("TH_PROFILED", "th.profiled", true, true);
+    pub const ACCOUNTED: Topic = Topic::new("TH_ACCOUNTED", "th.accounted", true, true);
+    pub const OBSERVED: Topic = Topic::new("TH_OBSERVED", "th.observed", true, true);
+    pub const FINDINGS: Topic = Topic::new("TH_FINDINGS", "th.findings", true, true);
+    /// One alert a message: each sink acks each alert it delivered.
+    pub const ALERTS: Topic = Topic::new("TH_ALERTS", "th.alerts", false, false);
+    /// One item (or one whole message that failed as such) a message.
+    pub const DEAD: Topic = Topic::new("TH_DEAD", "th.dead", true, false);
 
     pub const ALL: [Topic; 8] = [
         Topic::RAW,
@@ -35,11 +40,17 @@ impl Topic {
         Topic::DEAD,
     ];
 
-    const fn new(stream: &'static str, subject: &'static str, partitioned: bool) -> Self {
+    const fn new(
+        stream: &'static str,
+        subject: &'static str,
+        partitioned: bool,
+        batched: bool,
+    ) -> Self {
         Self {
             stream,
             subject,
             partitioned,
+            batched,
         }
     }
 
