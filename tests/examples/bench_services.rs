@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::message::PublishMessage;
 use futures_util::StreamExt;
 use prost::Message;
 use trailhound_e2e::cluster::{NatsServer, Pipeline, connect, ingest, wait_until_settled};
@@ -121,17 +120,16 @@ async fn main() {
     // or an HTTP body.
     for chunk in steady.chunks(per_tick) {
         interval.tick().await;
-        let now = Instant::now();
-        let mut sent = published.lock().unwrap();
-        for event in chunk {
-            sent.insert(event.event_id.clone(), now);
+        {
+            let now = Instant::now();
+            let mut sent = published.lock().unwrap();
+            for event in chunk {
+                sent.insert(event.event_id.clone(), now);
+            }
         }
-        drop(sent);
         let mut acks = Vec::new();
         for packed in pack_events(chunk) {
-            let publish = PublishMessage::build()
-                .message_id(packed.id)
-                .payload(packed.payload.into());
+            let publish = packed.into_publish();
             acks.push(js.send_publish(Topic::RAW.subject, publish).await.unwrap());
         }
         for ack in acks {

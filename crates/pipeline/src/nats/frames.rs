@@ -127,6 +127,10 @@ impl Packer {
         open.items += 1;
     }
 
+    pub fn batched(&self) -> bool {
+        self.batched
+    }
+
     pub fn is_empty(&self) -> bool {
         self.open.is_empty() && self.done.is_empty()
     }

@@ -23,7 +23,7 @@ use trailhound_state::{Batch, StateError, Store};
 use trailhound_telemetry::{HopMetrics, Metrics, Readiness, propagation};
 
 use super::frames::{self, Packer};
-use super::{PUBLISHED_BUCKET, REASON_HEADER, Topic, header_value};
+use super::{EVENTS_HEADER, PUBLISHED_BUCKET, REASON_HEADER, Topic, header_value};
 use crate::stage::{Stage, StageError};
 
 /// Which partitions a replica of a stateful stage owns: p mod R = i.
@@ -48,8 +48,12 @@ impl Ownership {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HopSettings {
-    /// Messages processed and committed together.
+    /// Messages processed and committed together, at most.
     pub batch: usize,
+    /// Bytes of messages processed and committed together, at most (and
+    /// asked of the server at once; at least 1 MiB, as a message may be
+    /// close to that).
+    pub batch_bytes: usize,
     /// Deliveries after which a message that keeps failing (or crashing
     /// the stage) is dead-lettered instead of processed again.
     pub max_deliver: i64,
@@ -62,6 +66,7 @@ impl Default for HopSettings {
     fn default() -> Self {
         Self {
             batch: 512,
+            batch_bytes: 8 << 20,
             max_deliver: 5,
             ack_wait: Duration::from_secs(60),
         }
@@ -165,6 +170,7 @@ where
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(settings.batch)
+        .max_bytes_per_batch(settings.batch_bytes.max(1 << 20))
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
@@ -224,9 +230,13 @@ where
                 continue;
             }
         };
-        while batch.len() < settings.batch {
+        let mut bytes = batch[0].payload.len();
+        while batch.len() < settings.batch && bytes < settings.batch_bytes {
             match messages.next().now_or_never() {
-                Some(Some(Ok(message))) => batch.push(message),
+                Some(Some(Ok(message))) => {
+                    bytes += message.payload.len();
+                    batch.push(message);
+                }
                 _ => break,
             }
         }
@@ -606,11 +616,15 @@ impl Run {
     ) {
         for packed in packer.finish() {
             self.metrics.events_out.inc_by(packed.items as u64);
+            let mut headers = trace.to_vec();
+            if packer.batched() {
+                headers.push((EVENTS_HEADER.to_string(), packed.items.to_string()));
+            }
             outgoing.push(Outgoing {
                 id: format!("{origin}/{}/{}", packed.subject, packed.chunk),
                 subject: packed.subject,
                 payload: packed.payload,
-                headers: trace.to_vec(),
+                headers,
             });
         }
     }

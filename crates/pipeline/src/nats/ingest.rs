@@ -9,7 +9,7 @@ use trailhound_cloudtrail::Parsed;
 use trailhound_proto::CloudTrailEvent;
 
 use super::frames;
-use super::{REASON_HEADER, Topic, header_value};
+use super::{EVENTS_HEADER, REASON_HEADER, Topic, header_value};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestReport {
@@ -108,12 +108,11 @@ async fn publish_records(
     }
     report.events += events.len() as u64;
     for packed in pack_events(&events) {
-        let publish = PublishMessage::build()
-            .message_id(packed.id)
-            .payload(packed.payload.into());
+        let events = packed.events;
         acks.push((
-            packed.events,
-            js.send_publish(Topic::RAW.subject, publish).await?,
+            events,
+            js.send_publish(Topic::RAW.subject, packed.into_publish())
+                .await?,
         ));
     }
     for (events, ack) in acks {
@@ -132,6 +131,16 @@ pub struct RawMessage {
     pub id: String,
     pub payload: Vec<u8>,
     pub events: u64,
+}
+
+impl RawMessage {
+    /// The message to publish on `th.raw`.
+    pub fn into_publish(self) -> PublishMessage {
+        PublishMessage::build()
+            .message_id(self.id)
+            .header(EVENTS_HEADER, self.events.to_string().as_str())
+            .payload(self.payload.into())
+    }
 }
 
 /// Pack events, in order, into messages of at most [`frames::MAX_PAYLOAD`]

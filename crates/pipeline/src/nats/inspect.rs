@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use prost::Message;
 use trailhound_proto::{Alert, Finding};
 
-use super::{REASON_HEADER, Topic};
+use super::{EVENTS_HEADER, REASON_HEADER, Topic};
 
 /// Messages a stream holds (duplicates JetStream dropped are not in it).
 pub async fn stream_messages(
@@ -26,9 +26,9 @@ pub async fn stream_messages(
         .messages)
 }
 
-/// Events a stream holds: the items of its messages (for a batched topic;
-/// a message whose framing is broken, which its consumer dead-letters,
-/// counts none), else its messages. Reads the whole stream.
+/// Events a stream holds: for a batched topic the items its messages say
+/// they hold (read from their headers; a message published by hand
+/// without the header counts none), else its messages.
 pub async fn stream_events(
     js: &jetstream::Context,
     topic: Topic,
@@ -36,11 +36,23 @@ pub async fn stream_events(
     if !topic.batched {
         return stream_messages(js, topic.stream).await;
     }
-    let mut events = 0;
-    for message in read_all(js, topic).await? {
-        let items: Result<Vec<&[u8]>, _> = super::frames::items(&message.payload).collect();
-        events += items.map_or(0, |items| items.len() as u64);
-    }
+    let headers_only = OrderedConfig {
+        headers_only: true,
+        ..Default::default()
+    };
+    let events = read_all(js, topic, headers_only)
+        .await?
+        .iter()
+        .filter_map(|message| {
+            message
+                .headers
+                .as_ref()?
+                .get(EVENTS_HEADER)?
+                .as_str()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
     Ok(events)
 }
 
@@ -86,10 +98,11 @@ pub async fn wait_idle(
 async fn read_all(
     js: &jetstream::Context,
     topic: Topic,
+    config: OrderedConfig,
 ) -> Result<Vec<jetstream::Message>, async_nats::Error> {
     let stream = js.get_stream(topic.stream).await?;
     let total = stream.get_info().await?.state.messages;
-    let consumer = stream.create_consumer(OrderedConfig::default()).await?;
+    let consumer = stream.create_consumer(config).await?;
     let mut messages = consumer.messages().await?;
     let mut out = Vec::with_capacity(total as usize);
     while (out.len() as u64) < total {
@@ -104,7 +117,7 @@ async fn read_all(
 /// The stored findings: the latest alert of each finding id on `th.alerts`.
 pub async fn stored_findings(js: &jetstream::Context) -> Result<Vec<Finding>, async_nats::Error> {
     let mut latest = BTreeMap::new();
-    for message in read_all(js, Topic::ALERTS).await? {
+    for message in read_all(js, Topic::ALERTS, OrderedConfig::default()).await? {
         let alert = Alert::decode(message.payload.as_ref())?;
         if let Some(finding) = alert.finding {
             latest.insert(finding.id.clone(), finding);
@@ -122,7 +135,7 @@ pub struct DeadLetter {
 }
 
 pub async fn dead_letters(js: &jetstream::Context) -> Result<Vec<DeadLetter>, async_nats::Error> {
-    Ok(read_all(js, Topic::DEAD)
+    Ok(read_all(js, Topic::DEAD, OrderedConfig::default())
         .await?
         .into_iter()
         .map(|message| DeadLetter {

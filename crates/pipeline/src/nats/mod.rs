@@ -38,6 +38,10 @@ pub use streams::{PUBLISHED_BUCKET, StreamSettings, Topic, init_streams};
 /// Header naming why a message was dead-lettered.
 pub const REASON_HEADER: &str = "Trailhound-Reason";
 
+/// Header of a batched message: how many items it holds, so that a stream's
+/// events can be counted from headers alone.
+pub const EVENTS_HEADER: &str = "Trailhound-Events";
+
 /// A header value on one line (header values cannot hold line breaks).
 pub fn header_value(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
