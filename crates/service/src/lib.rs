@@ -196,6 +196,31 @@ impl ServiceConfig {
         run_hop(js, hop, &self.hop, metrics, ready, shutdown.cancelled()).await
     }
 
+    /// Run one hop as a task of its own: the hops of one service (the
+    /// baseline's three) then use the runtime's threads in parallel instead
+    /// of sharing the one that polls them.
+    pub async fn spawn_hop<S>(
+        &self,
+        js: &jetstream::Context,
+        hop: Hop<S>,
+        metrics: &Metrics,
+        ready: &Readiness,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<HopStats>
+    where
+        S: Stage + Send + Sync + 'static,
+        S::In: prost::Message + Default,
+        S::Out: prost::Message,
+    {
+        let (settings, js, metrics, ready) =
+            (self.hop.clone(), js.clone(), metrics.clone(), ready.clone());
+        let shutdown = shutdown.clone();
+        let task = tokio::spawn(async move {
+            run_hop(&js, hop, &settings, &metrics, &ready, shutdown.cancelled()).await
+        });
+        Ok(task.await??)
+    }
+
     /// Open (or create) the service's store with the tables it keeps.
     pub fn open_store(&self, tables: &[&str]) -> anyhow::Result<Arc<Store>> {
         let dir = &self.state_dir;

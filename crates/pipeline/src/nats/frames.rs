@@ -114,7 +114,8 @@ impl Packer {
             Packed {
                 subject: subject.to_string(),
                 chunk: *chunk - 1,
-                payload: Vec::with_capacity(framed.min(self.max_payload)),
+                // Room for a few dozen events: fewer regrowths of the payload.
+                payload: Vec::with_capacity(framed.max(64 << 10).min(self.max_payload)),
                 items: 0,
             }
         });

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use prost::Message as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use trailhound_state::{Batch, StateError, Store};
 use trailhound_telemetry::{HopMetrics, Metrics, Readiness, propagation};
 
@@ -119,13 +120,42 @@ pub struct HopStats {
 }
 
 /// A message to publish, kept in the outbox until JetStream has it.
-#[derive(Debug, Serialize, Deserialize)]
+/// Protobuf, so that the outbox (a batch's outputs) is written with one
+/// copy of each payload.
+#[derive(Clone, PartialEq, prost::Message)]
 struct Outgoing {
+    #[prost(string, tag = "1")]
     subject: String,
+    #[prost(string, tag = "2")]
     id: String,
-    payload: Vec<u8>,
-    /// The dead-letter reason, or the trace context, as headers.
-    headers: Vec<(String, String)>,
+    #[prost(bytes = "bytes", tag = "3")]
+    payload: Bytes,
+    /// The dead-letter reason, or the trace context and event count.
+    #[prost(message, repeated, tag = "4")]
+    headers: Vec<Header>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Header {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    value: String,
+}
+
+impl Header {
+    fn new(name: &str, value: String) -> Self {
+        Self {
+            name: name.to_string(),
+            value,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Outbox {
+    #[prost(message, repeated, tag = "1")]
+    messages: Vec<Outgoing>,
 }
 
 /// Consume `hop.input` until `shutdown` resolves, finishing the batch in
@@ -462,7 +492,7 @@ impl Run {
         // sequence whose outputs no other batch publishes (checkpoints and
         // the published watermark see to that). The outbox keeps the names
         // for a republish after a crash.
-        let mut origin: Option<(String, Vec<(String, String)>)> = None;
+        let mut origin: Option<(String, Vec<Header>)> = None;
         for message in &batch {
             let info = message.info().map_err(RunError::Nats)?;
             let (sequence, delivered) = (info.stream_sequence, info.delivered);
@@ -538,8 +568,8 @@ impl Run {
                 outgoing.push(Outgoing {
                     subject: Topic::DEAD.subject_of(hop.name),
                     id,
-                    payload: rejected.payload,
-                    headers: vec![(REASON_HEADER.to_string(), header_value(&reason))],
+                    payload: rejected.payload.into(),
+                    headers: vec![Header::new(REASON_HEADER, header_value(&reason))],
                 });
             }
             if hop.owned.is_some() {
@@ -565,10 +595,11 @@ impl Run {
                 );
             }
             if !outgoing.is_empty() {
-                changes.set_meta(
-                    &self.outbox_key,
-                    &postcard::to_stdvec(&outgoing).expect("outbox encodes"),
-                );
+                let outbox = Outbox {
+                    messages: std::mem::take(&mut outgoing),
+                };
+                changes.set_meta(&self.outbox_key, &outbox.encode_to_vec());
+                outgoing = outbox.messages;
             }
             store.commit(changes)?;
         }
@@ -611,19 +642,19 @@ impl Run {
         &self,
         packer: &mut Packer,
         origin: &str,
-        trace: &[(String, String)],
+        trace: &[Header],
         outgoing: &mut Vec<Outgoing>,
     ) {
         for packed in packer.finish() {
             self.metrics.events_out.inc_by(packed.items as u64);
             let mut headers = trace.to_vec();
             if packer.batched() {
-                headers.push((EVENTS_HEADER.to_string(), packed.items.to_string()));
+                headers.push(Header::new(EVENTS_HEADER, packed.items.to_string()));
             }
             outgoing.push(Outgoing {
                 id: format!("{origin}/{}/{}", packed.subject, packed.chunk),
                 subject: packed.subject,
-                payload: packed.payload,
+                payload: packed.payload.into(),
                 headers,
             });
         }
@@ -637,8 +668,8 @@ impl Run {
         let Some(bytes) = store.meta(&self.outbox_key)? else {
             return Ok(());
         };
-        let outgoing: Vec<Outgoing> = match postcard::from_bytes(&bytes) {
-            Ok(outgoing) => outgoing,
+        let outgoing = match Outbox::decode(bytes.as_slice()) {
+            Ok(outbox) => outbox.messages,
             Err(e) => {
                 tracing::error!(key = %self.outbox_key, error = %e, "unreadable outbox dropped");
                 Vec::new()
@@ -683,9 +714,9 @@ async fn publish_all(
     for out in outgoing {
         let mut publish = PublishMessage::build()
             .message_id(&out.id)
-            .payload(out.payload.clone().into());
-        for (name, value) in &out.headers {
-            publish = publish.header(name.as_str(), value.as_str());
+            .payload(out.payload.clone());
+        for header in &out.headers {
+            publish = publish.header(header.name.as_str(), header.value.as_str());
         }
         acks.push(js.send_publish(out.subject.clone(), publish).await?);
     }
@@ -696,18 +727,15 @@ async fn publish_all(
 }
 
 /// The trace context of `span` as headers (none without a tracer).
-fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
+fn trace_headers(span: &tracing::Span) -> Vec<Header> {
     let mut headers = async_nats::HeaderMap::new();
     propagation::inject(span, &mut headers);
     headers
         .iter()
         .flat_map(|(name, values)| {
-            values.iter().map(move |v| {
-                (
-                    AsRef::<str>::as_ref(name).to_string(),
-                    v.as_str().to_string(),
-                )
-            })
+            values
+                .iter()
+                .map(move |v| Header::new(name.as_ref(), v.as_str().to_string()))
         })
         .collect()
 }
