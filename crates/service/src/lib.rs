@@ -17,9 +17,7 @@ use trailhound_alert::AlertConfig;
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
 use trailhound_pipeline::Stage;
-use trailhound_pipeline::nats::{
-    Hop, HopError, HopSettings, HopStats, Ownership, StreamSettings, run_hop,
-};
+use trailhound_pipeline::nats::{Hop, HopSettings, HopStats, Ownership, StreamSettings, run_hop};
 use trailhound_sinks::SinkConfig;
 use trailhound_state::Store;
 use trailhound_telemetry::{Metrics, Readiness};
@@ -179,27 +177,11 @@ impl ServiceConfig {
         (metrics, ready)
     }
 
-    /// Run one hop with this configuration's hop settings until `shutdown`.
+    /// Run one hop with this configuration's hop settings until `shutdown`,
+    /// as a task of its own: the hops of one service (the baseline's three)
+    /// then use the runtime's threads in parallel instead of sharing the
+    /// one that polls them.
     pub async fn run_hop<S>(
-        &self,
-        js: &jetstream::Context,
-        hop: Hop<S>,
-        metrics: &Metrics,
-        ready: &Readiness,
-        shutdown: &CancellationToken,
-    ) -> Result<HopStats, HopError>
-    where
-        S: Stage,
-        S::In: prost::Message + Default,
-        S::Out: prost::Message,
-    {
-        run_hop(js, hop, &self.hop, metrics, ready, shutdown.cancelled()).await
-    }
-
-    /// Run one hop as a task of its own: the hops of one service (the
-    /// baseline's three) then use the runtime's threads in parallel instead
-    /// of sharing the one that polls them.
-    pub async fn spawn_hop<S>(
         &self,
         js: &jetstream::Context,
         hop: Hop<S>,

@@ -19,9 +19,9 @@ pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::
         store,
     );
     let (profile, account, command) = tokio::try_join!(
-        config.spawn_hop(&js, profile, &metrics, &ready, &shutdown),
-        config.spawn_hop(&js, account, &metrics, &ready, &shutdown),
-        config.spawn_hop(&js, command, &metrics, &ready, &shutdown),
+        config.run_hop(&js, profile, &metrics, &ready, &shutdown),
+        config.run_hop(&js, account, &metrics, &ready, &shutdown),
+        config.run_hop(&js, command, &metrics, &ready, &shutdown),
     )?;
     tracing::info!(?profile, ?account, ?command, "baseline stopped");
     Ok(())
