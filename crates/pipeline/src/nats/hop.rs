@@ -605,10 +605,14 @@ impl Run {
         }
         if let Some(published) = &mut self.published {
             published.advance(&advanced, caught_up);
-            // Before publishing: a replica that takes a partition over in a
-            // rescale then replays, without publishing, everything this
-            // batch publishes.
-            published.flush(!outgoing.is_empty()).await;
+            if outgoing.is_empty() {
+                published.flush(false).await;
+            } else {
+                // Before publishing: a replica that takes a partition over in
+                // a rescale then replays, without publishing, everything this
+                // batch publishes.
+                published.flush_all().await;
+            }
         }
         self.publish(js, &outgoing).await?;
         if let Some((_, store)) = &hop.owned
@@ -842,35 +846,40 @@ impl Published {
         self.replay_until.len()
     }
 
-    /// Write the watermarks: at once, retrying until NATS has them all
-    /// (before publishing), or at most once a second otherwise, when one
+    /// Write the watermarks, retrying until NATS has them all: done before
+    /// publishing.
+    async fn flush_all(&mut self) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            self.flush(true).await;
+            if self.unflushed.is_empty() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Write the watermarks once, at most once a second unless `now`; one
     /// that fails stays for the next flush.
     async fn flush(&mut self, now: bool) {
         if !now && self.flushed_at.elapsed() < Duration::from_secs(1) {
             return;
         }
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let puts = self.unflushed.iter().map(|(&partition, &sequence)| {
-                let key = format!("{}.{partition}", self.hop);
-                let put = self.bucket.put(key, sequence.to_le_bytes().to_vec().into());
-                put.map(move |result| (partition, result))
-            });
-            for (partition, result) in futures_util::future::join_all(puts).await {
-                match result {
-                    Ok(_) => {
-                        self.unflushed.remove(&partition);
-                    }
-                    Err(e) => {
-                        tracing::warn!(hop = self.hop, partition, error = %e, "published watermark")
-                    }
+        let puts = self.unflushed.iter().map(|(&partition, &sequence)| {
+            let key = format!("{}.{partition}", self.hop);
+            let put = self.bucket.put(key, sequence.to_le_bytes().to_vec().into());
+            put.map(move |result| (partition, result))
+        });
+        for (partition, result) in futures_util::future::join_all(puts).await {
+            match result {
+                Ok(_) => {
+                    self.unflushed.remove(&partition);
+                }
+                Err(e) => {
+                    tracing::warn!(hop = self.hop, partition, error = %e, "published watermark")
                 }
             }
-            if !now || self.unflushed.is_empty() {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
         self.flushed_at = Instant::now();
     }
