@@ -46,7 +46,8 @@ fn take_item<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
     Ok(item)
 }
 
-/// Every item of a payload decoded as `M`.
+/// Every item of a payload decoded as `M` (the tests' view of a payload).
+#[cfg(test)]
 pub fn decode_all<M: Message + Default>(payload: &[u8]) -> Result<Vec<M>, String> {
     items(payload)
         .enumerate()
@@ -132,10 +133,6 @@ impl Packer {
         self.batched
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty() && self.done.is_empty()
-    }
-
     /// Every payload, full ones first, then those still open by subject;
     /// the packer starts afresh.
     pub fn finish(&mut self) -> Vec<Packed> {
@@ -171,7 +168,7 @@ mod tests {
         let ids: Vec<&str> = a.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!((packed[0].subject.as_str(), packed[0].items), ("a", 5));
         assert_eq!(ids, ["0", "2", "4", "6", "8"]);
-        assert!(packer.is_empty());
+        assert!(packer.finish().is_empty(), "the packer starts afresh");
     }
 
     #[test]

@@ -544,7 +544,6 @@ impl Run {
             }
             self.stats.processed += 1;
             self.metrics.events_in.inc_by(processed.items as u64);
-            let trace = trace_headers(&span);
             for output in outputs.drain(..) {
                 (hop.count_output)(&output, &self.all_metrics);
                 let subject = if hop.output.partitioned {
@@ -573,12 +572,14 @@ impl Run {
                 });
             }
             if hop.owned.is_some() {
-                origin.get_or_insert_with(|| (format!("{}/{sequence}", hop.name), trace));
+                origin.get_or_insert_with(|| {
+                    (format!("{}/{sequence}", hop.name), trace_headers(&span))
+                });
             } else {
                 // Stateless: replicas share the consumer and may see this
                 // message again in another batch, so its outputs are packed
                 // on their own and named after it.
-                self.pack(&mut packer, &input_id, &trace, &mut outgoing);
+                self.pack(&mut packer, &input_id, &trace_headers(&span), &mut outgoing);
             }
         }
         if let Some((origin, trace)) = &origin {

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use prost::Message;
 use trailhound_cloudtrail::Parsed;
 use trailhound_proto::CloudTrailEvent;
 
-use super::frames;
+use super::frames::{self, Packer};
 use super::{EVENTS_HEADER, REASON_HEADER, Topic, header_value};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -146,44 +145,30 @@ impl RawMessage {
 /// Pack events, in order, into messages of at most [`frames::MAX_PAYLOAD`]
 /// bytes.
 pub fn pack_events(events: &[CloudTrailEvent]) -> Vec<RawMessage> {
-    let mut messages = Vec::new();
-    let mut open = RawMessage {
-        id: String::new(),
-        payload: Vec::new(),
-        events: 0,
-    };
-    // The events' ids, hashed into the message id when it is closed.
-    let mut ids = String::new();
-    let mut close = |open: &mut RawMessage, ids: &mut String| {
-        open.id = format!("raw:{:032x}", xxhash_rust::xxh3::xxh3_128(ids.as_bytes()));
-        ids.clear();
-        messages.push(std::mem::replace(
-            open,
-            RawMessage {
-                id: String::new(),
-                payload: Vec::new(),
-                events: 0,
-            },
-        ));
-    };
+    let mut packer = Packer::new(frames::MAX_PAYLOAD, true);
     for event in events {
-        let len = event.encoded_len();
-        if open.events > 0
-            && open.payload.len() + len + prost::length_delimiter_len(len) > frames::MAX_PAYLOAD
-        {
-            close(&mut open, &mut ids);
-        }
-        event
-            .encode_length_delimited(&mut open.payload)
-            .expect("a Vec grows to fit");
-        open.events += 1;
-        ids.push_str(&event_message_id(event));
-        ids.push('\n');
+        packer.push(Topic::RAW.subject, event);
     }
-    if open.events > 0 {
-        close(&mut open, &mut ids);
-    }
-    messages
+    // One subject: the payloads come back in order, each holding the next
+    // `items` events.
+    let mut rest = events;
+    packer
+        .finish()
+        .into_iter()
+        .map(|packed| {
+            let (these, tail) = rest.split_at(packed.items);
+            rest = tail;
+            let ids: String = these
+                .iter()
+                .map(|event| event_message_id(event) + "\n")
+                .collect();
+            RawMessage {
+                id: format!("raw:{:032x}", xxhash_rust::xxh3::xxh3_128(ids.as_bytes())),
+                payload: packed.payload,
+                events: packed.items as u64,
+            }
+        })
+        .collect()
 }
 
 /// Send something ingest cannot use (a whole object, a notification) to
