@@ -23,6 +23,10 @@ use trailhound_pipeline::nats::{Topic, pack_events};
 use trailhound_proto::{Alert, CloudTrailEvent};
 use trailhound_synth::DAY_MS;
 
+/// The allocator of the `trailhound` binary and the services, for the scan beside them.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

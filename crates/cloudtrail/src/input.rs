@@ -167,8 +167,8 @@ pub fn parse_document(
                     continue;
                 }
                 let origin = format!("{name}:{}", index + 1);
-                match serde_json::from_slice::<&RawValue>(line) {
-                    Ok(raw) => parse_record(&origin, raw, keep_raw, sink),
+                match std::str::from_utf8(line.trim_ascii()) {
+                    Ok(record) => parse_record(origin, record, keep_raw, sink),
                     Err(e) => sink(Err(Rejected {
                         origin,
                         event_id: None,
@@ -196,7 +196,7 @@ pub fn parse_document(
                 }
             }
             let raw: &RawValue = serde_json::from_slice(text).map_err(|e| json_error(name, e))?;
-            parse_record(name, raw, keep_raw, sink);
+            parse_record(name.to_string(), raw.get(), keep_raw, sink);
             Ok(())
         }
         Some(_) => Err(InputError::Json {
@@ -249,19 +249,25 @@ fn each_in_array(
     .map_err(|e| json_error(name, e))
 }
 
-/// Parse one record; unwrap EventBridge envelopes; reject what is unusable.
-fn parse_record(origin: &str, raw: &RawValue, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) {
-    let reject = |event_id: Option<String>, reason: String| Rejected {
-        origin: origin.to_string(),
+/// Parse one record (`raw`, its JSON text, which may still be malformed);
+/// unwrap EventBridge envelopes; reject what is unusable.
+fn parse_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) {
+    let reject = |origin: String, event_id: Option<String>, reason: String| Rejected {
+        origin,
         event_id,
         reason,
-        raw: Some(raw.get().to_string()),
+        raw: Some(raw.to_string()),
     };
-    let record: Record<'_> = match serde_json::from_str(raw.get()) {
+    let record: Record<'_> = match serde_json::from_str(raw) {
         Ok(r) => r,
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return sink(Err(reject(origin, None, format!("malformed JSON: {e}"))));
+        }
         Err(e) => {
+            let event_id = event_id_of(raw);
             return sink(Err(reject(
-                event_id_of(raw),
+                origin,
+                event_id,
                 format!("not a CloudTrail event: {e}"),
             )));
         }
@@ -275,31 +281,33 @@ fn parse_record(origin: &str, raw: &RawValue, keep_raw: bool, sink: &mut dyn FnM
             .is_some_and(|t| !t.contains("CloudTrail"))
         {
             let t = record.detail_type.unwrap_or_default();
+            let event_id = event_id_of(detail.get());
             return sink(Err(reject(
-                event_id_of(detail),
+                origin,
+                event_id,
                 format!("EventBridge event of type {t:?} is not CloudTrail"),
             )));
         }
-        return parse_record(origin, detail, keep_raw, sink);
+        return parse_record(origin, detail.get(), keep_raw, sink);
     }
     let event_id = record.event_id.clone();
-    sink(match record.into_event(raw.get(), keep_raw) {
+    sink(match record.into_event(raw, keep_raw) {
         Ok(mut event) => {
-            event.origin = origin.to_string();
+            event.origin = origin;
             Ok(event)
         }
-        Err(e) => Err(reject(event_id, e.to_string())),
+        Err(e) => Err(reject(origin, event_id, e.to_string())),
     })
 }
 
 /// The eventID of a record that failed to deserialise, for the report.
-fn event_id_of(raw: &RawValue) -> Option<String> {
+fn event_id_of(raw: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Id {
         #[serde(rename = "eventID")]
         event_id: Option<String>,
     }
-    serde_json::from_str::<Id>(raw.get())
+    serde_json::from_str::<Id>(raw)
         .ok()
         .and_then(|i| i.event_id)
 }
@@ -324,7 +332,7 @@ impl<'de> Visitor<'de> for EachRecord<'_, '_> {
         let mut index = 0usize;
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
             let origin = format!("{}{}{index}", self.name, self.sep);
-            parse_record(&origin, raw, self.keep_raw, self.sink);
+            parse_record(origin, raw.get(), self.keep_raw, self.sink);
             index += 1;
         }
         Ok(())
@@ -431,6 +439,36 @@ mod tests {
         assert_eq!(bad[0].event_id.as_deref(), Some("x9"));
         assert_eq!(bad[0].origin, "f.json#0");
         assert!(bad[0].reason.contains("userIdentity"), "{}", bad[0].reason);
+    }
+
+    #[test]
+    fn read_only_accepts_booleans_and_their_strings() {
+        let with = |value: &str| EVENT.replacen('{', &format!(r#"{{"readOnly":{value},"#), 1);
+        for (value, expected) in [
+            ("true", Some(true)),
+            (r#""True""#, Some(true)),
+            (r#""false""#, Some(false)),
+            ("null", None),
+            (r#""unknown""#, None),
+        ] {
+            let (ok, bad, _) = collect(with(value).as_bytes());
+            assert!(bad.is_empty(), "{value}: {bad:?}");
+            assert_eq!(ok[0].read_only, expected, "{value}");
+        }
+        let (ok, bad, _) = collect(with("7").as_bytes());
+        assert!(ok.is_empty());
+        assert!(bad[0].reason.contains("not a CloudTrail event"), "{bad:?}");
+        assert_eq!(bad[0].event_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn a_malformed_line_is_named_malformed_and_keeps_its_text() {
+        let doc = format!("{EVENT}\r\n{{\"eventID\":\"e2\",}}\n{EVENT}\n");
+        let (ok, bad, _) = collect(doc.as_bytes());
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].origin, "f.json:1");
+        assert!(bad[0].reason.starts_with("malformed JSON"), "{bad:?}");
+        assert_eq!(bad[0].raw.as_deref(), Some(r#"{"eventID":"e2",}"#));
     }
 
     #[test]

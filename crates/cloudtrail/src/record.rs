@@ -2,6 +2,9 @@
 //! test corpora vary (nulls, missing blocks, `"true"` for `true`), and its
 //! conversion to the typed [`CloudTrailEvent`] message.
 
+use std::fmt;
+
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use trailhound_proto::{CloudTrailEvent, UserIdentity};
@@ -88,20 +91,39 @@ pub struct WebIdFederation {
     pub federated_provider: Option<String>,
 }
 
-/// `true`, `"true"`, `"True"` and null all occur for CloudTrail booleans.
+/// `true`, `"true"`, `"True"` and null all occur for CloudTrail booleans;
+/// another string reads as unknown. A visitor rather than an untagged enum,
+/// which would buffer the value and build an error for every string.
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Lenient {
-        Bool(bool),
-        Text(String),
+    struct Lenient;
+    impl<'de> Visitor<'de> for Lenient {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a boolean, \"true\" or \"false\"")
+        }
+        fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+            Ok(Some(b))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(if s.eq_ignore_ascii_case("true") {
+                Some(true)
+            } else if s.eq_ignore_ascii_case("false") {
+                Some(false)
+            } else {
+                None
+            })
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
     }
-    Ok(match Option::<Lenient>::deserialize(d)? {
-        Some(Lenient::Bool(b)) => Some(b),
-        Some(Lenient::Text(s)) if s.eq_ignore_ascii_case("true") => Some(true),
-        Some(Lenient::Text(s)) if s.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    })
+    d.deserialize_option(Lenient)
 }
 
 /// Why a record cannot be used. The message names the missing or bad field.
