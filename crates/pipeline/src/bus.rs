@@ -86,7 +86,7 @@ impl InProcessBus {
         self.merge.drain_into(&mut batch);
         for (k, v) in meta {
             match v {
-                Some(v) => batch.set_meta(k, v),
+                Some(v) => batch.set_meta(k, v.as_slice()),
                 None => batch.delete_meta(k),
             }
         }

@@ -175,9 +175,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn set_meta(&mut self, key: &str, value: &[u8]) {
+    pub fn set_meta(&mut self, key: &str, value: impl Into<Vec<u8>>) {
         self.puts
-            .push((META, key.as_bytes().to_vec(), value.to_vec()));
+            .push((META, key.as_bytes().to_vec(), value.into()));
     }
 
     pub fn delete_meta(&mut self, key: &str) {
@@ -211,6 +211,9 @@ pub struct Table<V> {
 struct Cached<V> {
     value: V,
     used_in: u64,
+    /// Bytes of its last serialised form: room to serialise it again
+    /// without regrowing the buffer.
+    size: usize,
 }
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
@@ -256,8 +259,14 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         if !cached {
             self.absent.remove(key);
             let value = init();
-            self.cache
-                .insert(key.to_string(), Cached { value, used_in: 0 });
+            self.cache.insert(
+                key.to_string(),
+                Cached {
+                    value,
+                    used_in: 0,
+                    size: 0,
+                },
+            );
         }
         let c = self.cache.get_mut(key).expect("present");
         c.used_in = self.interval;
@@ -288,9 +297,15 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                 key: key.to_string(),
                 source,
             })?;
-            let used_in = self.interval;
-            self.cache
-                .insert(key.to_string(), Cached { value, used_in });
+            let (used_in, size) = (self.interval, bytes.len());
+            self.cache.insert(
+                key.to_string(),
+                Cached {
+                    value,
+                    used_in,
+                    size,
+                },
+            );
             return Ok(true);
         }
         Ok(false)
@@ -300,8 +315,10 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     /// cache within the store's bound.
     pub fn drain_into(&mut self, batch: &mut Batch) {
         for key in self.dirty.drain() {
-            if let Some(c) = self.cache.get(&key) {
-                let bytes = postcard::to_stdvec(&c.value).expect("state values serialise");
+            if let Some(c) = self.cache.get_mut(&key) {
+                let room = Vec::with_capacity(c.size + c.size / 8 + 64);
+                let bytes = postcard::to_extend(&c.value, room).expect("state values serialise");
+                c.size = bytes.len();
                 batch.puts.push((self.name, key.into_bytes(), bytes));
             }
         }

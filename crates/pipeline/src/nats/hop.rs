@@ -590,16 +590,13 @@ impl Run {
             let mut changes = Batch::default();
             hop.stage.drain_into(&mut changes);
             for &(partition, sequence) in &advanced {
-                changes.set_meta(
-                    &checkpoint_key(hop.name, partition),
-                    &sequence.to_le_bytes(),
-                );
+                changes.set_meta(&checkpoint_key(hop.name, partition), sequence.to_le_bytes());
             }
             if !outgoing.is_empty() {
                 let outbox = Outbox {
                     messages: std::mem::take(&mut outgoing),
                 };
-                changes.set_meta(&self.outbox_key, &outbox.encode_to_vec());
+                changes.set_meta(&self.outbox_key, outbox.encode_to_vec());
                 outgoing = outbox.messages;
             }
             store.commit(changes)?;
