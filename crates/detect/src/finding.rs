@@ -134,6 +134,32 @@ pub fn origin_of(e: &EnrichedEvent) -> RateOrigin {
     }
 }
 
+/// `origin_of(e)` encoded, written from the event's fields without copying
+/// them first: it is made for every activity bucket an event opens.
+pub fn encode_origin(e: &EnrichedEvent) -> Vec<u8> {
+    use prost::encoding::{message, string};
+    const NONE: &String = &String::new();
+    let event = e.event.as_ref().expect("enriched events carry their event");
+    let country = e.geo.as_ref().map_or(NONE, |g| &g.country);
+    let mut buf = Vec::with_capacity(256);
+    // Field by field in tag order, empty strings left out, as prost does.
+    for (tag, value) in [(1, &event.aws_region), (2, &event.source_ip), (3, country)] {
+        if !value.is_empty() {
+            string::encode(tag, value, &mut buf);
+        }
+    }
+    if let Some(network) = &e.network {
+        message::encode(4, network, &mut buf);
+    }
+    if !event.user_agent.is_empty() {
+        string::encode(5, &event.user_agent, &mut buf);
+    }
+    if let Some(attack) = &e.attack {
+        message::encode(6, attack, &mut buf);
+    }
+    buf
+}
+
 /// Describe a finding by `origin`: its region, source, client, ATT&CK
 /// mapping, and (for a bucket's origin) the principal's context facts.
 pub fn describe_origin(f: &mut Finding, origin: RateOrigin) {
@@ -219,6 +245,27 @@ pub fn date(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use trailhound_proto::{EnrichedEvent, Message};
+
+    use super::{attack, encode_origin, origin_of};
+    use crate::detectors::testing::ev;
+
+    #[test]
+    fn an_origin_encoded_in_place_is_the_message_encoded() {
+        let full = EnrichedEvent {
+            attack: Some(attack("Discovery", "T1580")),
+            ..ev(0, "DescribeInstances").enriched
+        };
+        let mut bare = full.clone();
+        bare.geo = None;
+        bare.network = None;
+        bare.attack = None;
+        bare.event.as_mut().unwrap().user_agent.clear();
+        for e in [full, bare] {
+            assert_eq!(encode_origin(&e), origin_of(&e).encode_to_vec());
+        }
+    }
+
     #[test]
     fn dates() {
         assert_eq!(super::date(0), "1970-01-01");

@@ -24,6 +24,9 @@ pub struct Rates {
     peaks: Vec<(i32, i64, u32)>,
     buckets: Vec<Bucket>,
     latest_ms: i64,
+    /// The earliest end of the buckets, once known (`None`: look again).
+    #[serde(skip)]
+    earliest_end_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,12 +77,23 @@ impl Rates {
     pub fn record(&mut self, s: &Sample<'_>, reorder_ms: i64, window_days: u32) -> BucketState {
         let kind = s.kind as i32;
         if s.t > self.latest_ms {
+            let new_day = day(s.t) > day(self.latest_ms);
             self.latest_ms = s.t;
             let latest = self.latest_ms;
-            self.buckets.retain(|b| latest - b.end_ms <= reorder_ms);
-            let today = day(latest);
-            self.peaks
-                .retain(|(_, d, _)| today - d <= i64::from(window_days));
+            // Most events expire nothing: look only when the earliest end has.
+            let buckets = &self.buckets;
+            let earliest_end = *self
+                .earliest_end_ms
+                .get_or_insert_with(|| buckets.iter().map(|b| b.end_ms).min().unwrap_or(i64::MAX));
+            if latest.saturating_sub(earliest_end) > reorder_ms {
+                self.buckets.retain(|b| latest - b.end_ms <= reorder_ms);
+                self.earliest_end_ms = None;
+            }
+            if new_day {
+                let today = day(latest);
+                self.peaks
+                    .retain(|(_, d, _)| today - d <= i64::from(window_days));
+            }
         }
         let start_ms = s.t - s.t.rem_euclid(s.bucket_ms);
         let i = match self
@@ -89,10 +103,12 @@ impl Rates {
         {
             Some(i) => i,
             None => {
+                let end_ms = start_ms + s.bucket_ms;
+                self.earliest_end_ms = self.earliest_end_ms.map(|e| e.min(end_ms));
                 self.buckets.push(Bucket {
                     kind,
                     start_ms,
-                    end_ms: start_ms + s.bucket_ms,
+                    end_ms,
                     count: 0,
                     distinct: Vec::new(),
                     earliest: Vec::new(),

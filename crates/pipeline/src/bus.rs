@@ -62,9 +62,11 @@ impl InProcessBus {
         self.enrich.process(event, &mut self.enriched)?;
         for enriched in self.enriched.drain(..) {
             if let Some(p) = &enriched.principal {
-                let key = trailhound_detect::baseline::principal_key(p);
-                self.principals
-                    .insert(xxhash_rust::xxh3::xxh3_128(key.as_bytes()));
+                let mut key = xxhash_rust::xxh3::Xxh3::new();
+                key.update(p.account_id.as_bytes());
+                key.update(b"\x1f");
+                key.update(p.arn.as_bytes());
+                self.principals.insert(key.digest128());
             }
             self.baseline.process(enriched, &mut self.observed)?;
         }

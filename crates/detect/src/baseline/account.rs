@@ -73,8 +73,10 @@ impl super::ObservationHop for AccountBaseline {
         let account_id = principal.account_id.clone();
         let compute = ComputeKind::try_from(principal.compute).unwrap_or(ComputeKind::None);
         let inventory_key = match compute {
-            ComputeKind::Ec2 => Some(format!("{account_id}|{}", principal.session_name)),
-            ComputeKind::Lambda => Some(format!("{account_id}|lambda:{}", principal.session_name)),
+            ComputeKind::Ec2 => Some([&account_id, "|", &principal.session_name].concat()),
+            ComputeKind::Lambda => {
+                Some([&account_id, "|lambda:", &principal.session_name].concat())
+            }
             ComputeKind::None => None,
         };
 

@@ -56,7 +56,7 @@ impl super::ObservationHop for CommandBaseline {
         let country = geo.map(|g| g.country.clone());
         let city = geo
             .filter(|g| !g.city.is_empty())
-            .map(|g| format!("{}|{}", g.country, g.city));
+            .map(|g| [&g.country, "|", &g.city].concat());
         let command = command_key(enriched);
 
         let profile = self.commands.entry(&command, CommandProfile::default)?;
@@ -75,7 +75,7 @@ impl super::ObservationHop for CommandBaseline {
                 reorder,
                 (window, window_days),
             );
-            let value = format!("{command}|{country}");
+            let value = [&command, "|", &country].concat();
             observation
                 .novelties
                 .push(s.novelty(NoveltyKind::CommandCountry, value));
@@ -88,7 +88,7 @@ impl super::ObservationHop for CommandBaseline {
                 reorder,
                 (window, window_days),
             );
-            let value = format!("{command}|{city}");
+            let value = [&command, "|", &city].concat();
             observation
                 .novelties
                 .push(s.novelty(NoveltyKind::CommandCity, value));

@@ -72,7 +72,7 @@ impl Baseline {
 
 /// The profile key of a principal: account and ARN.
 pub fn principal_key(principal: &Principal) -> String {
-    format!("{}\u{1f}{}", principal.account_id, principal.arn)
+    [&principal.account_id, "\u{1f}", &principal.arn].concat()
 }
 
 /// The command key of an event: `eventSource:eventName`.
@@ -81,7 +81,7 @@ pub fn command_key(enriched: &EnrichedEvent) -> String {
         .event
         .as_ref()
         .expect("enriched events carry their event");
-    format!("{}:{}", event.event_source, event.event_name)
+    [&event.event_source, ":", &event.event_name].concat()
 }
 
 /// A top-level string field of requestParameters.

@@ -9,15 +9,15 @@ use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{
-    ComputeHome, ComputeKind, EnrichedEvent, Message, NoveltyKind, Observation, PrincipalFacts,
-    Rate, RateKind,
+    ComputeHome, ComputeKind, EnrichedEvent, NoveltyKind, Observation, PrincipalFacts, Rate,
+    RateKind,
 };
 
 use super::{command_key, located_geo, place, principal_key, region_of, request_field};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use crate::config::{DetectionConfig, SurgeSettings};
-use crate::finding::{origin_of, principal_context};
+use crate::finding::{encode_origin, principal_context};
 use crate::rates::{Rates, Sample};
 use crate::seen::{Seen, day, record_in};
 use crate::travel::Places;
@@ -105,7 +105,7 @@ impl ProfileBaseline {
             Some(seen) => seen.record(t, window, window_days).is_new,
         };
 
-        let service_region = format!("{}|{region}", enriched.service);
+        let service_region = [&enriched.service, "|", region].concat();
         let s = record_in(
             &mut profile.service_regions,
             &service_region,
@@ -124,7 +124,7 @@ impl ProfileBaseline {
             let s = record_in(&mut profile.countries, &geo.country, t, window, window_days);
             push(NoveltyKind::Country, geo.country.clone(), s);
             if !geo.city.is_empty() {
-                let city = format!("{}|{}", geo.country, geo.city);
+                let city = [&geo.country, "|", &geo.city].concat();
                 let s = record_in(&mut profile.cities, &city, t, window, window_days);
                 push(NoveltyKind::City, city, s);
             }
@@ -248,7 +248,7 @@ fn s3_object_access(enriched: &EnrichedEvent) -> Option<String> {
         return None;
     }
     let bucket = request_field(&event.request_parameters_json, "bucketName")?;
-    Some(format!("{}|{bucket}", event.event_name))
+    Some([&event.event_name, "|", &bucket].concat())
 }
 
 /// Count the event in its activity buckets; the buckets that are surges
@@ -262,13 +262,9 @@ fn record_rates(
         return Vec::new();
     };
     let origin = std::cell::OnceCell::new();
-    let origin = || {
-        origin
-            .get_or_init(|| origin_of(enriched).encode_to_vec())
-            .clone()
-    };
+    let origin = || origin.get_or_init(|| encode_origin(enriched)).clone();
     let error = if enriched.failed {
-        format!("{}|{}", event.error_code, event.error_message)
+        [&event.error_code, "|", &event.error_message].concat()
     } else {
         String::new()
     };
