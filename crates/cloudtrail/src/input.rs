@@ -162,11 +162,16 @@ pub fn parse_document(
         None => Ok(()),
         Some(b'[') => each_in_array(name, text, "#", keep_raw, sink),
         Some(b'{') if is_json_lines(text) => {
-            for (index, line) in text.split(|&b| b == b'\n').enumerate() {
+            let mut start = 0;
+            let line_ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
+            let mut number = itoa::Buffer::new();
+            for (index, end) in line_ends.enumerate() {
+                let line = &text[start..end];
+                start = end + 1;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let origin = format!("{name}:{}", index + 1);
+                let origin = [name, ":", number.format(index + 1)].concat();
                 match std::str::from_utf8(line.trim_ascii()) {
                     Ok(record) => parse_record(origin, record, keep_raw, sink),
                     Err(e) => sink(Err(Rejected {
@@ -330,8 +335,9 @@ impl<'de> Visitor<'de> for EachRecord<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
+        let mut number = itoa::Buffer::new();
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-            let origin = format!("{}{}{index}", self.name, self.sep);
+            let origin = [self.name, self.sep, number.format(index)].concat();
             parse_record(origin, raw.get(), self.keep_raw, self.sink);
             index += 1;
         }
@@ -459,6 +465,16 @@ mod tests {
         assert!(ok.is_empty());
         assert!(bad[0].reason.contains("not a CloudTrail event"), "{bad:?}");
         assert_eq!(bad[0].event_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn records_are_named_by_line_and_by_index_in_an_array() {
+        let (ok, _, _) = collect(format!("{EVENT}\n\n  \n{EVENT}").as_bytes());
+        let origins: Vec<&str> = ok.iter().map(|e| e.origin.as_str()).collect();
+        assert_eq!(origins, ["f.json:1", "f.json:4"], "blank lines count");
+        let (ok, _, _) = collect(format!(r#"{{"Records":[{EVENT},{EVENT}]}}"#).as_bytes());
+        let origins: Vec<&str> = ok.iter().map(|e| e.origin.as_str()).collect();
+        assert_eq!(origins, ["f.json#Records/0", "f.json#Records/1"]);
     }
 
     #[test]
