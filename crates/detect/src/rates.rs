@@ -145,9 +145,11 @@ impl Rates {
         };
         let state = BucketState { start_ms, value };
         let d = day(s.t);
+        // Today's peaks are the last pushed: look from the end.
         match self
             .peaks
             .iter_mut()
+            .rev()
             .find(|(k, pd, _)| *k == kind && *pd == d)
         {
             Some((_, _, peak)) => *peak = (*peak).max(value),

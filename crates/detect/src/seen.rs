@@ -58,17 +58,21 @@ impl Seen {
 
     /// Days in the window before day `d` on which the value was seen.
     fn days_before(&self, d: i64, window_days: u32) -> u32 {
-        let last = day(self.last_ms);
-        let mut count = 0;
-        for i in 0..64i64 {
-            if self.days & (1 << i) != 0 {
-                let seen_day = last - i;
-                if seen_day < d && d - seen_day <= i64::from(window_days) {
-                    count += 1;
-                }
-            }
+        // Bit i is day `last - i`: before `d` when i > last - d, in the
+        // window when i <= last - d + window_days.
+        let offset = day(self.last_ms) - d;
+        let low = (offset + 1).max(0);
+        let high = (offset + i64::from(window_days)).min(63);
+        if low > high {
+            return 0;
         }
-        count
+        let width = high - low + 1;
+        let mask = if width == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << width) - 1) << low
+        };
+        (self.days & mask).count_ones()
     }
 
     /// Days in the window up to and including day `d` with the value.
@@ -178,6 +182,40 @@ mod tests {
     use super::*;
 
     const W: i64 = 45 * DAY_MS;
+
+    #[test]
+    fn days_before_counts_the_window_s_days_before_the_given_one() {
+        // Day by day, as the bitmap reads: bit i is day `last - i`.
+        let naive = |seen: &Seen, d: i64, window_days: u32| {
+            let last = day(seen.last_ms);
+            (0..64i64)
+                .filter(|i| seen.days & (1 << i) != 0)
+                .map(|i| last - i)
+                .filter(|&seen_day| seen_day < d && d - seen_day <= i64::from(window_days))
+                .count() as u32
+        };
+        let mut bits = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..200 {
+            bits ^= bits << 13;
+            bits ^= bits >> 7;
+            bits ^= bits << 17;
+            let seen = Seen {
+                first_ms: 0,
+                last_ms: (100 + round) * DAY_MS,
+                days: bits | 1,
+            };
+            let last = day(seen.last_ms);
+            for d in last - 70..last + 70 {
+                for window_days in [0, 1, 7, 45, 63, 64, 90] {
+                    assert_eq!(
+                        seen.days_before(d, window_days),
+                        naive(&seen, d, window_days),
+                        "days {bits:#x}, day {d}, window {window_days}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn new_is_decided_by_event_time_not_arrival() {
