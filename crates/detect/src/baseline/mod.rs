@@ -119,18 +119,19 @@ fn located_geo(enriched: &EnrichedEvent) -> Option<&Geo> {
 pub fn place(enriched: &EnrichedEvent) -> Option<Place> {
     let geo = located_geo(enriched).filter(|g| g.latitude != 0.0 || g.longitude != 0.0)?;
     let event = enriched.event.as_ref()?;
-    let network = enriched.network.clone().unwrap_or_default();
+    // A located call has its network: `located_geo` checked it.
+    let network = enriched.network.as_ref()?;
     Some(Place {
         event_time_ms: event.event_time_ms,
         event_id: event.event_id.clone(),
-        ip: network.ip,
+        ip: network.ip.clone(),
         country: geo.country.clone(),
         city: geo.city.clone(),
         latitude: geo.latitude,
         longitude: geo.longitude,
         accuracy_radius_km: geo.accuracy_radius_km,
         asn: network.asn,
-        as_org: network.as_org,
+        as_org: network.as_org.clone(),
         hosting: network.hosting,
     })
 }
