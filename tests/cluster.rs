@@ -10,6 +10,10 @@ use async_nats::jetstream;
 use trailhound_pipeline::nats::{Topic, inspect};
 use trailhound_proto::Finding;
 
+/// How long a service may take to exit after SIGTERM: its shutdown grace for
+/// the batch in hand (10 s) and some more.
+pub const STOP_WITHIN: Duration = Duration::from_secs(30);
+
 /// A JetStream server of this test's own; killed when dropped.
 pub struct NatsServer {
     child: Option<Child>,
@@ -55,6 +59,15 @@ impl NatsServer {
     /// Stop the server abruptly and start it again on the same port and store.
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Stop the server abruptly; [`NatsServer::resume`] starts it again.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    pub fn resume(&mut self) {
         self.spawn();
     }
 
@@ -201,13 +214,28 @@ impl Service {
         self.spawn();
     }
 
-    /// SIGTERM, and wait for a clean exit.
+    /// SIGTERM, and wait for the exit; panics when it takes longer than
+    /// [`STOP_WITHIN`] (a service must stop even when NATS is away).
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        child.wait().unwrap()
+        let deadline = Instant::now() + STOP_WITHIN;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within {STOP_WITHIN:?} of SIGTERM",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Does `/readyz` answer 200?

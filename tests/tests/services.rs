@@ -215,6 +215,28 @@ async fn a_nats_restart_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_stop_on_sigterm_while_nats_is_away_and_lose_nothing() {
+    let logs = tempfile::tempdir().unwrap();
+    let (expected, events) = scenario(logs.path());
+    let mut nats = NatsServer::start();
+    let js = connect(&nats.url()).await;
+    ingest(&nats.url(), &[logs.path()]);
+    let (_config, flags) = config_flags(SHORT_ACK_WAIT);
+    let pipeline = Pipeline::start_in(tempfile::tempdir().unwrap(), &nats.url(), 1, &flags);
+    wait_for_events(&js, "TH_PROFILED", events / 4, SETTLE).await;
+    nats.stop();
+    // Each must exit within STOP_WITHIN, whatever it was waiting on NATS for.
+    let state = pipeline.stop();
+    nats.resume();
+    let js = connect(&nats.url()).await;
+    let mut pipeline = Pipeline::start_in(state, &nats.url(), 1, &flags);
+    wait_until_settled(&js, events, SETTLE).await;
+    pipeline.assert_running();
+    assert_exactly_once(&js, events).await;
+    assert_eq!(sorted(stored_findings(&js).await), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_the_dead_letter_stream_and_the_rest_flows() {
     let logs = tempfile::tempdir().unwrap();
     let (expected, events) = scenario(logs.path());

@@ -158,8 +158,11 @@ struct Outbox {
     messages: Vec<Outgoing>,
 }
 
+/// How long a hop told to stop may take to finish the batch in hand.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Consume `hop.input` until `shutdown` resolves, finishing the batch in
-/// hand; `ready` is told once the consumer is in place. Returns on a state
+/// hand (within [`SHUTDOWN_GRACE`]); `ready` is told once the consumer is in place. Returns on a state
 /// error (the batch is left unacked, so it is redelivered to the restarted
 /// service) or when the bus is gone.
 pub async fn run_hop<S>(
@@ -270,9 +273,31 @@ where
                 _ => break,
             }
         }
-        run.handle(js, &mut hop, settings, batch)
-            .await
-            .map_err(run_error)?;
+        // On shutdown the batch in hand gets a grace period to finish. When
+        // NATS stays away longer, stop as a crash would: its outputs are in
+        // the outbox and its inputs unacked, for the restart to take up.
+        let (handled, stopping) = {
+            let handling = run.handle(js, &mut hop, settings, batch);
+            tokio::pin!(handling);
+            tokio::select! {
+                handled = &mut handling => (Some(handled), false),
+                () = &mut shutdown => {
+                    (tokio::time::timeout(SHUTDOWN_GRACE, &mut handling).await.ok(), true)
+                }
+            }
+        };
+        let Some(handled) = handled else {
+            tracing::warn!(
+                hop = name,
+                grace = ?SHUTDOWN_GRACE,
+                "stopping with a batch unfinished: NATS did not answer; the restart takes it up"
+            );
+            return Ok(run.stats);
+        };
+        handled.map_err(run_error)?;
+        if stopping {
+            break;
+        }
         mark_ready_once_rebuilt(&run);
     }
     if let Some(published) = &mut run.published {
