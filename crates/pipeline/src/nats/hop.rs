@@ -162,9 +162,9 @@ struct Outbox {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Consume `hop.input` until `shutdown` resolves, finishing the batch in
-/// hand (within [`SHUTDOWN_GRACE`]); `ready` is told once the consumer is in place. Returns on a state
-/// error (the batch is left unacked, so it is redelivered to the restarted
-/// service) or when the bus is gone.
+/// hand (within [`SHUTDOWN_GRACE`]); `ready` is told once the consumer is
+/// in place. Returns on a state error (the batch is left unacked, so it is
+/// redelivered to the restarted service) or when the bus is gone.
 pub async fn run_hop<S>(
     js: &jetstream::Context,
     mut hop: Hop<S>,
@@ -274,8 +274,8 @@ where
             }
         }
         // On shutdown the batch in hand gets a grace period to finish. When
-        // NATS stays away longer, stop as a crash would: its outputs are in
-        // the outbox and its inputs unacked, for the restart to take up.
+        // NATS stays away longer, stop as a crash would: the inputs stay
+        // unacked for the restart, a stateful hop's outputs in its outbox.
         let (handled, stopping) = {
             let handling = run.handle(js, &mut hop, settings, batch);
             tokio::pin!(handling);
