@@ -195,45 +195,66 @@ async fn kill_9_of_each_stateful_service_loses_and_duplicates_nothing() {
     assert_eq!(sorted(stored_findings(&js).await), expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nats_restart_loses_nothing() {
+/// The scenario ingested into a fresh NATS, one pipeline a quarter of the
+/// way through it.
+struct MidStream {
+    _logs: tempfile::TempDir,
+    _config: tempfile::NamedTempFile,
+    flags: Vec<String>,
+    expected: Vec<Finding>,
+    events: u64,
+    nats: NatsServer,
+    pipeline: Pipeline,
+}
+
+async fn mid_stream() -> MidStream {
     let logs = tempfile::tempdir().unwrap();
     let (expected, events) = scenario(logs.path());
-    let mut nats = NatsServer::start();
+    let nats = NatsServer::start();
     let js = connect(&nats.url()).await;
     ingest(&nats.url(), &[logs.path()]);
-    let (_config, flags) = config_flags(SHORT_ACK_WAIT);
-    let tmp = tempfile::tempdir().unwrap();
-    let mut pipeline = Pipeline::start_in(tmp, &nats.url(), 1, &flags);
+    let (config, flags) = config_flags(SHORT_ACK_WAIT);
+    let pipeline = Pipeline::start_in(tempfile::tempdir().unwrap(), &nats.url(), 1, &flags);
     wait_for_events(&js, "TH_PROFILED", events / 4, SETTLE).await;
-    nats.restart();
-    let js = connect(&nats.url()).await;
-    wait_until_settled(&js, events, SETTLE).await;
-    pipeline.assert_running();
-    assert_exactly_once(&js, events).await;
-    assert_eq!(sorted(stored_findings(&js).await), expected);
+    MidStream {
+        _logs: logs,
+        _config: config,
+        flags,
+        expected,
+        events,
+        nats,
+        pipeline,
+    }
+}
+
+impl MidStream {
+    /// The pipeline finishes the stream: every event once, `scan`'s findings.
+    async fn assert_finishes_exactly_once(mut self) {
+        let js = connect(&self.nats.url()).await;
+        wait_until_settled(&js, self.events, SETTLE).await;
+        self.pipeline.assert_running();
+        assert_exactly_once(&js, self.events).await;
+        assert_eq!(sorted(stored_findings(&js).await), self.expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_loses_nothing() {
+    let mut run = mid_stream().await;
+    run.nats.restart();
+    run.assert_finishes_exactly_once().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_stop_on_sigterm_while_nats_is_away_and_lose_nothing() {
-    let logs = tempfile::tempdir().unwrap();
-    let (expected, events) = scenario(logs.path());
-    let mut nats = NatsServer::start();
-    let js = connect(&nats.url()).await;
-    ingest(&nats.url(), &[logs.path()]);
-    let (_config, flags) = config_flags(SHORT_ACK_WAIT);
-    let pipeline = Pipeline::start_in(tempfile::tempdir().unwrap(), &nats.url(), 1, &flags);
-    wait_for_events(&js, "TH_PROFILED", events / 4, SETTLE).await;
-    nats.stop();
+    let mut run = mid_stream().await;
+    run.nats.stop();
     // Each must exit within STOP_WITHIN, whatever it was waiting on NATS for.
-    let state = pipeline.stop();
-    nats.resume();
-    let js = connect(&nats.url()).await;
-    let mut pipeline = Pipeline::start_in(state, &nats.url(), 1, &flags);
-    wait_until_settled(&js, events, SETTLE).await;
-    pipeline.assert_running();
-    assert_exactly_once(&js, events).await;
-    assert_eq!(sorted(stored_findings(&js).await), expected);
+    let none_yet = Pipeline::empty(tempfile::tempdir().unwrap());
+    let state = std::mem::replace(&mut run.pipeline, none_yet).stop();
+    run.nats.resume();
+    run.pipeline = Pipeline::start_in(state, &run.nats.url(), 1, &run.flags);
+    run.assert_finishes_exactly_once().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
