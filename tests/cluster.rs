@@ -7,12 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use trailhound_pipeline::nats::{Topic, inspect};
+use trailhound_pipeline::nats::{SHUTDOWN_GRACE, Topic, inspect};
 use trailhound_proto::Finding;
 
 /// How long a service may take to exit after SIGTERM: its shutdown grace for
-/// the batch in hand (10 s) and some more.
-pub const STOP_WITHIN: Duration = Duration::from_secs(30);
+/// the batch in hand and some more.
+pub const STOP_WITHIN: Duration = Duration::from_secs(3 * SHUTDOWN_GRACE.as_secs());
 
 /// A JetStream server of this test's own; killed when dropped.
 pub struct NatsServer {

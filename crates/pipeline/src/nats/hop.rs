@@ -159,7 +159,7 @@ struct Outbox {
 }
 
 /// How long a hop told to stop may take to finish the batch in hand.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Consume `hop.input` until `shutdown` resolves, finishing the batch in
 /// hand (within [`SHUTDOWN_GRACE`]); `ready` is told once the consumer is

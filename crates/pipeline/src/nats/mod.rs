@@ -28,7 +28,7 @@ mod streams;
 pub mod topology;
 
 pub use deliver::{run_sink, sink_consumer};
-pub use hop::{Hop, HopError, HopSettings, HopStats, Ownership, run_hop};
+pub use hop::{Hop, HopError, HopSettings, HopStats, Ownership, SHUTDOWN_GRACE, run_hop};
 pub use ingest::{
     IngestReport, RawMessage, event_message_id, ingest_document, ingest_paths, pack_events,
     publish_dead_letter,
