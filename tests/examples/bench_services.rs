@@ -13,7 +13,7 @@
 //! (200,000), TRAILHOUND_BENCH_RATE (5,000/s), TRAILHOUND_BENCH_SECONDS (30).
 #![allow(clippy::print_stdout)] // a program whose output is its report
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -32,6 +32,43 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(default)
+}
+
+/// CPU seconds (user and system) used so far by nats-server and each
+/// service, running or waited for (ingest): where the time goes, per
+/// process. On a shared machine it varies less than throughput, which also
+/// depends on the CPU the neighbours leave. /proc counts in USER_HZ, 100 on
+/// Linux.
+fn cpu_seconds_by_process() -> BTreeMap<String, f64> {
+    // The fields after the command name, which is in parentheses.
+    let ticks = |stat: &str, fields: std::ops::Range<usize>| -> f64 {
+        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+        let after_comm: Vec<&str> = rest.split_whitespace().collect();
+        let sum: u64 = fields
+            .map(|i| after_comm[i].parse::<u64>().unwrap_or(0))
+            .sum();
+        sum as f64 / 100.0
+    };
+    let mut by_process = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The program's name (`comm` cuts it to 15 characters).
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let name =
+            String::from_utf8_lossy(program.rsplit(|b| *b == b'/').next().unwrap_or_default());
+        if name.starts_with("trailhound-") || name == "nats-server" {
+            *by_process.entry(name.into_owned()).or_default() += ticks(&stat, 11..13); // utime, stime
+        }
+    }
+    // Children waited for: ingest.
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+    *by_process
+        .entry("trailhound-ingest".to_string())
+        .or_default() += ticks(&own, 13..15);
+    by_process
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -66,17 +103,35 @@ async fn main() {
     let nats = NatsServer::start();
     let mut pipeline = Pipeline::start(&nats.url(), 1);
     let js = connect(&nats.url()).await;
+    let cpu_before = cpu_seconds_by_process();
     let started = Instant::now();
     ingest(&nats.url(), &[file.as_path()]);
     let ingested = started.elapsed();
     let settled = wait_until_settled(&js, events as u64, Duration::from_secs(3600)).await;
     let elapsed = settled - started;
+    let cpu: Vec<(String, f64)> = cpu_seconds_by_process()
+        .into_iter()
+        .map(|(process, seconds)| {
+            let before = cpu_before.get(&process).copied().unwrap_or(0.0);
+            (process, seconds - before)
+        })
+        .collect();
+    let total: f64 = cpu.iter().map(|(_, seconds)| seconds).sum();
     println!(
         "services: {events} events from ingest to findings stored in {:.1}s = {:.0} events/s \
          (ingest alone {:.1}s)",
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         ingested.as_secs_f64()
+    );
+    let per_event = |seconds: f64| seconds * 1e6 / events as f64;
+    println!(
+        "CPU: {total:.1}s = {:.0} µs per event ({})",
+        per_event(total),
+        cpu.iter()
+            .map(|(process, seconds)| format!("{process} {:.0}", per_event(*seconds)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     // Steady load, 30 days on.
