@@ -245,7 +245,7 @@ pub fn date(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use trailhound_proto::{EnrichedEvent, Message};
+    use trailhound_proto::{EnrichedEvent, Message, RateOrigin};
 
     use super::{attack, encode_origin, origin_of};
     use crate::detectors::testing::ev;
@@ -261,6 +261,23 @@ mod tests {
         bare.network = None;
         bare.attack = None;
         bare.event.as_mut().unwrap().user_agent.clear();
+        // Every field named: a field added to RateOrigin fails to compile
+        // here until this event fills it, and then the comparison below
+        // fails until `encode_origin` writes it.
+        let RateOrigin {
+            region,
+            source_ip,
+            country,
+            network,
+            user_agent,
+            attack,
+            facts,
+        } = origin_of(&full);
+        let filled = [&region, &source_ip, &country, &user_agent]
+            .iter()
+            .all(|s| !s.is_empty());
+        assert!(filled && network.is_some() && attack.is_some());
+        assert!(facts.is_empty(), "the facts are the profile's, added later");
         for e in [full, bare] {
             assert_eq!(encode_origin(&e), origin_of(&e).encode_to_vec());
         }
