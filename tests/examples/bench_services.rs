@@ -3,7 +3,8 @@
 //!
 //! 1. Sustained throughput: a generated delivery file through
 //!    `trailhound-ingest` until every event has reached the detectors and
-//!    every finding is stored; beside it, `scan` over the same file.
+//!    every finding is stored, with the CPU time each process spent per
+//!    event; beside it, `scan` over the same file.
 //! 2. Latency: events published on th.raw at a steady rate (default
 //!    5,000/s) 30 days later than the history, so that principals are
 //!    trained and their occasional new networks raise findings; each new
