@@ -29,7 +29,7 @@ impl NatsServer {
             port,
             store: tempfile::tempdir().unwrap(),
         };
-        server.spawn();
+        server.resume();
         server
     }
 
@@ -37,7 +37,9 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
+    /// Start the server process on this server's port and store: at start,
+    /// and again after [`NatsServer::stop`].
+    pub fn resume(&mut self) {
         let child = Command::new("nats-server")
             .args([
                 "-js",
@@ -58,20 +60,12 @@ impl NatsServer {
 
     /// Stop the server abruptly and start it again on the same port and store.
     pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+        self.stop();
+        self.resume();
     }
 
     /// Stop the server abruptly; [`NatsServer::resume`] starts it again.
     pub fn stop(&mut self) {
-        self.kill();
-    }
-
-    pub fn resume(&mut self) {
-        self.spawn();
-    }
-
-    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -81,7 +75,7 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
     }
 }
 
