@@ -389,10 +389,12 @@ fn dominant(counts: &HashMap<String, u32>) -> Option<String> {
 
 fn learn_session_region(profile: &mut Profile, session: &str, region: &str, t: i64) {
     if !profile.sessions.contains_key(session) && profile.sessions.len() >= MAX_SESSIONS {
+        // Ties go to the smaller name: which session is forgotten must not
+        // depend on map order, or a restarted service could differ.
         let oldest = profile
             .sessions
             .iter()
-            .min_by_key(|(_, (last, _))| *last)
+            .min_by_key(|(session, (last, _))| (*last, *session))
             .map(|(k, _)| k.clone());
         if let Some(oldest) = oldest {
             profile.sessions.remove(&oldest);
