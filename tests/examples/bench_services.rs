@@ -35,6 +35,15 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Watch the services while waiting for them: one that died would
+/// otherwise leave the bench waiting for the pipeline to settle for an hour.
+async fn panic_when_a_service_dies(pipeline: &mut Pipeline) -> std::convert::Infallible {
+    loop {
+        pipeline.assert_running();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// CPU seconds (user and system) used so far by nats-server and each
 /// service, running or waited for (ingest): where the time goes, per
 /// process. On a shared machine it varies less than throughput, which also
@@ -108,7 +117,10 @@ async fn main() {
     let started = Instant::now();
     ingest(&nats.url(), &[file.as_path()]);
     let ingested = started.elapsed();
-    let settled = wait_until_settled(&js, events as u64, Duration::from_secs(3600)).await;
+    let settled = tokio::select! {
+        settled = wait_until_settled(&js, events as u64, Duration::from_secs(3600)) => settled,
+        never = panic_when_a_service_dies(&mut pipeline) => match never {},
+    };
     let elapsed = settled - started;
     let cpu: Vec<(String, f64)> = cpu_seconds_by_process()
         .into_iter()
