@@ -6,7 +6,7 @@
 //! - [`bus`]: the in-process bus that chains stages inside one process and
 //!   commits their state in one batch.
 //! - [`nats`]: the NATS JetStream bus: the same stages as hops between
-//!   streams, run by the services, with checkpoints, outbox and dead letters.
+//!   streams, run by the services, with checkpoints, dead letters and exactly-once publishing.
 //! - [`scan`]: `trailhound scan`: read logs, run every stage, report.
 
 pub mod bus;

@@ -1,20 +1,26 @@
 //! One stage as a JetStream consumer: the delivery loop every service runs.
 //!
-//! For each batch of input messages a stateful hop processes them, then
-//! writes its state changes, each partition's stream sequence (the
-//! checkpoint) and the outputs it is about to publish (the outbox) in one
-//! RocksDB write batch; then publishes the outputs with a `Nats-Msg-Id`
-//! derived from the input, and only then acks. A redelivered message at
-//! or below its partition's checkpoint is acked without processing, and an
-//! outbox left by a crash is republished at start (JetStream drops what
-//! had already arrived), so effects happen exactly once.
+//! A stateful hop processes a batch of input messages, then, when the
+//! batch has outputs, writes a record of how the batch was formed (its
+//! inputs' stream sequences); publishes the outputs with a `Nats-Msg-Id`
+//! derived from the input; writes its state changes, each partition's
+//! stream sequence (the checkpoint) and the record's removal in one RocksDB
+//! write batch; and only then acks. A redelivered message at or below its
+//! partition's checkpoint is acked without processing. A record left by a
+//! crash is taken up at start: the same inputs, fetched from the stream
+//! again and processed against the state as it was before the batch, make
+//! the same outputs under the same ids (the stages are deterministic), and
+//! JetStream drops those that had arrived. So effects happen exactly once,
+//! without the hop storing a copy of what it publishes.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
@@ -119,43 +125,54 @@ pub struct HopStats {
     pub published: u64,
 }
 
-/// A message to publish, kept in the outbox until JetStream has it.
-/// Protobuf, so that the outbox (a batch's outputs) is written with one
-/// copy of each payload.
-#[derive(Clone, PartialEq, prost::Message)]
+/// A message to publish.
 struct Outgoing {
-    #[prost(string, tag = "1")]
     subject: String,
-    #[prost(string, tag = "2")]
     id: String,
-    #[prost(bytes = "bytes", tag = "3")]
     payload: Bytes,
     /// The dead-letter reason, or the trace context and event count.
-    #[prost(message, repeated, tag = "4")]
-    headers: Vec<Header>,
+    headers: HeaderMap,
 }
 
+/// How a stateful hop formed a batch whose outputs it is publishing:
+/// written before publishing, removed by the commit of the batch's state.
+/// The stages are deterministic for a given state and input order, so this
+/// is all a restart needs to make the same outputs again.
 #[derive(Clone, PartialEq, prost::Message)]
-struct Header {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    value: String,
+struct PendingBatch {
+    /// The inputs processed, by stream sequence, in processing order.
+    #[prost(uint64, repeated, tag = "1")]
+    sequences: Vec<u64>,
+    /// Inputs dead-lettered unprocessed, with how often each had been
+    /// delivered.
+    #[prost(map = "uint64, uint64", tag = "2")]
+    given_up: HashMap<u64, u64>,
+    /// Inputs processed only to rebuild state (see [`Published`]).
+    #[prost(uint64, repeated, tag = "3")]
+    replayed: Vec<u64>,
 }
 
-impl Header {
-    fn new(name: &str, value: String) -> Self {
-        Self {
-            name: name.to_string(),
-            value,
-        }
-    }
+/// One input message of a batch: delivered by the consumer, or fetched
+/// from the stream again to finish a batch a crash interrupted.
+struct Input<'a> {
+    sequence: u64,
+    partition: u32,
+    headers: Option<&'a HeaderMap>,
+    payload: &'a [u8],
+    /// Dead-letter it unprocessed: it was delivered this many times.
+    given_up_after: Option<u64>,
+    /// Process it only to rebuild state: a previous owner of the partition
+    /// published its outputs.
+    replay: bool,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct Outbox {
-    #[prost(message, repeated, tag = "1")]
-    messages: Vec<Outgoing>,
+/// A processed batch: what to publish, the partitions' new checkpoints and
+/// how the batch was formed.
+#[derive(Default)]
+struct Formed {
+    outgoing: Vec<Outgoing>,
+    advanced: Vec<(u32, u64)>,
+    record: PendingBatch,
 }
 
 /// How long a hop told to stop may take to finish the batch in hand.
@@ -182,20 +199,42 @@ where
     let nats = |error: async_nats::Error| HopError::Nats { hop: name, error };
     let state = |source: StateError| HopError::State { hop: name, source };
 
+    let mut run = Run {
+        checkpoints: HashMap::new(),
+        pending_key: format!("pending/{name}"),
+        stats: HopStats::default(),
+        metrics: metrics.hop(name),
+        all_metrics: metrics.clone(),
+        published: None,
+    };
+    let run_error = |e| match e {
+        RunError::Nats(e) => nats(e),
+        RunError::State(e) => state(e),
+    };
     // A stateful hop resumes from its lowest checkpoint on a fresh consumer,
     // so that each partition arrives in stream order: messages handed to a
     // crashed predecessor are not redelivered after newer ones (which the
     // checkpoint would then wrongly skip).
-    let mut checkpoints = HashMap::new();
     let mut resume_from = 1;
-    if let Some((ownership, store)) = &hop.owned {
-        let mut lowest = u64::MAX;
+    if let Some((ownership, store)) = hop.owned.clone() {
         for partition in ownership.owned(hop.partitions) {
-            let checkpoint =
-                run_checkpoint(&mut checkpoints, store, name, partition).map_err(state)?;
-            lowest = lowest.min(checkpoint);
+            run_checkpoint(&mut run.checkpoints, &store, name, partition).map_err(state)?;
         }
-        resume_from = lowest.saturating_add(1);
+        let bucket = js
+            .get_key_value(PUBLISHED_BUCKET)
+            .await
+            .map_err(|e| nats(e.into()))?;
+        // `checkpoints` holds exactly the owned partitions, loaded above.
+        run.published = Some(
+            Published::load(bucket, name, &run.checkpoints)
+                .await
+                .map_err(run_error)?,
+        );
+        run.finish_interrupted_batch(js, &mut hop)
+            .await
+            .map_err(run_error)?;
+        let lowest = run.checkpoints.values().min().copied();
+        resume_from = lowest.unwrap_or(u64::MAX).saturating_add(1);
     }
     let consumer = consumer(js, &hop, settings, resume_from)
         .await
@@ -208,31 +247,6 @@ where
         .messages()
         .await
         .map_err(|e| nats(e.into()))?;
-    let mut run = Run {
-        checkpoints,
-        outbox_key: format!("outbox/{name}"),
-        stats: HopStats::default(),
-        metrics: metrics.hop(name),
-        all_metrics: metrics.clone(),
-        published: None,
-    };
-    let run_error = |e| match e {
-        RunError::Nats(e) => nats(e),
-        RunError::State(e) => state(e),
-    };
-    if let Some((_, store)) = &hop.owned {
-        run.republish_outbox(js, store).await.map_err(run_error)?;
-        let bucket = js
-            .get_key_value(PUBLISHED_BUCKET)
-            .await
-            .map_err(|e| nats(e.into()))?;
-        // `checkpoints` holds exactly the owned partitions, loaded above.
-        run.published = Some(
-            Published::load(bucket, name, &run.checkpoints)
-                .await
-                .map_err(run_error)?,
-        );
-    }
     // Ready once consuming and no longer rebuilding taken-over partitions
     // (so `kubectl rollout status` waits for a rescale's replay).
     let mut marked_ready = false;
@@ -275,7 +289,8 @@ where
         }
         // On shutdown the batch in hand gets a grace period to finish. When
         // NATS stays away longer, stop as a crash would: the inputs stay
-        // unacked for the restart, a stateful hop's outputs in its outbox.
+        // unacked for the restart, which takes up a stateful hop's record of
+        // the batch.
         let (handled, stopping) = {
             let handling = run.handle(js, &mut hop, settings, batch);
             tokio::pin!(handling);
@@ -483,7 +498,8 @@ impl From<StateError> for RunError {
 struct Run {
     /// Last committed stream sequence per partition, loaded on first use.
     checkpoints: HashMap<u32, u64>,
-    outbox_key: String,
+    /// Where the [`PendingBatch`] record is kept.
+    pending_key: String,
     stats: HopStats,
     metrics: HopMetrics,
     all_metrics: Metrics,
@@ -491,6 +507,7 @@ struct Run {
 }
 
 impl Run {
+    /// Process, publish, commit and ack one batch from the consumer.
     async fn handle<S>(
         &mut self,
         js: &jetstream::Context,
@@ -504,65 +521,107 @@ impl Run {
         S::Out: prost::Message,
     {
         let started = Instant::now();
-        let mut outgoing = Vec::new();
-        let mut packer = Packer::new(frames::MAX_PAYLOAD, hop.output.batched);
-        let mut advanced = Vec::new();
-        let mut outputs = Vec::new();
+        let mut inputs = Vec::with_capacity(batch.len());
         let mut caught_up = false;
         // The batch's message with the highest stream sequence: acking it
         // acks the batch on a replica's own consumer (AckPolicy::All).
         let mut highest: Option<(u64, &jetstream::Message)> = None;
-        // A stateful hop packs the outputs of its whole batch together and
-        // names them after the batch's first published input: a stream
-        // sequence whose outputs no other batch publishes (checkpoints and
-        // the published watermark see to that). The outbox keeps the names
-        // for a republish after a crash.
-        let mut origin: Option<(String, Vec<Header>)> = None;
         for message in &batch {
             let info = message.info().map_err(RunError::Nats)?;
-            let (sequence, delivered) = (info.stream_sequence, info.delivered);
+            let sequence = info.stream_sequence;
             self.metrics.consumer_lag.set(info.pending as i64);
             caught_up = info.pending == 0;
             if highest.is_none_or(|(h, _)| sequence > h) {
                 highest = Some((sequence, message));
             }
-            self.metrics.messages_in.inc();
-            let input_id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_else(|| format!("{}:{sequence}", hop.input.stream));
             let partition = hop
                 .input
                 .partition_of_subject(&message.subject)
                 .unwrap_or(0);
-            let replaying = self
-                .published
-                .as_ref()
-                .is_some_and(|p| p.replaying(partition, sequence));
+            inputs.push(Input {
+                sequence,
+                partition,
+                headers: message.headers.as_ref(),
+                payload: &message.payload,
+                given_up_after: (info.delivered > settings.max_deliver)
+                    .then_some(info.delivered as u64),
+                replay: self
+                    .published
+                    .as_ref()
+                    .is_some_and(|p| p.replaying(partition, sequence)),
+            });
+        }
+        let formed = self.form(hop, &inputs)?;
+        self.publish_and_commit(js, hop, formed, caught_up).await?;
+        // A lost ack means a redelivery, which the checkpoint skips.
+        let to_ack: Vec<&jetstream::Message> = if hop.owned.is_some() {
+            // Everything this consumer delivered before (and the batch) is
+            // processed, so acking the highest sequence acks it all.
+            highest.map(|(_, message)| message).into_iter().collect()
+        } else {
+            batch.iter().collect()
+        };
+        for message in to_ack {
+            if let Err(e) = message.ack_with(AckKind::Ack).await {
+                tracing::warn!(error = %e, "ack");
+            }
+        }
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Run the stage on a batch's inputs, in order, and pack its outputs.
+    fn form<S>(&mut self, hop: &mut Hop<S>, inputs: &[Input]) -> Result<Formed, RunError>
+    where
+        S: Stage,
+        S::In: prost::Message + Default,
+        S::Out: prost::Message,
+    {
+        let mut formed = Formed::default();
+        let mut packer = Packer::new(frames::MAX_PAYLOAD, hop.output.batched);
+        let mut outputs = Vec::new();
+        // A stateful hop packs the outputs of its whole batch together and
+        // names them after the batch's first published input: a stream
+        // sequence whose outputs no other batch publishes (checkpoints and
+        // the published watermark see to that).
+        let mut origin: Option<(String, HeaderMap)> = None;
+        for input in inputs {
+            self.metrics.messages_in.inc();
+            let input_id = input
+                .headers
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_else(|| format!("{}:{}", hop.input.stream, input.sequence));
             if let Some((_, store)) = &hop.owned {
-                if sequence <= run_checkpoint(&mut self.checkpoints, store, hop.name, partition)? {
+                let checkpoint =
+                    run_checkpoint(&mut self.checkpoints, store, hop.name, input.partition)?;
+                if input.sequence <= checkpoint {
                     self.stats.skipped += 1;
                     self.metrics.redeliveries_skipped.inc();
                     continue;
                 }
-                advanced.push((partition, sequence));
-                self.checkpoints.insert(partition, sequence);
+                formed.advanced.push((input.partition, input.sequence));
+                formed.record.sequences.push(input.sequence);
+                self.checkpoints.insert(input.partition, input.sequence);
             }
             let span = tracing::info_span!("process", hop = hop.name, message = %input_id);
-            propagation::continue_trace(&span, message.headers.as_ref());
-            let processed = if delivered > settings.max_deliver {
-                Processed::failed(
-                    &message.payload,
-                    format!("gave up after {delivered} deliveries"),
-                )
-            } else {
-                span.in_scope(|| {
-                    process_items(&mut hop.stage, hop.input, &message.payload, &mut outputs)
-                })?
+            propagation::continue_trace(&span, input.headers);
+            let processed = match input.given_up_after {
+                Some(deliveries) => {
+                    formed.record.given_up.insert(input.sequence, deliveries);
+                    Processed::failed(
+                        input.payload,
+                        format!("gave up after {deliveries} deliveries"),
+                    )
+                }
+                None => span.in_scope(|| {
+                    process_items(&mut hop.stage, hop.input, input.payload, &mut outputs)
+                })?,
             };
-            if replaying {
+            if input.replay {
+                formed.record.replayed.push(input.sequence);
                 self.stats.replayed += 1;
                 outputs.clear();
                 continue;
@@ -589,42 +648,62 @@ impl Run {
                 tracing::warn!(hop = hop.name, message = %input_id, %reason, "dead-lettered");
                 self.stats.dead_lettered += 1;
                 self.metrics.dead_lettered.inc();
-                outgoing.push(Outgoing {
+                let mut headers = HeaderMap::new();
+                headers.insert(REASON_HEADER, header_value(&reason));
+                formed.outgoing.push(Outgoing {
                     subject: Topic::DEAD.subject_of(hop.name),
                     id,
                     payload: rejected.payload.into(),
-                    headers: vec![Header::new(REASON_HEADER, header_value(&reason))],
+                    headers,
                 });
             }
             if hop.owned.is_some() {
                 origin.get_or_insert_with(|| {
-                    (format!("{}/{sequence}", hop.name), trace_headers(&span))
+                    (
+                        format!("{}/{}", hop.name, input.sequence),
+                        trace_headers(&span),
+                    )
                 });
             } else {
                 // Stateless: replicas share the consumer and may see this
                 // message again in another batch, so its outputs are packed
                 // on their own and named after it.
-                self.pack(&mut packer, &input_id, &trace_headers(&span), &mut outgoing);
+                self.pack(
+                    &mut packer,
+                    &input_id,
+                    &trace_headers(&span),
+                    &mut formed.outgoing,
+                );
             }
         }
         if let Some((origin, trace)) = &origin {
-            self.pack(&mut packer, origin, trace, &mut outgoing);
+            self.pack(&mut packer, origin, trace, &mut formed.outgoing);
         }
+        Ok(formed)
+    }
 
-        if let Some((_, store)) = &hop.owned {
-            let mut changes = Batch::default();
-            hop.stage.drain_into(&mut changes);
-            for &(partition, sequence) in &advanced {
-                changes.set_meta(&checkpoint_key(hop.name, partition), sequence.to_le_bytes());
-            }
-            if !outgoing.is_empty() {
-                let outbox = Outbox {
-                    messages: std::mem::take(&mut outgoing),
-                };
-                changes.set_meta(&self.outbox_key, outbox.encode_to_vec());
-                outgoing = outbox.messages;
-            }
-            store.commit(changes)?;
+    /// Publish a processed batch's outputs and commit its state changes and
+    /// checkpoints, in the order that lets a crash anywhere be recovered
+    /// from (module docs).
+    async fn publish_and_commit<S: Stage>(
+        &mut self,
+        js: &jetstream::Context,
+        hop: &mut Hop<S>,
+        formed: Formed,
+        caught_up: bool,
+    ) -> Result<(), RunError> {
+        let Formed {
+            outgoing,
+            advanced,
+            record,
+        } = formed;
+        let store = hop.owned.as_ref().map(|(_, store)| store);
+        if let Some(store) = store
+            && !outgoing.is_empty()
+        {
+            let mut pending = Batch::default();
+            pending.set_meta(&self.pending_key, record.encode_to_vec());
+            store.commit(pending)?;
         }
         if let Some(published) = &mut self.published {
             published.advance(&advanced, caught_up);
@@ -638,30 +717,94 @@ impl Run {
             }
         }
         self.publish(js, &outgoing).await?;
-        if let Some((_, store)) = &hop.owned
-            && !outgoing.is_empty()
-        {
-            let mut clear = Batch::default();
-            clear.delete_meta(&self.outbox_key);
-            store.commit(clear)?;
+        if let Some(store) = store {
+            let mut changes = Batch::default();
+            hop.stage.drain_into(&mut changes);
+            for &(partition, sequence) in &advanced {
+                changes.set_meta(&checkpoint_key(hop.name, partition), sequence.to_le_bytes());
+            }
+            if !outgoing.is_empty() {
+                changes.delete_meta(&self.pending_key);
+            }
+            store.commit(changes)?;
         }
-        // A lost ack means a redelivery, which the checkpoint skips.
-        let to_ack: Vec<&jetstream::Message> = if hop.owned.is_some() {
-            // Everything this consumer delivered before (and the batch) is
-            // processed, so acking the highest sequence acks it all.
-            highest.map(|(_, message)| message).into_iter().collect()
-        } else {
-            batch.iter().collect()
+        Ok(())
+    }
+
+    /// Finish the batch a crash interrupted between writing its record and
+    /// committing it: fetch its inputs from the stream again, process them
+    /// against the state as it was before the batch, publish what they
+    /// make (JetStream drops the messages that had arrived: same ids) and
+    /// commit.
+    async fn finish_interrupted_batch<S>(
+        &mut self,
+        js: &jetstream::Context,
+        hop: &mut Hop<S>,
+    ) -> Result<(), RunError>
+    where
+        S: Stage,
+        S::In: prost::Message + Default,
+        S::Out: prost::Message,
+    {
+        let Some(store) = hop.owned.as_ref().map(|(_, store)| store.clone()) else {
+            return Ok(());
         };
-        for message in to_ack {
-            if let Err(e) = message.ack_with(AckKind::Ack).await {
-                tracing::warn!(error = %e, "ack");
+        let Some(bytes) = store.meta(&self.pending_key)? else {
+            return Ok(());
+        };
+        let record = match PendingBatch::decode(bytes.as_slice()) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(
+                    key = %self.pending_key,
+                    error = %e,
+                    "unreadable record of an interrupted batch dropped: its outputs may be incomplete"
+                );
+                let mut clear = Batch::default();
+                clear.delete_meta(&self.pending_key);
+                store.commit(clear)?;
+                return Ok(());
+            }
+        };
+        let stream = js
+            .get_stream(hop.input.stream)
+            .await
+            .map_err(|e| RunError::Nats(e.into()))?;
+        let mut messages = Vec::with_capacity(record.sequences.len());
+        for &sequence in &record.sequences {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => messages.push(message),
+                Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {
+                    tracing::error!(
+                        hop = hop.name,
+                        sequence,
+                        "an input of the interrupted batch has left the stream (its limits): its outputs are not made again"
+                    );
+                }
+                Err(e) => return Err(RunError::Nats(e.into())),
             }
         }
-        self.metrics
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        tracing::info!(
+            hop = hop.name,
+            inputs = messages.len(),
+            "finishing the batch a crash interrupted"
+        );
+        let inputs: Vec<Input> = messages
+            .iter()
+            .map(|message| Input {
+                sequence: message.sequence,
+                partition: hop
+                    .input
+                    .partition_of_subject(&message.subject)
+                    .unwrap_or(0),
+                headers: Some(&message.headers),
+                payload: &message.payload,
+                given_up_after: record.given_up.get(&message.sequence).copied(),
+                replay: record.replayed.contains(&message.sequence),
+            })
+            .collect();
+        let formed = self.form(hop, &inputs)?;
+        self.publish_and_commit(js, hop, formed, false).await
     }
 
     /// Move the packer's payloads to `outgoing`, named `<origin>/<subject>/<chunk>`.
@@ -669,14 +812,14 @@ impl Run {
         &self,
         packer: &mut Packer,
         origin: &str,
-        trace: &[Header],
+        trace: &HeaderMap,
         outgoing: &mut Vec<Outgoing>,
     ) {
         for packed in packer.finish() {
             self.metrics.events_out.inc_by(packed.items as u64);
-            let mut headers = trace.to_vec();
+            let mut headers = trace.clone();
             if packer.batched() {
-                headers.push(Header::new(EVENTS_HEADER, packed.items.to_string()));
+                headers.insert(EVENTS_HEADER, packed.items.to_string());
             }
             outgoing.push(Outgoing {
                 id: format!("{origin}/{}/{}", packed.subject, packed.chunk),
@@ -687,35 +830,9 @@ impl Run {
         }
     }
 
-    async fn republish_outbox(
-        &mut self,
-        js: &jetstream::Context,
-        store: &Store,
-    ) -> Result<(), RunError> {
-        let Some(bytes) = store.meta(&self.outbox_key)? else {
-            return Ok(());
-        };
-        let outgoing = match Outbox::decode(bytes.as_slice()) {
-            Ok(outbox) => outbox.messages,
-            Err(e) => {
-                tracing::error!(key = %self.outbox_key, error = %e, "unreadable outbox dropped");
-                Vec::new()
-            }
-        };
-        tracing::info!(
-            messages = outgoing.len(),
-            "republishing the outbox left by a crash"
-        );
-        self.publish(js, &outgoing).await?;
-        let mut clear = Batch::default();
-        clear.delete_meta(&self.outbox_key);
-        store.commit(clear)?;
-        Ok(())
-    }
-
     /// Publish everything and wait for JetStream to have stored it all,
     /// retrying (with the same message ids, so nothing doubles) while NATS
-    /// is unreachable or restarting: the outbox keeps them meanwhile.
+    /// is unreachable or restarting.
     async fn publish(
         &mut self,
         js: &jetstream::Context,
@@ -739,12 +856,10 @@ async fn publish_all(
 ) -> Result<(), async_nats::Error> {
     let mut acks = Vec::with_capacity(outgoing.len());
     for out in outgoing {
-        let mut publish = PublishMessage::build()
+        let publish = PublishMessage::build()
+            .headers(out.headers.clone())
             .message_id(&out.id)
             .payload(out.payload.clone());
-        for header in &out.headers {
-            publish = publish.header(header.name.as_str(), header.value.as_str());
-        }
         acks.push(js.send_publish(out.subject.clone(), publish).await?);
     }
     for ack in acks {
@@ -754,17 +869,10 @@ async fn publish_all(
 }
 
 /// The trace context of `span` as headers (none without a tracer).
-fn trace_headers(span: &tracing::Span) -> Vec<Header> {
-    let mut headers = async_nats::HeaderMap::new();
+fn trace_headers(span: &tracing::Span) -> HeaderMap {
+    let mut headers = HeaderMap::new();
     propagation::inject(span, &mut headers);
     headers
-        .iter()
-        .flat_map(|(name, values)| {
-            values
-                .iter()
-                .map(move |v| Header::new(name.as_ref(), v.as_str().to_string()))
-        })
-        .collect()
 }
 
 /// A partition's checkpoint: from memory, else from the store.
