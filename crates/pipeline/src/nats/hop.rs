@@ -166,13 +166,29 @@ struct Input<'a> {
     replay: bool,
 }
 
-/// A processed batch: what to publish, the partitions' new checkpoints and
-/// how the batch was formed.
+/// A processed batch: what to publish, the partitions' new checkpoints (the
+/// inputs processed, in order) and the inputs given up or only replayed.
 #[derive(Default)]
 struct Formed {
     outgoing: Vec<Outgoing>,
     advanced: Vec<(u32, u64)>,
-    record: PendingBatch,
+    given_up: HashMap<u64, u64>,
+    replayed: Vec<u64>,
+}
+
+impl Formed {
+    /// How the batch was formed, for finishing it after a crash.
+    fn record(&self) -> PendingBatch {
+        PendingBatch {
+            sequences: self
+                .advanced
+                .iter()
+                .map(|&(_, sequence)| sequence)
+                .collect(),
+            given_up: self.given_up.clone(),
+            replayed: self.replayed.clone(),
+        }
+    }
 }
 
 /// How long a hop told to stop may take to finish the batch in hand.
@@ -603,14 +619,13 @@ impl Run {
                     continue;
                 }
                 formed.advanced.push((input.partition, input.sequence));
-                formed.record.sequences.push(input.sequence);
                 self.checkpoints.insert(input.partition, input.sequence);
             }
             let span = tracing::info_span!("process", hop = hop.name, message = %input_id);
             propagation::continue_trace(&span, input.headers);
             let processed = match input.given_up_after {
                 Some(deliveries) => {
-                    formed.record.given_up.insert(input.sequence, deliveries);
+                    formed.given_up.insert(input.sequence, deliveries);
                     Processed::failed(
                         input.payload,
                         format!("gave up after {deliveries} deliveries"),
@@ -621,7 +636,7 @@ impl Run {
                 })?,
             };
             if input.replay {
-                formed.record.replayed.push(input.sequence);
+                formed.replayed.push(input.sequence);
                 self.stats.replayed += 1;
                 outputs.clear();
                 continue;
@@ -692,22 +707,17 @@ impl Run {
         formed: Formed,
         caught_up: bool,
     ) -> Result<(), RunError> {
-        let Formed {
-            outgoing,
-            advanced,
-            record,
-        } = formed;
         let store = hop.owned.as_ref().map(|(_, store)| store);
         if let Some(store) = store
-            && !outgoing.is_empty()
+            && !formed.outgoing.is_empty()
         {
             let mut pending = Batch::default();
-            pending.set_meta(&self.pending_key, record.encode_to_vec());
+            pending.set_meta(&self.pending_key, formed.record().encode_to_vec());
             store.commit(pending)?;
         }
         if let Some(published) = &mut self.published {
-            published.advance(&advanced, caught_up);
-            if outgoing.is_empty() {
+            published.advance(&formed.advanced, caught_up);
+            if formed.outgoing.is_empty() {
                 published.flush(false).await;
             } else {
                 // Before publishing: a replica that takes a partition over in
@@ -716,14 +726,14 @@ impl Run {
                 published.flush_all().await;
             }
         }
-        self.publish(js, &outgoing).await?;
+        self.publish(js, &formed.outgoing).await?;
         if let Some(store) = store {
             let mut changes = Batch::default();
             hop.stage.drain_into(&mut changes);
-            for &(partition, sequence) in &advanced {
+            for &(partition, sequence) in &formed.advanced {
                 changes.set_meta(&checkpoint_key(hop.name, partition), sequence.to_le_bytes());
             }
-            if !outgoing.is_empty() {
+            if !formed.outgoing.is_empty() {
                 changes.delete_meta(&self.pending_key);
             }
             store.commit(changes)?;
