@@ -14,5 +14,8 @@ pub mod principal;
 pub mod record;
 pub mod time;
 
-pub use input::{InputError, Parsed, Rejected, decompress, discover, parse_document, read_file};
+pub use input::{
+    InputError, Parsed, Rejected, Source, decompress, discover, parse_document, read_file,
+    stored_hash,
+};
 pub use principal::{normalise, partition_of};

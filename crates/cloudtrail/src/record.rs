@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
+use sonic_rs::LazyValue;
 use trailhound_proto::{CloudTrailEvent, UserIdentity};
 
 use crate::time::parse_event_time;
@@ -33,15 +33,15 @@ pub struct Record<'a> {
     pub event_type: Option<String>,
     pub user_identity: Option<RecordIdentity>,
     #[serde(borrow)]
-    pub request_parameters: Option<&'a RawValue>,
+    pub request_parameters: Option<LazyValue<'a>>,
     #[serde(borrow)]
-    pub response_elements: Option<&'a RawValue>,
+    pub response_elements: Option<LazyValue<'a>>,
     pub vpc_endpoint_id: Option<String>,
     /// EventBridge: "AWS API Call via CloudTrail" and friends.
     #[serde(rename = "detail-type")]
     pub detail_type: Option<String>,
     #[serde(borrow)]
-    pub detail: Option<&'a RawValue>,
+    pub detail: Option<LazyValue<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,11 +191,11 @@ impl Record<'_> {
             user_identity: Some(user_identity),
             request_parameters_json: self
                 .request_parameters
-                .map(|r| r.get().to_owned())
+                .map(|r| r.as_raw_str().to_owned())
                 .unwrap_or_default(),
             response_elements_json: self
                 .response_elements
-                .map(|r| r.get().to_owned())
+                .map(|r| r.as_raw_str().to_owned())
                 .unwrap_or_default(),
             vpc_endpoint_id: self.vpc_endpoint_id.unwrap_or_default(),
             origin: String::new(),

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use trailhound_cloudtrail::{Parsed, parse_document, read_file};
+use trailhound_cloudtrail::{Parsed, Source, parse_document};
 
 fn shared(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,11 +51,10 @@ fn stratus_detonation_logs() {
     let files = json_files("stratus-red-team/detonation-logs");
     assert_eq!(files.len(), 35);
     for path in files {
-        let bytes = read_file(&path).unwrap();
-        parse_document(&path.display().to_string(), &bytes, false, &mut |p| {
-            counts.add(p)
-        })
-        .unwrap();
+        Source::open(&path)
+            .unwrap()
+            .parse(false, &mut |p| counts.add(p))
+            .unwrap();
     }
     assert_eq!(
         (counts.used, counts.rejected),
@@ -69,11 +68,10 @@ fn stratus_detonation_logs() {
 fn traildiscover_examples() {
     let mut counts = Counts::default();
     for path in json_files("traildiscover-log-examples") {
-        let bytes = read_file(&path).unwrap();
-        parse_document(&path.display().to_string(), &bytes, false, &mut |p| {
-            counts.add(p)
-        })
-        .unwrap();
+        Source::open(&path)
+            .unwrap()
+            .parse(false, &mut |p| counts.add(p))
+            .unwrap();
     }
     assert_eq!(
         (counts.used, counts.rejected),

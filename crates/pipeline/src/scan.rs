@@ -4,7 +4,7 @@
 //! reads and parses the files while another runs the stages.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use trailhound_alert::AlertConfig;
-use trailhound_cloudtrail::{Parsed, Rejected};
+use trailhound_cloudtrail::{Parsed, Rejected, Source};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent, Finding};
@@ -203,20 +203,8 @@ const BATCH: usize = 512;
 fn read_files(files: &[PathBuf], store: Option<&Store>, keep_raw: bool, tx: SyncSender<Input>) {
     for path in files {
         let name = path.display().to_string();
-        let read = trailhound_cloudtrail::read_file(path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                let marks = match store {
-                    Some(store) => match marks_for(store, &bytes)? {
-                        Some(marks) => Some(marks),
-                        None => return Ok(None), // scanned before
-                    },
-                    None => None,
-                };
-                Ok(Some((marks, bytes)))
-            });
-        let (marks, bytes) = match read {
-            Ok(Some(read)) => read,
+        let (marks, source) = match open(path, store) {
+            Ok(Some(opened)) => opened,
             Ok(None) => {
                 if tx.send(Input::AlreadyScanned).is_err() {
                     return;
@@ -235,17 +223,16 @@ fn read_files(files: &[PathBuf], store: Option<&Store>, keep_raw: bool, tx: Sync
         }
         let mut batch = Vec::with_capacity(BATCH);
         let mut gone = false;
-        let structure =
-            trailhound_cloudtrail::parse_document(&name, &bytes, keep_raw, &mut |parsed| {
-                if gone {
-                    return;
-                }
-                batch.push(parsed);
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    gone = tx.send(Input::Records(full)).is_err();
-                }
-            });
+        let structure = source.parse(keep_raw, &mut |parsed| {
+            if gone {
+                return;
+            }
+            batch.push(parsed);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                gone = tx.send(Input::Records(full)).is_err();
+            }
+        });
         let end = Input::End(structure.map_err(|e| e.to_string()));
         if gone || tx.send(Input::Records(batch)).is_err() || tx.send(end).is_err() {
             return;
@@ -253,9 +240,32 @@ fn read_files(files: &[PathBuf], store: Option<&Store>, keep_raw: bool, tx: Sync
     }
 }
 
+/// A file to read, with its checkpoint marks when there is a store; `None`
+/// when its content was scanned before.
+fn open(path: &Path, store: Option<&Store>) -> Result<Option<(Option<FileMarks>, Source)>, String> {
+    let Some(store) = store else {
+        let source = Source::open(path).map_err(|e| e.to_string())?;
+        return Ok(Some((None, source)));
+    };
+    // The content must be known before it is read: stdin is read whole.
+    let (hash, source) = if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("-: {e}"))?;
+        let hash = xxhash_rust::xxh3::xxh3_128(&bytes);
+        (hash, Source::from_bytes("-".into(), bytes))
+    } else {
+        let hash = trailhound_cloudtrail::stored_hash(path).map_err(|e| e.to_string())?;
+        (hash, Source::open(path))
+    };
+    let source = source.map_err(|e| e.to_string())?;
+    Ok(marks_for(store, hash)?.map(|marks| (Some(marks), source)))
+}
+
 /// A file's checkpoint marks, or `None` when its content was scanned before.
-fn marks_for(store: &Store, bytes: &[u8]) -> Result<Option<FileMarks>, String> {
-    let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes));
+fn marks_for(store: &Store, hash: u128) -> Result<Option<FileMarks>, String> {
+    let hash = format!("{hash:032x}");
     let scanned = format!("scanned-file:{hash}");
     if store.meta(&scanned).map_err(|e| e.to_string())?.is_some() {
         return Ok(None);
