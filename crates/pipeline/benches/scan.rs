@@ -14,7 +14,7 @@ use trailhound_pipeline::ScanConfig;
 
 /// The allocator the `trailhound` binary uses, so the figures are the CLI's.
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
