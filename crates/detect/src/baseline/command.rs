@@ -53,11 +53,14 @@ impl super::ObservationHop for CommandBaseline {
         let enriched = enriched(observation);
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
         let geo = located_geo(enriched);
-        let country = geo.map(|g| g.country.clone());
+        let command = command_key(enriched);
+        // The novelties' values, "command|country" and "command|country|city";
+        // the part after "command|" is the key in the command's profile.
+        let country = geo.map(|g| [&command, "|", &g.country].concat());
         let city = geo
             .filter(|g| !g.city.is_empty())
-            .map(|g| [&g.country, "|", &g.city].concat());
-        let command = command_key(enriched);
+            .map(|g| [&command, "|", &g.country, "|", &g.city].concat());
+        let key = command.len() + 1;
 
         let profile = self.commands.entry(&command, CommandProfile::default)?;
         observation.command_events_in_window =
@@ -70,28 +73,26 @@ impl super::ObservationHop for CommandBaseline {
             }
             let s = record_shared_in(
                 &mut profile.countries,
-                &country,
+                &country[key..],
                 t,
                 reorder,
                 (window, window_days),
             );
-            let value = [&command, "|", &country].concat();
             observation
                 .novelties
-                .push(s.novelty(NoveltyKind::CommandCountry, value));
+                .push(s.novelty(NoveltyKind::CommandCountry, country));
         }
         if let Some(city) = city {
             let s = record_shared_in(
                 &mut profile.cities,
-                &city,
+                &city[key..],
                 t,
                 reorder,
                 (window, window_days),
             );
-            let value = [&command, "|", &city].concat();
             observation
                 .novelties
-                .push(s.novelty(NoveltyKind::CommandCity, value));
+                .push(s.novelty(NoveltyKind::CommandCity, city));
         }
         Ok(())
     }

@@ -84,10 +84,11 @@ pub fn command_key(enriched: &EnrichedEvent) -> String {
     [&event.event_source, ":", &event.event_name].concat()
 }
 
-/// A top-level string field of requestParameters.
+/// A top-level string field of requestParameters. Finds the field without
+/// building the whole document (requestParameters can be long).
 pub fn request_field(json: &str, field: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    value.get(field)?.as_str().map(str::to_string)
+    let value = sonic_rs::get_from_str(json, [field]).ok()?;
+    sonic_rs::from_str(value.as_raw_str()).ok()
 }
 
 /// The event's region, or "global" for a global service.
@@ -141,4 +142,23 @@ fn enriched(observation: &Observation) -> &EnrichedEvent {
         .enriched
         .as_ref()
         .expect("observations carry their enriched event")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_field;
+
+    #[test]
+    fn request_field_reads_top_level_strings_only() {
+        let json = r#"{"policy":{"roleArn":"inner"},"roleArn":"arn:aws:iam::1:role/a\"b","n":3,"bucketName":"b\u00e9"}"#;
+        assert_eq!(
+            request_field(json, "roleArn").as_deref(),
+            Some("arn:aws:iam::1:role/a\"b")
+        );
+        assert_eq!(request_field(json, "bucketName").as_deref(), Some("bé"));
+        assert_eq!(request_field(json, "n"), None, "not a string");
+        assert_eq!(request_field(json, "userName"), None, "absent");
+        assert_eq!(request_field("", "roleArn"), None, "no parameters");
+        assert_eq!(request_field("null", "roleArn"), None);
+    }
 }

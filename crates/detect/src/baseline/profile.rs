@@ -400,8 +400,23 @@ fn learn_session_region(profile: &mut Profile, session: &str, region: &str, t: i
             profile.sessions.remove(&oldest);
         }
     }
-    let (last, regions) = profile.sessions.entry(session.to_string()).or_default();
+    // Keys are copied only when new: most calls repeat a known session and region.
+    if !profile.sessions.contains_key(session) {
+        profile
+            .sessions
+            .insert(session.to_string(), Default::default());
+    }
+    let (last, regions) = profile.sessions.get_mut(session).expect("inserted above");
     *last = (*last).max(t);
-    *regions.entry(region.to_string()).or_default() += 1;
-    *profile.role_regions.entry(region.to_string()).or_default() += 1;
+    count(regions, region);
+    count(&mut profile.role_regions, region);
+}
+
+fn count(counts: &mut HashMap<String, u32>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_string(), 1);
+        }
+    }
 }
