@@ -162,6 +162,8 @@ pub struct Source {
     gzip: bool,
     /// Bytes of JSON lines read at a time ([`BLOCK`]; small in tests).
     block: u64,
+    /// The size of a plain file, so that reading it whole allocates once.
+    size_hint: usize,
     /// Bytes read (after gunzip) so far, for errors.
     read: usize,
 }
@@ -173,13 +175,20 @@ impl Source {
         if path.as_os_str() == "-" {
             return Self::new(name, std::io::BufReader::new(std::io::stdin()));
         }
-        match std::fs::File::open(path) {
-            Ok(file) => Self::new(name, std::io::BufReader::new(file)),
-            Err(source) => Err(InputError::Io { path: name, source }),
+        let io = |source| InputError::Io {
+            path: name.clone(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut source = Self::new(name, std::io::BufReader::new(file))?;
+        if !source.gzip {
+            source.size_hint = usize::try_from(size).unwrap_or(0);
         }
+        Ok(source)
     }
 
-    /// A document already in memory (stdin read whole, an HTTP body).
+    /// A document already in memory (stdin, read whole to hash it first).
     pub fn from_bytes(name: String, bytes: Vec<u8>) -> Result<Self, InputError> {
         Self::new(name, std::io::Cursor::new(bytes))
     }
@@ -199,6 +208,7 @@ impl Source {
             reader,
             gzip,
             block: BLOCK,
+            size_hint: 0,
             read: 0,
         })
     }
@@ -214,6 +224,7 @@ impl Source {
         }
         if matches!(read, Ok(true)) || !is_json_lines(&buf) {
             if let Ok(false) = read {
+                buf.reserve_exact(self.size_hint.saturating_sub(buf.len()));
                 read = self.fill(&mut buf, u64::MAX);
             }
             read?;
