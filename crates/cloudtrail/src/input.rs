@@ -112,24 +112,6 @@ fn delivery_time(path: &Path) -> Option<&str> {
     })
 }
 
-/// Read a whole file (or stdin for `-`), decompressing gzip when the
-/// content starts with the gzip magic bytes, whatever the file is named.
-pub fn read_file(path: &Path) -> Result<Vec<u8>, InputError> {
-    let name = path.display().to_string();
-    let io = |source| InputError::Io {
-        path: name.clone(),
-        source,
-    };
-    let bytes = if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).map_err(io)?;
-        buf
-    } else {
-        std::fs::read(path).map_err(io)?
-    };
-    decompress(&name, bytes)
-}
-
 /// Gunzip `bytes` (named `name` in errors) when they start with the gzip
 /// magic bytes; otherwise hand them back as they are.
 pub fn decompress(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, InputError> {
@@ -679,18 +661,28 @@ mod tests {
 
     #[test]
     fn truncated_gzip_is_an_error_naming_the_file() {
-        use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(format!(r#"{{"Records":[{EVENT}]}}"#).repeat(50).as_bytes())
-            .unwrap();
-        let bytes = gz.finish().unwrap();
+        let doc = format!(r#"{{"Records":[{}]}}"#, vec![EVENT; 50].join(","));
+        let bytes = gzip(doc.as_bytes());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cut.json.gz");
+        let parse = |path: &Path| {
+            let mut events = 0;
+            let result = Source::open(path)
+                .unwrap()
+                .parse(false, &mut |p| events += usize::from(p.is_ok()));
+            (events, result)
+        };
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let err = read_file(&path).unwrap_err().to_string();
-        assert!(err.contains("cut.json.gz") && err.contains("gzip"), "{err}");
+        let (events, result) = parse(&path);
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: gzip stream is corrupt", path.display())),
+            "{err}"
+        );
+        assert_eq!(events, 0, "a document read whole is parsed only when whole");
         std::fs::write(&path, &bytes).unwrap();
-        assert!(read_file(&path).unwrap().starts_with(b"{\"Records\""));
+        let (events, result) = parse(&path);
+        assert!(result.is_ok() && events == 50, "{events} {result:?}");
     }
 
     /// Events and rejections of a [`Source`] read in blocks of `block` bytes.

@@ -15,7 +15,6 @@ pub mod record;
 pub mod time;
 
 pub use input::{
-    InputError, Parsed, Rejected, Source, decompress, discover, parse_document, read_file,
-    stored_hash,
+    InputError, Parsed, Rejected, Source, decompress, discover, parse_document, stored_hash,
 };
 pub use principal::{normalise, partition_of};

@@ -32,19 +32,51 @@ pub fn event_message_id(event: &CloudTrailEvent) -> String {
     format!("{account}:{}", event.event_id)
 }
 
+/// Records of a file read and published at a time: a large file of JSON
+/// lines is never held whole.
+const CHUNK: usize = 4096;
+
 /// Publish every event of the files under `paths` (sorted, recursive, gzip
-/// or plain; the shapes `scan` reads).
+/// or plain; the shapes `scan` reads). A file is parsed on a blocking
+/// thread, a chunk of records at a time, while the chunk before is
+/// published.
 pub async fn ingest_paths(
     js: &jetstream::Context,
     paths: &[PathBuf],
 ) -> Result<IngestReport, async_nats::Error> {
     let mut report = IngestReport::default();
     for path in trailhound_cloudtrail::discover(paths)? {
-        match trailhound_cloudtrail::read_file(&path) {
-            Ok(bytes) => {
-                ingest_document(js, &path.display().to_string(), bytes, &mut report).await?
+        let source = match trailhound_cloudtrail::Source::open(&path) {
+            Ok(source) => source,
+            Err(e) => {
+                report.file_errors.push(e.to_string());
+                continue;
             }
-            Err(e) => report.file_errors.push(e.to_string()),
+        };
+        report.files += 1;
+        let (tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<Parsed>>(2);
+        let reading = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let structure = source.parse(true, &mut |parsed| {
+                // Once publishing has failed nothing is sent: the rest is
+                // parsed and dropped.
+                if tx.is_closed() {
+                    return;
+                }
+                chunk.push(parsed);
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    let _ = tx.blocking_send(full);
+                }
+            });
+            let _ = tx.blocking_send(chunk);
+            structure
+        });
+        while let Some(records) = chunks.recv().await {
+            publish_records(js, records, &mut report).await?;
+        }
+        if let Err(e) = reading.await? {
+            report.file_errors.push(e.to_string());
         }
     }
     Ok(report)
