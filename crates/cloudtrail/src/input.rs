@@ -1,9 +1,11 @@
 //! Reading CloudTrail from files, directories and stdin, in every shape
 //! CloudTrail and its consumers write it.
 //!
-//! A document is split into records without parsing them ([`RawValue`]), and
-//! each record is parsed on its own: one bad record is [`Rejected`] with its
-//! origin while every other record of the document is still used.
+//! A document is split into records without parsing them (lines, or
+//! [`RawValue`]s of an array), and each record is parsed on its own: one bad
+//! record is [`Rejected`] with its origin while every other record of the
+//! document is still used. A [`Source`] reads JSON lines a block at a time,
+//! so a file of JSON lines is never held whole.
 
 use std::fmt;
 use std::io::{BufRead, Read};
