@@ -233,6 +233,32 @@ impl Source {
         }
     }
 
+    /// [`Source::parse`], handing the records to `send` in batches of
+    /// `size` (the last one shorter, maybe empty). `send` returns false once
+    /// nobody takes them: the rest of the input is then parsed and dropped.
+    pub fn parse_in_batches(
+        self,
+        keep_raw: bool,
+        size: usize,
+        send: &mut dyn FnMut(Vec<Parsed>) -> bool,
+    ) -> Result<(), InputError> {
+        let mut batch = Vec::with_capacity(size);
+        let mut taken = true;
+        let structure = self.parse(keep_raw, &mut |parsed| {
+            if !taken {
+                return;
+            }
+            batch.push(parsed);
+            if batch.len() == size {
+                taken = send(std::mem::replace(&mut batch, Vec::with_capacity(size)));
+            }
+        });
+        if taken {
+            send(batch);
+        }
+        structure
+    }
+
     /// Append up to `limit` bytes to `buf`; true when the input has ended.
     fn fill(&mut self, buf: &mut Vec<u8>, limit: u64) -> Result<bool, InputError> {
         let before = buf.len();
@@ -260,17 +286,14 @@ pub fn stored_hash(path: &Path) -> Result<u128, InputError> {
         path: path.display().to_string(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut block = vec![0; 1 << 20];
-    loop {
-        match file.read(&mut block) {
-            Ok(0) => return Ok(hasher.digest128()),
-            Ok(n) => hasher.update(&block[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io(e)),
-        }
-    }
+    std::io::copy(
+        &mut std::io::BufReader::with_capacity(1 << 20, file),
+        &mut hasher,
+    )
+    .map_err(io)?;
+    Ok(hasher.digest128())
 }
 
 /// Split a document into records and parse each, calling `sink` for every
@@ -737,6 +760,23 @@ mod tests {
             let (gunzipped, _) = stream("f.json", gzip(doc.as_bytes()), block);
             assert_eq!(gunzipped, whole, "gzip, block of {block} bytes");
         }
+    }
+
+    #[test]
+    fn records_come_in_batches_until_nobody_takes_them() {
+        let doc = format!("{EVENT}\n").repeat(5);
+        let batches = |taking: usize| {
+            let mut sizes = Vec::new();
+            let source = Source::from_bytes("f.json".into(), doc.clone().into_bytes()).unwrap();
+            let result = source.parse_in_batches(false, 2, &mut |batch| {
+                sizes.push(batch.len());
+                sizes.len() < taking
+            });
+            assert!(result.is_ok());
+            sizes
+        };
+        assert_eq!(batches(usize::MAX), [2, 2, 1]);
+        assert_eq!(batches(1), [2], "nothing is sent once a send fails");
     }
 
     #[test]

@@ -221,20 +221,13 @@ fn read_files(files: &[PathBuf], store: Option<&Store>, keep_raw: bool, tx: Sync
         if tx.send(Input::Start(name.clone(), marks)).is_err() {
             return;
         }
-        let mut batch = Vec::with_capacity(BATCH);
         let mut gone = false;
-        let structure = source.parse(keep_raw, &mut |parsed| {
-            if gone {
-                return;
-            }
-            batch.push(parsed);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                gone = tx.send(Input::Records(full)).is_err();
-            }
+        let structure = source.parse_in_batches(keep_raw, BATCH, &mut |batch| {
+            gone = tx.send(Input::Records(batch)).is_err();
+            !gone
         });
         let end = Input::End(structure.map_err(|e| e.to_string()));
-        if gone || tx.send(Input::Records(batch)).is_err() || tx.send(end).is_err() {
+        if gone || tx.send(end).is_err() {
             return;
         }
     }

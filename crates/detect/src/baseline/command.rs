@@ -60,7 +60,7 @@ impl super::ObservationHop for CommandBaseline {
         let city = geo
             .filter(|g| !g.city.is_empty())
             .map(|g| [&command, "|", &g.country, "|", &g.city].concat());
-        let key = command.len() + 1;
+        let key_start = command.len() + 1;
 
         let profile = self.commands.entry(&command, CommandProfile::default)?;
         observation.command_events_in_window =
@@ -73,7 +73,7 @@ impl super::ObservationHop for CommandBaseline {
             }
             let s = record_shared_in(
                 &mut profile.countries,
-                &country[key..],
+                &country[key_start..],
                 t,
                 reorder,
                 (window, window_days),
@@ -85,7 +85,7 @@ impl super::ObservationHop for CommandBaseline {
         if let Some(city) = city {
             let s = record_shared_in(
                 &mut profile.cities,
-                &city[key..],
+                &city[key_start..],
                 t,
                 reorder,
                 (window, window_days),

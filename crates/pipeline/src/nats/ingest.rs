@@ -55,22 +55,9 @@ pub async fn ingest_paths(
         };
         report.files += 1;
         let (tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<Parsed>>(2);
+        // Once publishing has failed, the rest of the file is parsed and dropped.
         let reading = tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let structure = source.parse(true, &mut |parsed| {
-                // Once publishing has failed nothing is sent: the rest is
-                // parsed and dropped.
-                if tx.is_closed() {
-                    return;
-                }
-                chunk.push(parsed);
-                if chunk.len() == CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    let _ = tx.blocking_send(full);
-                }
-            });
-            let _ = tx.blocking_send(chunk);
-            structure
+            source.parse_in_batches(true, CHUNK, &mut |chunk| tx.blocking_send(chunk).is_ok())
         });
         while let Some(records) = chunks.recv().await {
             publish_records(js, records, &mut report).await?;
