@@ -16,6 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .map(|f| root.join("trailhound/v1").join(f));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Boxed so that handing an event from stage to stage moves a pointer,
+        // not a kilobyte of struct.
+        .boxed(".trailhound.v1.EnrichedEvent.event")
+        .boxed(".trailhound.v1.Observation.enriched")
         .file_descriptor_set_path(out.join("trailhound_descriptor.bin"))
         .compile_protos(&files, &[root])?;
     for f in &files {

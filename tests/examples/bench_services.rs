@@ -153,7 +153,7 @@ async fn main() {
     trailhound_cloudtrail::parse_document("steady", &doc, false, &mut |p| {
         let mut event = p.unwrap();
         event.event_time_ms += 30 * DAY_MS;
-        steady.push(event);
+        steady.push(*event);
     })
     .unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();

@@ -2,6 +2,7 @@
 //! test corpora vary (nulls, missing blocks, `"true"` for `true`), and its
 //! conversion to the typed [`CloudTrailEvent`] message.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Visitor};
@@ -18,7 +19,9 @@ use crate::time::parse_event_time;
 pub struct Record<'a> {
     #[serde(rename = "eventID")]
     pub event_id: Option<String>,
-    pub event_time: Option<String>,
+    /// Borrowed from the input: it is only read, to the event's time.
+    #[serde(borrow)]
+    pub event_time: Option<Cow<'a, str>>,
     pub event_source: Option<String>,
     pub event_name: Option<String>,
     pub aws_region: Option<String>,
@@ -136,18 +139,31 @@ pub enum RecordError {
 }
 
 impl Record<'_> {
-    /// Convert to the typed message. `raw` is the record's JSON, used for a
-    /// stable derived eventID when the record has none (rule test corpora).
-    pub fn into_event(self, raw: &str, keep_raw: bool) -> Result<CloudTrailEvent, RecordError> {
-        let time = self.event_time.ok_or(RecordError::Missing("eventTime"))?;
-        let event_time_ms = parse_event_time(&time).ok_or(RecordError::BadTime(time))?;
-        let event_source = self
-            .event_source
-            .ok_or(RecordError::Missing("eventSource"))?;
-        let event_name = self.event_name.ok_or(RecordError::Missing("eventName"))?;
-        let identity = self
-            .user_identity
-            .ok_or(RecordError::Missing("userIdentity"))?;
+    /// Check that the record is an event and read its time, before
+    /// [`Record::into_event`] moves its fields.
+    pub fn event_time_ms(&self) -> Result<i64, RecordError> {
+        let time = self
+            .event_time
+            .as_deref()
+            .ok_or(RecordError::Missing("eventTime"))?;
+        let ms = parse_event_time(time).ok_or_else(|| RecordError::BadTime(time.to_string()))?;
+        for (field, present) in [
+            ("eventSource", self.event_source.is_some()),
+            ("eventName", self.event_name.is_some()),
+            ("userIdentity", self.user_identity.is_some()),
+        ] {
+            if !present {
+                return Err(RecordError::Missing(field));
+            }
+        }
+        Ok(ms)
+    }
+
+    /// Convert to the typed message; `event_time_ms` is what
+    /// [`Record::event_time_ms`] read. `raw` is the record's JSON, used for
+    /// a stable derived eventID when the record has none (rule test corpora).
+    pub fn into_event(self, event_time_ms: i64, raw: &str, keep_raw: bool) -> CloudTrailEvent {
+        let identity = self.user_identity.unwrap_or_default();
         let event_id = self.event_id.unwrap_or_else(|| derived_event_id(raw));
         let session = identity.session_context.unwrap_or_default();
         let issuer = session.session_issuer.unwrap_or_default();
@@ -175,11 +191,11 @@ impl Record<'_> {
                 .unwrap_or_default(),
             source_identity: session.source_identity.unwrap_or_default(),
         };
-        Ok(CloudTrailEvent {
+        CloudTrailEvent {
             event_id,
             event_time_ms,
-            event_source,
-            event_name,
+            event_source: self.event_source.unwrap_or_default(),
+            event_name: self.event_name.unwrap_or_default(),
             aws_region: self.aws_region.unwrap_or_default(),
             source_ip: self.source_ip_address.unwrap_or_default(),
             user_agent: self.user_agent.unwrap_or_default(),
@@ -204,7 +220,7 @@ impl Record<'_> {
             } else {
                 Vec::new()
             },
-        })
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! earliest says (its origin), so the finding it raises names and
 //! describes the same events whatever the arrival order.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{EvidenceEvent, Message, RateKind, RateOrigin};
 
@@ -37,10 +39,11 @@ struct Bucket {
     count: u32,
     /// Hashes of the distinct values, for kinds that count distinct values.
     distinct: Vec<u64>,
-    /// Earliest events, sorted by (time, id).
-    earliest: Vec<(i64, String)>,
+    /// Earliest events, sorted by (time, id). Ids and origins are shared
+    /// between the buckets of one event (most events open two or three).
+    earliest: Vec<(i64, Arc<str>)>,
     /// The encoded [`RateOrigin`] of the earliest event.
-    origin: Vec<u8>,
+    origin: Arc<[u8]>,
 }
 
 /// One event's part in a bucket.
@@ -51,9 +54,12 @@ pub struct Sample<'a> {
     pub event_id: &'a str,
     /// Counted distinct when given, else every event counts.
     pub distinct: Option<&'a str>,
+    /// `event_id` to keep, asked for when the event is among the earliest
+    /// of its bucket.
+    pub shared_id: &'a dyn Fn() -> Arc<str>,
     /// The event's encoded [`RateOrigin`], asked for when it is the
     /// earliest of its bucket.
-    pub origin: &'a dyn Fn() -> Vec<u8>,
+    pub origin: &'a dyn Fn() -> Arc<[u8]>,
 }
 
 /// A bucket after an event: where it starts and its value.
@@ -112,7 +118,7 @@ impl Rates {
                     count: 0,
                     distinct: Vec::new(),
                     earliest: Vec::new(),
-                    origin: Vec::new(),
+                    origin: Arc::default(),
                 });
                 self.buckets.len() - 1
             }
@@ -120,7 +126,7 @@ impl Rates {
         let bucket = &mut self.buckets[i];
         let known = bucket
             .earliest
-            .binary_search_by(|(t, id)| (*t, id.as_str()).cmp(&(s.t, s.event_id)));
+            .binary_search_by(|(t, id)| (*t, &**id).cmp(&(s.t, s.event_id)));
         if let Err(at) = known {
             // A repeated event is not counted twice while it is among those kept.
             bucket.count += 1;
@@ -128,7 +134,7 @@ impl Rates {
                 bucket.origin = (s.origin)();
             }
             if at < MAX_EVIDENCE {
-                bucket.earliest.insert(at, (s.t, s.event_id.to_string()));
+                bucket.earliest.insert(at, (s.t, (s.shared_id)()));
                 bucket.earliest.truncate(MAX_EVIDENCE);
             }
         }
@@ -167,7 +173,7 @@ impl Rates {
                 b.earliest
                     .iter()
                     .map(|(t, id)| EvidenceEvent {
-                        event_id: id.clone(),
+                        event_id: id.to_string(),
                         event_time_ms: *t,
                     })
                     .collect()
@@ -181,7 +187,7 @@ impl Rates {
             .buckets
             .iter()
             .find(|b| b.kind == kind as i32 && b.start_ms == start_ms)?;
-        RateOrigin::decode(bucket.origin.as_slice()).ok()
+        RateOrigin::decode(&*bucket.origin).ok()
     }
 
     /// The normal of `kind` for an event on day `d`: days before `d` in the
@@ -238,12 +244,14 @@ mod tests {
                 t,
                 event_id: id,
                 distinct: None,
+                shared_id: &|| id.into(),
                 origin: &|| {
                     RateOrigin {
                         source_ip: id.to_string(),
                         ..Default::default()
                     }
                     .encode_to_vec()
+                    .into()
                 },
             },
             900_000,
@@ -318,7 +326,8 @@ mod tests {
                     t: i as i64,
                     event_id: &format!("e{i}"),
                     distinct: Some(service),
-                    origin: &Vec::new,
+                    shared_id: &|| format!("e{i}").into(),
+                    origin: &Arc::default,
                 },
                 900_000,
                 W,

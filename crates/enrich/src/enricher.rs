@@ -105,7 +105,7 @@ impl Enricher {
         }
     }
 
-    pub fn enrich(&mut self, event: CloudTrailEvent) -> Result<EnrichedEvent, NoPrincipal> {
+    pub fn enrich(&mut self, event: Box<CloudTrailEvent>) -> Result<EnrichedEvent, NoPrincipal> {
         let principal =
             trailhound_cloudtrail::normalise(&event, self.partitions).ok_or_else(|| {
                 NoPrincipal {
@@ -220,8 +220,8 @@ mod tests {
     use crate::test_data::shared;
     use trailhound_proto::UserIdentity;
 
-    fn event(ip: &str) -> CloudTrailEvent {
-        CloudTrailEvent {
+    fn event(ip: &str) -> Box<CloudTrailEvent> {
+        Box::new(CloudTrailEvent {
             event_id: "e".into(),
             event_source: "ec2.amazonaws.com".into(),
             event_name: "DescribeInstances".into(),
@@ -233,7 +233,7 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        })
     }
 
     #[test]

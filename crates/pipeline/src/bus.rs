@@ -56,7 +56,7 @@ impl InProcessBus {
     /// findings it created or updated. A rejection names the stage's reason.
     pub fn publish(
         &mut self,
-        event: CloudTrailEvent,
+        event: Box<CloudTrailEvent>,
         alerts: &mut Vec<Alert>,
     ) -> Result<(), StageError> {
         self.enrich.process(event, &mut self.enriched)?;

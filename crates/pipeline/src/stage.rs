@@ -44,11 +44,11 @@ impl EnrichStage {
 }
 
 impl Stage for EnrichStage {
-    type In = CloudTrailEvent;
+    type In = Box<CloudTrailEvent>;
     type Out = EnrichedEvent;
     fn process(
         &mut self,
-        input: CloudTrailEvent,
+        input: Box<CloudTrailEvent>,
         out: &mut Vec<EnrichedEvent>,
     ) -> Result<(), StageError> {
         out.push(

@@ -3,6 +3,7 @@
 //! roles assumed, S3 buckets, compute sessions' regions, activity per time
 //! bucket and recent places — and what is new or unusual in each event.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use foldhash::HashMap;
@@ -199,7 +200,7 @@ impl ProfileBaseline {
         };
 
         Ok(Observation {
-            enriched: Some(enriched),
+            enriched: Some(Box::new(enriched)),
             facts: Some(facts),
             novelties,
             compute_home,
@@ -261,8 +262,14 @@ fn record_rates(
     let Some(event) = enriched.event.as_ref() else {
         return Vec::new();
     };
-    let origin = std::cell::OnceCell::new();
-    let origin = || origin.get_or_init(|| encode_origin(enriched)).clone();
+    // Made at most once, shared by the buckets the event opens.
+    let (id, origin) = (OnceCell::<Arc<str>>::new(), OnceCell::<Arc<[u8]>>::new());
+    let shared_id = || id.get_or_init(|| event.event_id.as_str().into()).clone();
+    let origin = || {
+        origin
+            .get_or_init(|| encode_origin(enriched).into())
+            .clone()
+    };
     let error = if enriched.failed {
         [&event.error_code, "|", &event.error_message].concat()
     } else {
@@ -301,6 +308,7 @@ fn record_rates(
             t: event.event_time_ms,
             event_id: &event.event_id,
             distinct,
+            shared_id: &shared_id,
             origin: &origin,
         };
         let bucket = rates.record(&sample, config.reorder_ms(), config.window_days());

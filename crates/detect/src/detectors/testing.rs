@@ -36,7 +36,7 @@ pub fn ev(day: i64, name: &str) -> Ev {
     let id = format!("ev-{day}-{name}-{}", rand_suffix(day, name));
     Ev {
         enriched: EnrichedEvent {
-            event: Some(CloudTrailEvent {
+            event: Some(Box::new(CloudTrailEvent {
                 event_id: id,
                 event_time_ms: T0 + day * DAY_MS,
                 event_source: "ec2.amazonaws.com".into(),
@@ -51,7 +51,7 @@ pub fn ev(day: i64, name: &str) -> Ev {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            })),
             principal: Some(Principal {
                 account_id: ACCOUNT.into(),
                 arn: USER.into(),

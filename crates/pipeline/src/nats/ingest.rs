@@ -109,7 +109,7 @@ async fn publish_records(
             Ok(mut event) => {
                 // The raw JSON is only for dead letters; keep the bus lean.
                 event.raw_json.clear();
-                events.push(event);
+                events.push(*event);
             }
             Err(rejected) => {
                 report.rejected += 1;
