@@ -15,7 +15,7 @@ use trailhound_alert::AlertConfig;
 use trailhound_cloudtrail::{Parsed, Rejected, Source};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
-use trailhound_proto::{Alert, CloudTrailEvent, Finding};
+use trailhound_proto::{Alert, Finding};
 use trailhound_sinks::SinkConfig;
 use trailhound_state::{StateError, Store};
 
@@ -411,12 +411,16 @@ impl Run<'_> {
                 events: self.report.events_read,
             });
         }
-        let event = match parsed {
+        let mut event = match parsed {
             Ok(event) => event,
             Err(rejected) => return self.reject(rejected),
         };
-        let (origin, event_id, raw) =
-            (event.origin.clone(), event.event_id.clone(), raw_of(&event));
+        // What a rejection reports; the stages read neither origin nor raw JSON.
+        let (origin, raw) = (
+            std::mem::take(&mut event.origin),
+            std::mem::take(&mut event.raw_json),
+        );
+        let event_id = event.event_id.clone();
         match self.bus.publish(event, &mut self.alerts) {
             Ok(()) => {}
             Err(StageError::Rejected(reason)) => {
@@ -424,7 +428,7 @@ impl Run<'_> {
                     origin,
                     event_id: Some(event_id),
                     reason,
-                    raw,
+                    raw: (!raw.is_empty()).then(|| String::from_utf8_lossy(&raw).into_owned()),
                 });
             }
             Err(StageError::State(e)) => return Err(e.into()),
@@ -452,10 +456,6 @@ impl Run<'_> {
         }
         Ok(())
     }
-}
-
-fn raw_of(event: &CloudTrailEvent) -> Option<String> {
-    (!event.raw_json.is_empty()).then(|| String::from_utf8_lossy(&event.raw_json).into_owned())
 }
 
 /// The dead-letter file: one JSON object per rejected record.
