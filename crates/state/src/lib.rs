@@ -252,7 +252,8 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         if !self.removed.is_empty() {
             self.removed.remove(key);
         }
-        if !self.dirty.contains(key) {
+        // In memory the cache is the state: there is nothing to write back.
+        if self.store.is_some() && !self.dirty.contains(key) {
             self.dirty.insert(key.to_string());
         }
         // Most calls hit the cache, and a hit allocates nothing.
@@ -275,8 +276,10 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
 
     pub fn remove(&mut self, key: &str) {
         self.cache.remove(key);
-        self.dirty.remove(key);
-        self.removed.insert(key.to_string());
+        if self.store.is_some() {
+            self.dirty.remove(key);
+            self.removed.insert(key.to_string());
+        }
     }
 
     /// Bring `key` into the cache from the store if it is there; say
@@ -312,7 +315,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     }
 
     /// Move every change since the last call into `batch`, then keep the
-    /// cache within the store's bound.
+    /// cache within the store's bound. A table in memory has none.
     pub fn drain_into(&mut self, batch: &mut Batch) {
         for key in self.dirty.drain() {
             if let Some(c) = self.cache.get_mut(&key) {
@@ -411,12 +414,16 @@ mod tests {
     }
 
     #[test]
-    fn in_memory_tables_need_no_store() {
+    fn in_memory_tables_need_no_store_and_write_nothing() {
         let mut t: Table<u64> = Table::in_memory("t");
         *t.entry("k", || 0).unwrap() += 5;
+        *t.entry("gone", || 0).unwrap() += 1;
+        t.remove("gone");
         assert_eq!(t.get("k").unwrap(), Some(&5));
         let mut batch = Batch::default();
         t.drain_into(&mut batch);
-        assert_eq!(batch.len(), 1);
+        assert!(batch.is_empty(), "the cache is the state");
+        assert_eq!(t.get("k").unwrap(), Some(&5));
+        assert_eq!(t.get("gone").unwrap(), None);
     }
 }
