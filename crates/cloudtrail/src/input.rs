@@ -56,7 +56,6 @@ impl fmt::Display for Rejected {
     }
 }
 
-/// What reading one record gives.
 /// What reading one record gives. The event is boxed: it is handed from
 /// stage to stage, and a pointer moves cheaper than its 700 bytes.
 pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
