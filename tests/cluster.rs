@@ -323,6 +323,11 @@ pub async fn stream_events(js: &jetstream::Context, stream: &str) -> u64 {
 /// Wait until `stream` holds at least `n` events; panic after `timeout`.
 pub async fn wait_for_events(js: &jetstream::Context, stream: &str, n: u64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
+    // A service just started may not have created its streams yet.
+    while js.get_stream(stream).await.is_err() {
+        assert!(Instant::now() < deadline, "{stream} was never created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     while stream_events(js, stream).await < n {
         assert!(Instant::now() < deadline, "{stream} never held {n} events");
         tokio::time::sleep(Duration::from_millis(100)).await;
