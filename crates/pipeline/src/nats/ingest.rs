@@ -70,8 +70,9 @@ pub async fn ingest_paths(
 }
 
 /// Publish every event of one document named `name` (gzip or plain, any
-/// shape `scan` reads). A broken structure or gzip stream is recorded in
-/// `report.file_errors`; the records read before it are still published.
+/// shape `scan` reads), gunzipped whole first. A broken structure or gzip
+/// stream is recorded in `report.file_errors`; with a broken structure the
+/// records before it are still published, with a broken gzip stream none is.
 pub async fn ingest_document(
     js: &jetstream::Context,
     name: &str,
