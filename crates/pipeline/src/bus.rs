@@ -53,11 +53,14 @@ impl InProcessBus {
     }
 
     /// Run one event through every stage; `alerts` receives the stored
-    /// findings it created or updated. A rejection names the stage's reason.
+    /// findings it created or updated, and `spent` the event once no stage
+    /// needs it, so the caller chooses the thread that frees it. A rejection
+    /// names the stage's reason.
     pub fn publish(
         &mut self,
         event: Box<CloudTrailEvent>,
         alerts: &mut Vec<Alert>,
+        spent: &mut Vec<Box<CloudTrailEvent>>,
     ) -> Result<(), StageError> {
         self.enrich.process(event, &mut self.enriched)?;
         for enriched in self.enriched.drain(..) {
@@ -70,8 +73,11 @@ impl InProcessBus {
             }
             self.baseline.process(enriched, &mut self.observed)?;
         }
-        for observation in self.observed.drain(..) {
-            self.detect.process(observation, &mut self.candidates)?;
+        for mut observation in self.observed.drain(..) {
+            // The detect stage, without consuming the observation: its event
+            // is handed back.
+            self.detect.0.detect(&observation, &mut self.candidates);
+            spent.extend(observation.enriched.as_mut().and_then(|e| e.event.take()));
         }
         for candidate in self.candidates.drain(..) {
             self.merge.process(candidate, alerts)?;
@@ -105,5 +111,56 @@ impl InProcessBus {
 
     pub fn store(&self) -> Option<&Arc<Store>> {
         self.store.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailhound_proto::UserIdentity;
+
+    fn bus() -> InProcessBus {
+        InProcessBus::new(
+            &EnricherConfig::default(),
+            Arc::new(DetectionConfig::default()),
+            Arc::new(AlertConfig::default()),
+            1,
+            None,
+        )
+    }
+
+    fn event(id: &str, identity_type: Option<&str>) -> Box<CloudTrailEvent> {
+        Box::new(CloudTrailEvent {
+            event_id: id.into(),
+            event_time_ms: 1_700_000_000_000,
+            event_source: "ec2.amazonaws.com".into(),
+            event_name: "DescribeInstances".into(),
+            aws_region: "eu-west-1".into(),
+            source_ip: "203.0.113.7".into(),
+            recipient_account_id: "111122223333".into(),
+            user_identity: identity_type.map(|t| UserIdentity {
+                r#type: t.into(),
+                arn: "arn:aws:iam::111122223333:user/alice".into(),
+                account_id: "111122223333".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_processed_event_is_handed_back_and_a_rejected_one_is_not() {
+        let (mut bus, mut alerts, mut spent) = (bus(), Vec::new(), Vec::new());
+        bus.publish(event("e1", Some("IAMUser")), &mut alerts, &mut spent)
+            .expect("an IAM user's event is processed");
+        // No userIdentity: no principal to baseline.
+        let rejected = bus.publish(event("e2", None), &mut alerts, &mut spent);
+        assert!(
+            matches!(rejected, Err(StageError::Rejected(_))),
+            "{rejected:?}"
+        );
+        let ids: Vec<&str> = spent.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e1"]);
+        assert_eq!(bus.principals_seen(), 1);
     }
 }
