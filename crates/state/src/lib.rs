@@ -13,7 +13,8 @@ use std::sync::Arc;
 // foldhash rather than SipHash on the hot path: several times faster on short
 // string keys, and still seeded per process, so keys taken from logs cannot be
 // chosen to collide.
-use foldhash::{HashMap, HashSet};
+use foldhash::HashSet;
+use hashbrown::hash_map::EntryRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -198,10 +199,11 @@ impl Batch {
 pub struct Table<V> {
     name: &'static str,
     store: Option<Arc<Store>>,
-    cache: HashMap<String, Cached<V>>,
+    cache: hashbrown::HashMap<String, Cached<V>, foldhash::fast::RandomState>,
     /// Commit intervals so far; entries remember the last one that used them.
     interval: u64,
-    dirty: HashSet<String>,
+    /// Keys changed since the last commit (each marked so in the cache).
+    dirty: Vec<String>,
     removed: HashSet<String>,
     /// Keys the store does not hold: looked up once, not on every miss.
     absent: HashSet<String>,
@@ -211,6 +213,8 @@ pub struct Table<V> {
 struct Cached<V> {
     value: V,
     used_in: u64,
+    /// Changed since the last commit, and so listed in `dirty`.
+    dirty: bool,
     /// Bytes of its last serialised form: room to serialise it again
     /// without regrowing the buffer.
     size: usize,
@@ -227,9 +231,9 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Self {
             name,
             store,
-            cache: HashMap::default(),
+            cache: Default::default(),
             interval: 0,
-            dirty: HashSet::default(),
+            dirty: Vec::new(),
             removed: HashSet::default(),
             absent: HashSet::default(),
         }
@@ -248,36 +252,38 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
 
     /// The entry for `key` to change, created with `init` when absent.
     pub fn entry(&mut self, key: &str, init: impl FnOnce() -> V) -> Result<&mut V, StateError> {
-        let cached = self.load(key)?;
-        if !self.removed.is_empty() {
-            self.removed.remove(key);
-        }
-        // In memory the cache is the state: there is nothing to write back.
-        if self.store.is_some() && !self.dirty.contains(key) {
-            self.dirty.insert(key.to_string());
-        }
-        // Most calls hit the cache, and a hit allocates nothing.
-        if !cached {
-            self.absent.remove(key);
-            let value = init();
-            self.cache.insert(
-                key.to_string(),
-                Cached {
+        // Made again: no longer to be deleted, nor to be read from the store.
+        let removed = !self.removed.is_empty() && self.removed.remove(key);
+        // Most calls hit the cache: one lookup, nothing allocated.
+        let c = match self.cache.entry_ref(key) {
+            EntryRef::Occupied(hit) => hit.into_mut(),
+            EntryRef::Vacant(miss) => {
+                let stored = if self.absent.remove(key) || removed {
+                    None
+                } else {
+                    read(self.store.as_deref(), self.name, key)?
+                };
+                let (value, size) = stored.unwrap_or_else(|| (init(), 0));
+                miss.insert(Cached {
                     value,
                     used_in: 0,
-                    size: 0,
-                },
-            );
-        }
-        let c = self.cache.get_mut(key).expect("present");
+                    dirty: false,
+                    size,
+                })
+            }
+        };
         c.used_in = self.interval;
+        // In memory the cache is the state: there is nothing to write back.
+        if self.store.is_some() && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(key.to_string());
+        }
         Ok(&mut c.value)
     }
 
     pub fn remove(&mut self, key: &str) {
         self.cache.remove(key);
         if self.store.is_some() {
-            self.dirty.remove(key);
             self.removed.insert(key.to_string());
         }
     }
@@ -291,34 +297,28 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         if self.removed.contains(key) || self.absent.contains(key) {
             return Ok(false);
         }
-        let Some(store) = &self.store else {
+        let Some((value, size)) = read(self.store.as_deref(), self.name, key)? else {
             return Ok(false);
         };
-        if let Some(bytes) = store.get(self.name, key.as_bytes())? {
-            let value = postcard::from_bytes(&bytes).map_err(|source| StateError::Decode {
-                table: self.name.to_string(),
-                key: key.to_string(),
-                source,
-            })?;
-            let (used_in, size) = (self.interval, bytes.len());
-            self.cache.insert(
-                key.to_string(),
-                Cached {
-                    value,
-                    used_in,
-                    size,
-                },
-            );
-            return Ok(true);
-        }
-        Ok(false)
+        self.cache.insert(
+            key.to_string(),
+            Cached {
+                value,
+                used_in: self.interval,
+                dirty: false,
+                size,
+            },
+        );
+        Ok(true)
     }
 
     /// Move every change since the last call into `batch`, then keep the
     /// cache within the store's bound. A table in memory has none.
     pub fn drain_into(&mut self, batch: &mut Batch) {
-        for key in self.dirty.drain() {
-            if let Some(c) = self.cache.get_mut(&key) {
+        for key in self.dirty.drain(..) {
+            // Gone (removed), or listed twice (removed and made again).
+            if let Some(c) = self.cache.get_mut(&key).filter(|c| c.dirty) {
+                c.dirty = false;
                 let room = Vec::with_capacity(c.size + c.size / 8 + 64);
                 let bytes = postcard::to_extend(&c.value, room).expect("state values serialise");
                 c.size = bytes.len();
@@ -352,6 +352,27 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
+}
+
+/// `key`'s value in `table` of `store`, and its size there.
+fn read<V: DeserializeOwned>(
+    store: Option<&Store>,
+    table: &str,
+    key: &str,
+) -> Result<Option<(V, usize)>, StateError> {
+    let Some(bytes) = store
+        .map(|s| s.get(table, key.as_bytes()))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
+    let value = postcard::from_bytes(&bytes).map_err(|source| StateError::Decode {
+        table: table.to_string(),
+        key: key.to_string(),
+        source,
+    })?;
+    Ok(Some((value, bytes.len())))
 }
 
 #[cfg(test)]
@@ -411,6 +432,27 @@ mod tests {
         let mut batch = Batch::default();
         t.drain_into(&mut batch);
         assert!(t.cached() <= 10 + 1);
+    }
+
+    #[test]
+    fn an_entry_removed_and_made_again_starts_afresh_and_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &["t"]).unwrap();
+        let mut t: Table<Vec<u32>> = Table::new("t", Some(store.clone()));
+        t.entry("a", Vec::new).unwrap().push(1);
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        store.commit(batch).unwrap();
+        t.remove("a");
+        t.entry("a", Vec::new).unwrap().push(2); // not [1, 2]: the stored value is gone
+        t.remove("a");
+        t.entry("a", Vec::new).unwrap().push(3);
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        assert_eq!(batch.len(), 1, "one put, no delete");
+        store.commit(batch).unwrap();
+        let mut reopened: Table<Vec<u32>> = Table::new("t", Some(store));
+        assert_eq!(reopened.get("a").unwrap(), Some(&vec![3]));
     }
 
     #[test]
