@@ -449,7 +449,13 @@ impl Run<'_> {
         );
         let event_id = event.event_id.clone();
         match self.bus.publish(event, &mut self.alerts, &mut self.spent) {
-            Ok(()) => {}
+            // Back into the event handed back, to be freed with it by the
+            // thread that made them (nothing reads them any more).
+            Ok(()) => {
+                if let Some(done) = self.spent.last_mut() {
+                    (done.origin, done.raw_json) = (origin, raw);
+                }
+            }
             Err(StageError::Rejected(reason)) => {
                 return self.reject(Rejected {
                     origin,
