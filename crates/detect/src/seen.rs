@@ -6,6 +6,7 @@
 //! in the window, so a late, earlier event takes the novelty over and the
 //! merged finding is the same whatever the arrival order.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{Novelty, NoveltyKind};
 
@@ -42,6 +43,11 @@ impl Sighting {
         }
     }
 }
+
+/// The values of one kind a profile has seen. Keys of up to 24 bytes
+/// (regions, countries, most user agents and AS names) are stored inline,
+/// so a lookup compares them without following a pointer.
+pub type SeenMap = foldhash::HashMap<CompactString, Seen>;
 
 pub fn day(ms: i64) -> i64 {
     ms.div_euclid(DAY_MS)
@@ -124,7 +130,7 @@ impl Seen {
 
 /// Record `t` for `key` in a map of values, creating the entry when new.
 pub fn record_in(
-    map: &mut foldhash::HashMap<String, Seen>,
+    map: &mut SeenMap,
     key: &str,
     t: i64,
     window_ms: i64,
@@ -133,7 +139,7 @@ pub fn record_in(
     match map.get_mut(key) {
         Some(seen) => seen.record(t, window_ms, window_days),
         None => {
-            map.insert(key.to_string(), Seen::new(t));
+            map.insert(key.into(), Seen::new(t));
             Sighting {
                 is_new: true,
                 first_ms: t,
@@ -151,7 +157,7 @@ pub fn record_in(
 /// delivery order. Every event inside the window of a value's first
 /// sighting is new; days seen count only days settled before the event.
 pub fn record_shared_in(
-    map: &mut foldhash::HashMap<String, Seen>,
+    map: &mut SeenMap,
     key: &str,
     t: i64,
     reorder_ms: i64,
@@ -182,6 +188,19 @@ mod tests {
     use super::*;
 
     const W: i64 = 45 * DAY_MS;
+
+    #[test]
+    fn seen_maps_read_state_written_with_string_keys() {
+        let mut before: foldhash::HashMap<String, Seen> = Default::default();
+        before.insert("ec2|eu-west-1 and more than 24 bytes".into(), Seen::new(5));
+        before.insert("US".into(), Seen::new(7));
+        let bytes = postcard::to_stdvec(&before).unwrap();
+        let after: SeenMap = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(after.len(), 2);
+        assert_eq!(after["US"], Seen::new(7));
+        assert_eq!(after["ec2|eu-west-1 and more than 24 bytes"], Seen::new(5));
+        assert_eq!(postcard::to_stdvec(&after).unwrap().len(), bytes.len());
+    }
 
     #[test]
     fn days_before_counts_the_window_s_days_before_the_given_one() {

@@ -6,14 +6,13 @@
 
 use std::sync::Arc;
 
-use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{ComputeHome, ComputeKind, EnrichedEvent, NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use super::{enriched, region_of};
 use crate::config::DetectionConfig;
-use crate::seen::{Seen, record_shared_in};
+use crate::seen::{SeenMap, record_shared_in};
 
 /// The tables the account hop keeps.
 pub const TABLES: &[&str] = &["accounts", "inventory"];
@@ -23,8 +22,8 @@ pub struct AccountProfile {
     /// The account's earliest event: novelty detectors wait for the
     /// activation period of data after it.
     pub data_start_ms: i64,
-    pub regions: HashMap<String, Seen>,
-    pub error_codes: HashMap<String, Seen>,
+    pub regions: SeenMap,
+    pub error_codes: SeenMap,
 }
 
 #[derive(Debug)]

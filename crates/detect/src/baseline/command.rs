@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use trailhound_proto::{NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use super::{command_key, enriched, located_geo};
 use crate::config::DetectionConfig;
-use crate::seen::{Seen, day, record_shared_in};
+use crate::seen::{SeenMap, day, record_shared_in};
 
 /// The tables the command hop keeps.
 pub const TABLES: &[&str] = &["commands"];
@@ -20,9 +19,9 @@ pub const TABLES: &[&str] = &["commands"];
 pub struct CommandProfile {
     /// (day, events) for the window.
     pub daily: Vec<(i64, u32)>,
-    pub countries: HashMap<String, Seen>,
+    pub countries: SeenMap,
     /// "country|city".
-    pub cities: HashMap<String, Seen>,
+    pub cities: SeenMap,
     pub pruned_day: i64,
 }
 

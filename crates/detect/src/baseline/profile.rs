@@ -20,7 +20,7 @@ use trailhound_state::{Batch, StateError, Store, Table};
 use crate::config::{DetectionConfig, SurgeSettings};
 use crate::finding::{encode_origin, principal_context};
 use crate::rates::{Rates, Sample};
-use crate::seen::{Seen, day, record_in};
+use crate::seen::{Seen, SeenMap, day, record_in};
 use crate::travel::Places;
 
 /// The tables the profile hop keeps.
@@ -32,17 +32,17 @@ const MAX_SESSIONS: usize = 512;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Profile {
     pub activity: Option<Seen>,
-    pub service_regions: HashMap<String, Seen>,
-    pub countries: HashMap<String, Seen>,
-    pub cities: HashMap<String, Seen>,
-    pub asos: HashMap<String, Seen>,
-    pub user_agents: HashMap<String, Seen>,
+    pub service_regions: SeenMap,
+    pub countries: SeenMap,
+    pub cities: SeenMap,
+    pub asos: SeenMap,
+    pub user_agents: SeenMap,
     /// `eventSource:eventName` of every call.
-    pub commands: HashMap<String, Seen>,
+    pub commands: SeenMap,
     /// Roles the principal assumed (AssumeRole*), by role ARN.
-    pub assumed_roles: HashMap<String, Seen>,
+    pub assumed_roles: SeenMap,
     /// "GetObject|bucket" and "PutObject|bucket".
-    pub s3_buckets: HashMap<String, Seen>,
+    pub s3_buckets: SeenMap,
     pub rates: Rates,
     pub places: Places,
     /// Compute sessions (instance id or function name): last call, and
@@ -342,7 +342,7 @@ fn facts_at(profile: &Profile, t: i64, config: &DetectionConfig) -> PrincipalFac
     let (window, window_days) = (config.window_ms(), config.window_days());
     let settled = t - config.reorder_ms();
     let mut known_countries: Vec<String> = known_before(&profile.countries, settled, t, window)
-        .cloned()
+        .map(String::from)
         .collect();
     known_countries.sort();
     known_countries.truncate(10);
@@ -361,15 +361,10 @@ fn facts_at(profile: &Profile, t: i64, config: &DetectionConfig) -> PrincipalFac
 
 /// Values first seen before `before` and still in the window at `t`: what
 /// an event at `t` is compared with, whatever order events arrive in.
-fn known_before(
-    map: &HashMap<String, Seen>,
-    before: i64,
-    t: i64,
-    window: i64,
-) -> impl Iterator<Item = &String> {
+fn known_before(map: &SeenMap, before: i64, t: i64, window: i64) -> impl Iterator<Item = &str> {
     map.iter()
         .filter(move |(_, s)| s.first_ms < before && s.live(t, window))
-        .map(|(k, _)| k)
+        .map(|(k, _)| k.as_str())
 }
 
 /// The home region of a compute session from its own calls, or its role's
