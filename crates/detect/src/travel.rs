@@ -6,8 +6,10 @@
 //! split a run. An event is compared with the calls just before and after
 //! it in event time, so a late event is judged against what surrounds it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
-use trailhound_proto::Place;
+use trailhound_proto::{Geo, Network, Place};
 
 use crate::DAY_MS;
 
@@ -20,10 +22,34 @@ pub struct Places {
     sightings: Vec<Sighting>,
 }
 
+/// A located call: when, which event, and where from.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub t: i64,
+    pub event_id: &'a str,
+    pub geo: &'a Geo,
+    pub network: &'a Network,
+}
+
+impl Call<'_> {
+    pub fn to_place(&self) -> Place {
+        Spot::of(self).to_place(self.t, self.event_id)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sighting {
     t: i64,
     event_id: String,
+    /// Shared with the sightings around it from the same spot: most calls
+    /// come from where the call before came from.
+    spot: Arc<Spot>,
+}
+
+/// Where a call came from. (Stored inline after `Sighting`'s first fields,
+/// as the flat layout of earlier versions was.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Spot {
     ip: String,
     country: String,
     city: String,
@@ -35,27 +61,37 @@ struct Sighting {
     hosting: bool,
 }
 
-impl Sighting {
-    fn from_place(p: Place) -> Self {
+impl Spot {
+    fn of(call: &Call<'_>) -> Self {
+        let (geo, network) = (call.geo, call.network);
         Self {
-            t: p.event_time_ms,
-            event_id: p.event_id,
-            ip: p.ip,
-            country: p.country,
-            city: p.city,
-            lat: p.latitude,
-            lon: p.longitude,
-            radius_km: p.accuracy_radius_km,
-            asn: p.asn,
-            as_org: p.as_org,
-            hosting: p.hosting,
+            ip: network.ip.clone(),
+            country: geo.country.clone(),
+            city: geo.city.clone(),
+            lat: geo.latitude,
+            lon: geo.longitude,
+            radius_km: geo.accuracy_radius_km,
+            asn: network.asn,
+            as_org: network.as_org.clone(),
+            hosting: network.hosting,
         }
     }
 
-    fn to_place(&self) -> Place {
+    fn matches(&self, call: &Call<'_>) -> bool {
+        let (geo, network) = (call.geo, call.network);
+        self.ip == network.ip
+            && self.country == geo.country
+            && self.city == geo.city
+            && (self.lat, self.lon, self.radius_km)
+                == (geo.latitude, geo.longitude, geo.accuracy_radius_km)
+            && (self.asn, self.hosting) == (network.asn, network.hosting)
+            && self.as_org == network.as_org
+    }
+
+    fn to_place(&self, t: i64, event_id: &str) -> Place {
         Place {
-            event_time_ms: self.t,
-            event_id: self.event_id.clone(),
+            event_time_ms: t,
+            event_id: event_id.to_string(),
             ip: self.ip.clone(),
             country: self.country.clone(),
             city: self.city.clone(),
@@ -67,13 +103,19 @@ impl Sighting {
             hosting: self.hosting,
         }
     }
+}
 
-    fn same_place(&self, p: &Place) -> bool {
-        (self.lat, self.lon) == (p.latitude, p.longitude)
+impl Sighting {
+    fn to_place(&self) -> Place {
+        self.spot.to_place(self.t, &self.event_id)
+    }
+
+    fn same_place(&self, call: &Call<'_>) -> bool {
+        (self.spot.lat, self.spot.lon) == (call.geo.latitude, call.geo.longitude)
     }
 
     fn same_place_as(&self, other: &Sighting) -> bool {
-        (self.lat, self.lon) == (other.lat, other.lon)
+        (self.spot.lat, self.spot.lon) == (other.spot.lat, other.spot.lon)
     }
 
     fn key(&self) -> (i64, &str) {
@@ -82,23 +124,31 @@ impl Sighting {
 }
 
 impl Places {
-    /// The calls just before and after `place` in event time when they were
-    /// made from another place, then remember `place`.
-    pub fn record(&mut self, place: Place, reorder_ms: i64) -> Vec<Place> {
-        let key = (place.event_time_ms, place.event_id.as_str());
+    /// The calls just before and after `call` in event time when they were
+    /// made from another place, then remember `call`.
+    pub fn record(&mut self, call: Call<'_>, reorder_ms: i64) -> Vec<Place> {
+        let key = (call.t, call.event_id);
         let at = self.sightings.partition_point(|s| s.key() < key);
+        let before = at.checked_sub(1).and_then(|i| self.sightings.get(i));
         let repeated = self.sightings.get(at).is_some_and(|s| s.key() == key);
         if repeated {
             // A repeated event: judge it as before, store nothing.
-            let before = at.checked_sub(1).and_then(|i| self.sightings.get(i));
-            let after = self.sightings.get(at + 1);
-            return neighbours(&place, before, after);
+            return neighbours(&call, before, self.sightings.get(at + 1));
         }
-        let before = at.checked_sub(1).and_then(|i| self.sightings.get(i));
-        let found = neighbours(&place, before, self.sightings.get(at));
-        let t = place.event_time_ms;
-        self.sightings.insert(at, Sighting::from_place(place));
-        let latest = self.sightings.last().map_or(t, |s| s.t);
+        let after = self.sightings.get(at);
+        let found = neighbours(&call, before, after);
+        let spot = [before, after]
+            .into_iter()
+            .flatten()
+            .find(|s| s.spot.matches(&call))
+            .map_or_else(|| Arc::new(Spot::of(&call)), |s| s.spot.clone());
+        let sighting = Sighting {
+            t: call.t,
+            event_id: call.event_id.to_string(),
+            spot,
+        };
+        self.sightings.insert(at, sighting);
+        let latest = self.sightings.last().map_or(call.t, |s| s.t);
         self.sightings.retain(|s| latest - s.t <= DAY_MS);
         // Settled runs (older than the reorder window) keep only their ends.
         let mut i = 1;
@@ -128,11 +178,11 @@ impl Places {
     }
 }
 
-fn neighbours(place: &Place, before: Option<&Sighting>, after: Option<&Sighting>) -> Vec<Place> {
+fn neighbours(call: &Call<'_>, before: Option<&Sighting>, after: Option<&Sighting>) -> Vec<Place> {
     [before, after]
         .into_iter()
         .flatten()
-        .filter(|s| !s.same_place(place))
+        .filter(|s| !s.same_place(call))
         .map(Sighting::to_place)
         .collect()
 }
@@ -151,28 +201,54 @@ pub fn distance_km(a: &Place, b: &Place) -> f64 {
 mod tests {
     use super::*;
 
-    impl Places {
-        /// Record with no reorder window: runs settle at once.
-        fn record_now(&mut self, place: Place) -> Vec<Place> {
-            self.record(place, 0)
+    /// A located call for the tests, owning what a `Call` borrows.
+    struct At {
+        t: i64,
+        event_id: String,
+        geo: Geo,
+        network: Network,
+    }
+
+    impl At {
+        fn call(&self) -> Call<'_> {
+            Call {
+                t: self.t,
+                event_id: &self.event_id,
+                geo: &self.geo,
+                network: &self.network,
+            }
         }
     }
 
-    fn place(t: i64, city: &str, lat: f64, lon: f64) -> Place {
-        Place {
-            event_time_ms: t,
+    impl Places {
+        fn record_at(&mut self, at: &At, reorder_ms: i64) -> Vec<Place> {
+            self.record(at.call(), reorder_ms)
+        }
+
+        /// Record with no reorder window: runs settle at once.
+        fn record_now(&mut self, at: At) -> Vec<Place> {
+            self.record_at(&at, 0)
+        }
+    }
+
+    fn at(t: i64, city: &str, lat: f64, lon: f64) -> At {
+        At {
+            t,
             event_id: format!("{city}-{t}"),
-            city: city.into(),
-            latitude: lat,
-            longitude: lon,
-            ..Default::default()
+            geo: Geo {
+                city: city.into(),
+                latitude: lat,
+                longitude: lon,
+                ..Default::default()
+            },
+            network: Network::default(),
         }
     }
 
     #[test]
     fn neighbours_are_the_adjacent_calls_from_another_place() {
-        let berlin = |t| place(t, "Berlin", 52.52, 13.40);
-        let moscow = |t| place(t, "Moscow", 55.75, 37.62);
+        let berlin = |t| at(t, "Berlin", 52.52, 13.40);
+        let moscow = |t| at(t, "Moscow", 55.75, 37.62);
         let mut p = Places::default();
         assert!(p.record_now(berlin(0)).is_empty());
         assert!(p.record_now(berlin(60_000)).is_empty());
@@ -194,7 +270,7 @@ mod tests {
 
     #[test]
     fn runs_keep_their_ends_whatever_the_arrival_order() {
-        let berlin = |t| place(t, "Berlin", 52.52, 13.40);
+        let berlin = |t| at(t, "Berlin", 52.52, 13.40);
         let times = [0, 10_000, 20_000, 30_000, 40_000];
         let mut forward = Places::default();
         let mut backward = Places::default();
@@ -209,7 +285,7 @@ mod tests {
         assert_eq!(ends(&forward), ends(&backward));
         let mut recent = Places::default();
         for t in times {
-            recent.record(berlin(t), 60_000);
+            recent.record_at(&berlin(t), 60_000);
         }
         assert_eq!(
             ends(&recent).len(),
@@ -220,10 +296,73 @@ mod tests {
 
     #[test]
     fn distances() {
-        let berlin = place(0, "Berlin", 52.52, 13.40);
-        let moscow = place(0, "Moscow", 55.75, 37.62);
+        let berlin = at(0, "Berlin", 52.52, 13.40).call().to_place();
+        let moscow = at(0, "Moscow", 55.75, 37.62).call().to_place();
         let d = distance_km(&berlin, &moscow);
         assert!((1600.0..1620.0).contains(&d), "{d}");
         assert_eq!(distance_km(&berlin, &berlin), 0.0);
+    }
+
+    #[test]
+    fn calls_from_the_spot_of_the_call_before_share_its_record() {
+        let mut p = Places::default();
+        for t in [0, 10_000, 20_000] {
+            p.record_at(&at(t, "Berlin", 52.52, 13.40), 60_000);
+        }
+        p.record_at(&at(30_000, "Moscow", 55.75, 37.62), 60_000);
+        let spots: Vec<_> = p.sightings.iter().map(|s| &s.spot).collect();
+        assert!(Arc::ptr_eq(spots[0], spots[1]) && Arc::ptr_eq(spots[1], spots[2]));
+        assert!(!Arc::ptr_eq(spots[2], spots[3]));
+        assert_eq!(spots[3].city, "Moscow");
+        let neighbours = p.record_at(&at(40_000, "Berlin", 52.52, 13.40), 60_000);
+        assert_eq!(
+            (neighbours[0].city.as_str(), neighbours[0].event_time_ms),
+            ("Moscow", 30_000)
+        );
+    }
+
+    #[test]
+    fn places_read_state_written_with_the_flat_layout_of_earlier_versions() {
+        // `Sighting` before its spot was shared, field for field.
+        #[derive(Serialize)]
+        struct FlatSighting {
+            t: i64,
+            event_id: String,
+            ip: String,
+            country: String,
+            city: String,
+            lat: f64,
+            lon: f64,
+            radius_km: u32,
+            asn: u32,
+            as_org: String,
+            hosting: bool,
+        }
+        let flat = vec![FlatSighting {
+            t: 7,
+            event_id: "e".into(),
+            ip: "81.2.69.142".into(),
+            country: "GB".into(),
+            city: "London".into(),
+            lat: 51.5,
+            lon: -0.1,
+            radius_km: 10,
+            asn: 123,
+            as_org: "Example".into(),
+            hosting: true,
+        }];
+        let bytes = postcard::to_stdvec(&(flat,)).unwrap();
+        let places: Places = postcard::from_bytes(&bytes).unwrap();
+        let place = places.sightings[0].to_place();
+        assert_eq!(
+            (
+                place.event_time_ms,
+                place.city.as_str(),
+                place.as_org.as_str()
+            ),
+            (7, "London", "Example")
+        );
+        assert!(place.hosting && place.asn == 123 && place.accuracy_radius_km == 10);
+        assert_eq!(postcard::to_stdvec(&places).unwrap(), bytes);
     }
 }

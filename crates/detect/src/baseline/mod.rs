@@ -25,6 +25,7 @@ pub use command::CommandBaseline;
 pub use profile::ProfileBaseline;
 
 use crate::config::DetectionConfig;
+use crate::travel::Call;
 
 /// Every table of the three hops, for opening a store that holds them all.
 pub fn tables() -> Vec<&'static str> {
@@ -116,25 +117,22 @@ fn located_geo(enriched: &EnrichedEvent) -> Option<&Geo> {
         .filter(|g| located && !g.country.is_empty())
 }
 
-/// Where a located call came from, when the database has coordinates.
-pub fn place(enriched: &EnrichedEvent) -> Option<Place> {
+/// A located call, when the database has coordinates for it.
+fn located_call(enriched: &EnrichedEvent) -> Option<Call<'_>> {
     let geo = located_geo(enriched).filter(|g| g.latitude != 0.0 || g.longitude != 0.0)?;
     let event = enriched.event.as_ref()?;
-    // A located call has its network: `located_geo` checked it.
-    let network = enriched.network.as_ref()?;
-    Some(Place {
-        event_time_ms: event.event_time_ms,
-        event_id: event.event_id.clone(),
-        ip: network.ip.clone(),
-        country: geo.country.clone(),
-        city: geo.city.clone(),
-        latitude: geo.latitude,
-        longitude: geo.longitude,
-        accuracy_radius_km: geo.accuracy_radius_km,
-        asn: network.asn,
-        as_org: network.as_org.clone(),
-        hosting: network.hosting,
+    Some(Call {
+        t: event.event_time_ms,
+        event_id: &event.event_id,
+        geo,
+        // A located call has its network: `located_geo` checked it.
+        network: enriched.network.as_ref()?,
     })
+}
+
+/// Where a located call came from, when the database has coordinates.
+pub fn place(enriched: &EnrichedEvent) -> Option<Place> {
+    located_call(enriched).map(|call| call.to_place())
 }
 
 fn enriched(observation: &Observation) -> &EnrichedEvent {

@@ -14,7 +14,7 @@ use trailhound_proto::{
     RateKind,
 };
 
-use super::{command_key, located_geo, place, principal_key, region_of, request_field};
+use super::{command_key, located_call, located_geo, principal_key, region_of, request_field};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use crate::config::{DetectionConfig, SurgeSettings};
@@ -167,8 +167,8 @@ impl ProfileBaseline {
                 origin.facts = principal_context(&at, origin.network.as_ref(), window_days);
             }
         }
-        let neighbours = place(&enriched).map_or_else(Vec::new, |p| {
-            profile.places.record(p, self.config.reorder_ms())
+        let neighbours = located_call(&enriched).map_or_else(Vec::new, |call| {
+            profile.places.record(call, self.config.reorder_ms())
         });
 
         // A session that called as a compute identity before is one still:
