@@ -16,6 +16,8 @@ pub trait ObservationExt {
     fn principal(&self) -> &Principal;
     fn facts(&self) -> &PrincipalFacts;
     fn novelty(&self, kind: NoveltyKind) -> Option<&Novelty>;
+    /// The event's value of the novelty's kind ("DE", "ec2|eu-west-1" …).
+    fn value(&self, n: &Novelty) -> String;
     fn located(&self) -> bool;
 }
 
@@ -44,6 +46,9 @@ impl ObservationExt for Observation {
     }
     fn novelty(&self, kind: NoveltyKind) -> Option<&Novelty> {
         self.novelties.iter().find(|n| n.kind == kind as i32)
+    }
+    fn value(&self, n: &Novelty) -> String {
+        crate::baseline::values::value(n.kind(), self.enriched())
     }
     fn located(&self) -> bool {
         self.enriched()
@@ -223,10 +228,10 @@ pub fn principal_context(
 }
 
 /// "first seen now; seen on 0 of the last 45 days".
-pub fn novelty_fact(what: &str, n: &Novelty, window_days: u32) -> String {
+pub fn novelty_fact(what: &str, value: &str, n: &Novelty, window_days: u32) -> String {
     format!(
-        "{what} {}: seen on {} of the previous {window_days} days (first occurrence in the window)",
-        n.value, n.days_seen
+        "{what} {value}: seen on {} of the previous {window_days} days (first occurrence in the window)",
+        n.days_seen
     )
 }
 

@@ -32,11 +32,10 @@ pub struct Sighting {
 }
 
 impl Sighting {
-    /// What an observation says about the value `value` of this kind.
-    pub fn novelty(self, kind: NoveltyKind, value: String) -> Novelty {
+    /// What an observation says about the event's value of this kind.
+    pub fn novelty(self, kind: NoveltyKind) -> Novelty {
         Novelty {
             kind: kind as i32,
-            value,
             is_new: self.is_new,
             first_seen_ms: self.first_ms,
             days_seen: self.days_seen,

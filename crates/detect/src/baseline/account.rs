@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use trailhound_proto::{ComputeHome, ComputeKind, EnrichedEvent, NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
-use super::{enriched, region_of};
+use super::region_of;
 use crate::config::DetectionConfig;
 use crate::seen::{SeenMap, record_shared_in};
 
@@ -55,27 +55,24 @@ impl super::ObservationHop for AccountBaseline {
     fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
         let window = (self.config.window_ms(), self.config.window_days());
         let reorder = self.config.reorder_ms();
-        let enriched = enriched(observation);
+        // The event's fields, borrowed apart from those the hop sets.
+        let enriched = observation
+            .enriched
+            .as_deref()
+            .expect("observations carry their enriched event");
         self.learn_inventory(enriched)?;
         let principal = enriched
             .principal
             .as_ref()
             .expect("enriched events carry their principal");
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
-        let region = region_of(enriched).to_string();
+        let region = region_of(enriched);
         let global = enriched.global_service;
-        let error_code = enriched
-            .event
-            .as_ref()
-            .map(|e| e.error_code.clone())
-            .filter(|c| !c.is_empty());
-        let account_id = principal.account_id.clone();
+        let account_id = principal.account_id.as_str();
         let compute = ComputeKind::try_from(principal.compute).unwrap_or(ComputeKind::None);
         let inventory_key = match compute {
-            ComputeKind::Ec2 => Some([&account_id, "|", &principal.session_name].concat()),
-            ComputeKind::Lambda => {
-                Some([&account_id, "|lambda:", &principal.session_name].concat())
-            }
+            ComputeKind::Ec2 => Some([account_id, "|", &principal.session_name].concat()),
+            ComputeKind::Lambda => Some([account_id, "|lambda:", &principal.session_name].concat()),
             ComputeKind::None => None,
         };
 
@@ -89,20 +86,21 @@ impl super::ObservationHop for AccountBaseline {
             });
         }
 
-        let account = self.accounts.entry(&account_id, || AccountProfile {
+        let account = self.accounts.entry(account_id, || AccountProfile {
             data_start_ms: t,
             ..Default::default()
         })?;
         account.data_start_ms = account.data_start_ms.min(t);
         observation.region_unused_in_account =
-            !global && record_shared_in(&mut account.regions, &region, t, reorder, window).is_new;
-        if let Some(code) = error_code {
+            !global && record_shared_in(&mut account.regions, region, t, reorder, window).is_new;
+        let error_code = enriched.event.as_ref().map_or("", |e| &e.error_code);
+        if !error_code.is_empty() {
             // Codes are few (hundreds at most): drop those past the window.
             account.error_codes.retain(|_, s| s.live(t, window.0));
-            let s = record_shared_in(&mut account.error_codes, &code, t, reorder, window);
+            let s = record_shared_in(&mut account.error_codes, error_code, t, reorder, window);
             observation
                 .novelties
-                .push(s.novelty(NoveltyKind::ErrorCode, code));
+                .push(s.novelty(NoveltyKind::ErrorCode));
         }
         if let Some(facts) = observation.facts.as_mut() {
             facts.data_start_ms = account.data_start_ms;

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use trailhound_proto::{NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
-use super::{command_key, enriched, located_geo};
+use super::located_geo;
+use super::values::write_value;
 use crate::config::DetectionConfig;
 use crate::seen::{SeenMap, day, record_shared_in};
 
@@ -29,6 +30,8 @@ pub struct CommandProfile {
 pub struct CommandBaseline {
     config: Arc<DetectionConfig>,
     commands: Table<CommandProfile>,
+    /// Reused for each value looked up.
+    value: String,
 }
 
 impl CommandBaseline {
@@ -36,6 +39,7 @@ impl CommandBaseline {
         Self {
             config,
             commands: Table::new("commands", store),
+            value: String::new(),
         }
     }
 }
@@ -49,49 +53,38 @@ impl super::ObservationHop for CommandBaseline {
     fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let reorder = self.config.reorder_ms();
-        let enriched = enriched(observation);
+        // The event's fields, borrowed apart from those the hop sets.
+        let enriched = observation
+            .enriched
+            .as_deref()
+            .expect("observations carry their enriched event");
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
-        let geo = located_geo(enriched);
-        let command = command_key(enriched);
-        // The novelties' values, "command|country" and "command|country|city";
-        // the part after "command|" is the key in the command's profile.
-        let country = geo.map(|g| [&command, "|", &g.country].concat());
-        let city = geo
-            .filter(|g| !g.city.is_empty())
-            .map(|g| [&command, "|", &g.country, "|", &g.city].concat());
-        let key_start = command.len() + 1;
+        let located = located_geo(enriched).is_some();
 
-        let profile = self.commands.entry(&command, CommandProfile::default)?;
+        write_value(NoveltyKind::Command, enriched, &mut self.value);
+        // The part of a "command|country" value after "command|" is its key
+        // in the command's profile.
+        let key_start = self.value.len() + 1;
+        let profile = self.commands.entry(&self.value, CommandProfile::default)?;
         observation.command_events_in_window =
             record_daily(&mut profile.daily, day(t), day(t - reorder), window_days);
-        if let Some(country) = country {
-            if day(t) > profile.pruned_day {
-                profile.pruned_day = day(t);
-                profile.countries.retain(|_, s| s.live(t, window));
-                profile.cities.retain(|_, s| s.live(t, window));
-            }
-            let s = record_shared_in(
-                &mut profile.countries,
-                &country[key_start..],
-                t,
-                reorder,
-                (window, window_days),
-            );
-            observation
-                .novelties
-                .push(s.novelty(NoveltyKind::CommandCountry, country));
+        if !located {
+            return Ok(());
         }
-        if let Some(city) = city {
-            let s = record_shared_in(
-                &mut profile.cities,
-                &city[key_start..],
-                t,
-                reorder,
-                (window, window_days),
-            );
-            observation
-                .novelties
-                .push(s.novelty(NoveltyKind::CommandCity, city));
+        if day(t) > profile.pruned_day {
+            profile.pruned_day = day(t);
+            profile.countries.retain(|_, s| s.live(t, window));
+            profile.cities.retain(|_, s| s.live(t, window));
+        }
+        for (kind, seen) in [
+            (NoveltyKind::CommandCountry, &mut profile.countries),
+            (NoveltyKind::CommandCity, &mut profile.cities),
+        ] {
+            if write_value(kind, enriched, &mut self.value) {
+                let key = &self.value[key_start..];
+                let s = record_shared_in(seen, key, t, reorder, (window, window_days));
+                observation.novelties.push(s.novelty(kind));
+            }
         }
         Ok(())
     }

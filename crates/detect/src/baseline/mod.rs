@@ -14,10 +14,11 @@
 pub mod account;
 pub mod command;
 pub mod profile;
+pub mod values;
 
 use std::sync::Arc;
 
-use trailhound_proto::{EnrichedEvent, Geo, Observation, Place, Principal};
+use trailhound_proto::{EnrichedEvent, Geo, NoveltyKind, Observation, Place, Principal};
 use trailhound_state::{Batch, StateError, Store};
 
 pub use account::AccountBaseline;
@@ -78,11 +79,7 @@ pub fn principal_key(principal: &Principal) -> String {
 
 /// The command key of an event: `eventSource:eventName`.
 pub fn command_key(enriched: &EnrichedEvent) -> String {
-    let event = enriched
-        .event
-        .as_ref()
-        .expect("enriched events carry their event");
-    [&event.event_source, ":", &event.event_name].concat()
+    values::value(NoveltyKind::Command, enriched)
 }
 
 /// A top-level string field of requestParameters. Finds the field without
@@ -133,13 +130,6 @@ fn located_call(enriched: &EnrichedEvent) -> Option<Call<'_>> {
 /// Where a located call came from, when the database has coordinates.
 pub fn place(enriched: &EnrichedEvent) -> Option<Place> {
     located_call(enriched).map(|call| call.to_place())
-}
-
-fn enriched(observation: &Observation) -> &EnrichedEvent {
-    observation
-        .enriched
-        .as_ref()
-        .expect("observations carry their enriched event")
 }
 
 #[cfg(test)]

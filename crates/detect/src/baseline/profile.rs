@@ -14,7 +14,8 @@ use trailhound_proto::{
     RateKind,
 };
 
-use super::{command_key, located_call, located_geo, principal_key, region_of, request_field};
+use super::values::write_value;
+use super::{located_call, principal_key, region_of};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use crate::config::{DetectionConfig, SurgeSettings};
@@ -57,6 +58,9 @@ pub struct Profile {
 pub struct ProfileBaseline {
     config: Arc<DetectionConfig>,
     profiles: Table<Profile>,
+    /// Reused for each value looked up, so a value already seen costs no
+    /// allocation.
+    value: String,
 }
 
 impl ProfileBaseline {
@@ -64,6 +68,7 @@ impl ProfileBaseline {
         Self {
             config,
             profiles: Table::new("profiles", store),
+            value: String::new(),
         }
     }
 
@@ -89,11 +94,6 @@ impl ProfileBaseline {
 
         let compute = ComputeKind::try_from(principal.compute).unwrap_or(ComputeKind::None);
 
-        let mut novelties = Vec::with_capacity(6);
-        let mut push = |kind: NoveltyKind, value: String, s: crate::seen::Sighting| {
-            novelties.push(s.novelty(kind, value))
-        };
-
         let profile = self
             .profiles
             .entry(&principal_key(principal), Profile::default)?;
@@ -105,58 +105,26 @@ impl ProfileBaseline {
             }
             Some(seen) => seen.record(t, window, window_days).is_new,
         };
-
-        let service_region = [&enriched.service, "|", region].concat();
-        let s = record_in(
-            &mut profile.service_regions,
-            &service_region,
-            t,
-            window,
-            window_days,
-        );
-        push(NoveltyKind::ServiceRegion, service_region, s);
-
-        let geo = located_geo(&enriched);
         let facts = PrincipalFacts {
             new_principal,
             ..facts_at(profile, t, &self.config)
         };
-        if let Some(geo) = geo {
-            let s = record_in(&mut profile.countries, &geo.country, t, window, window_days);
-            push(NoveltyKind::Country, geo.country.clone(), s);
-            if !geo.city.is_empty() {
-                let city = [&geo.country, "|", &geo.city].concat();
-                let s = record_in(&mut profile.cities, &city, t, window, window_days);
-                push(NoveltyKind::City, city, s);
+
+        let mut novelties = Vec::with_capacity(8);
+        for (kind, seen) in [
+            (NoveltyKind::ServiceRegion, &mut profile.service_regions),
+            (NoveltyKind::Country, &mut profile.countries),
+            (NoveltyKind::City, &mut profile.cities),
+            (NoveltyKind::Aso, &mut profile.asos),
+            (NoveltyKind::UserAgent, &mut profile.user_agents),
+            (NoveltyKind::Command, &mut profile.commands),
+            (NoveltyKind::AssumedRole, &mut profile.assumed_roles),
+            (NoveltyKind::S3Bucket, &mut profile.s3_buckets),
+        ] {
+            if write_value(kind, &enriched, &mut self.value) {
+                let s = record_in(seen, &self.value, t, window, window_days);
+                novelties.push(s.novelty(kind));
             }
-        }
-        if let Some(network) = enriched
-            .network
-            .as_ref()
-            .filter(|n| n.is_network_location && n.asn != 0)
-        {
-            let aso = if network.as_org.is_empty() {
-                format!("AS{}", network.asn)
-            } else {
-                network.as_org.clone()
-            };
-            let s = record_in(&mut profile.asos, &aso, t, window, window_days);
-            push(NoveltyKind::Aso, aso, s);
-        }
-        if let Some(ua) = &enriched.user_agent {
-            let s = record_in(&mut profile.user_agents, &ua.major, t, window, window_days);
-            push(NoveltyKind::UserAgent, ua.major.clone(), s);
-        }
-        let command = command_key(&enriched);
-        let s = record_in(&mut profile.commands, &command, t, window, window_days);
-        push(NoveltyKind::Command, command, s);
-        if let Some(role) = assumed_role(&enriched) {
-            let s = record_in(&mut profile.assumed_roles, &role, t, window, window_days);
-            push(NoveltyKind::AssumedRole, role, s);
-        }
-        if let Some(access) = s3_object_access(&enriched) {
-            let s = record_in(&mut profile.s3_buckets, &access, t, window, window_days);
-            push(NoveltyKind::S3Bucket, access, s);
         }
         let mut rates = record_rates(&mut profile.rates, &enriched, &self.config);
         for rate in &mut rates {
@@ -231,25 +199,6 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
         map.retain(|_, s| s.live(t, window));
     }
     profile.sessions.retain(|_, (last, _)| t - *last <= window);
-}
-
-/// The role an AssumeRole* call asked for.
-fn assumed_role(enriched: &EnrichedEvent) -> Option<String> {
-    let event = enriched.event.as_ref()?;
-    if enriched.service != "sts" || !event.event_name.starts_with("AssumeRole") {
-        return None;
-    }
-    request_field(&event.request_parameters_json, "roleArn")
-}
-
-/// "GetObject|bucket" or "PutObject|bucket" for S3 object reads and writes.
-fn s3_object_access(enriched: &EnrichedEvent) -> Option<String> {
-    let event = enriched.event.as_ref()?;
-    if enriched.service != "s3" || !matches!(event.event_name.as_str(), "GetObject" | "PutObject") {
-        return None;
-    }
-    let bucket = request_field(&event.request_parameters_json, "bucketName")?;
-    Some([&event.event_name, "|", &bucket].concat())
 }
 
 /// Count the event in its activity buckets; the buckets that are surges

@@ -111,10 +111,11 @@ pub(crate) fn novelty_finding(
     n: &Novelty,
     guidance: &GuidanceText,
 ) -> Finding {
-    let mut f = candidate(obs, id, title, severity, n.value.clone(), guidance);
+    let value = obs.value(n);
+    let mut f = candidate(obs, id, title, severity, value.clone(), guidance);
     f.first_event_only = true;
     f.baseline_facts
-        .push(novelty_fact(what, n, ctx.window_days()));
+        .push(novelty_fact(what, &value, n, ctx.window_days()));
     f.baseline_facts
         .extend(context_facts(obs, ctx.window_days()));
     f

@@ -68,10 +68,11 @@ impl Detector for NewServiceInRegion {
             ),
             _ => (Severity::Low, "New AWS service accessed in region"),
         };
-        let mut f = candidate(obs, ID, title, severity, n.value.clone(), &GUIDANCE);
+        let value = obs.value(n);
+        let mut f = candidate(obs, ID, title, severity, value.clone(), &GUIDANCE);
         f.first_event_only = true;
         f.baseline_facts
-            .push(novelty_fact("service|region", n, ctx.window_days()));
+            .push(novelty_fact("service|region", &value, n, ctx.window_days()));
         if unused {
             f.baseline_facts.push(format!(
                 "region {} had no other activity in account {} for {} days",

@@ -96,13 +96,15 @@ impl Detector for ComputeOutsideRegion {
         if let Some(n) = obs.novelty(NoveltyKind::Aso) {
             f.baseline_facts.push(format!(
                 "AS organisation {} seen on {} earlier days of the window",
-                n.value, n.days_seen
+                obs.value(n),
+                n.days_seen
             ));
         }
         if let Some(n) = obs.novelty(NoveltyKind::Country) {
             f.baseline_facts.push(format!(
                 "country {} seen on {} earlier days of the window",
-                n.value, n.days_seen
+                obs.value(n),
+                n.days_seen
             ));
         }
         f.baseline_facts

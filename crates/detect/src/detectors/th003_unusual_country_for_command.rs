@@ -61,10 +61,11 @@ pub(super) fn unusual_for_command(
     {
         return None;
     }
-    let mut f = candidate(obs, id, title, Severity::Low, n.value.clone(), guidance);
+    let value = obs.value(n);
+    let mut f = candidate(obs, id, title, Severity::Low, value.clone(), guidance);
     f.first_event_only = n.is_new;
     // "eventSource:eventName|country[|city]": the place reads city first.
-    let (command, place) = n.value.split_once('|').unwrap_or((&n.value, ""));
+    let (command, place) = value.split_once('|').unwrap_or((&value, ""));
     let place: Vec<&str> = place.rsplit('|').collect();
     f.baseline_facts.push(format!(
         "{command} called {} times across the organisation in the window; from {} on {} days",

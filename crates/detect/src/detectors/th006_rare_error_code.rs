@@ -38,19 +38,20 @@ impl Detector for RareErrorCode {
         if !rare || !ctx.active(ID, obs) {
             return;
         }
+        let code = obs.value(n);
         let mut f = candidate(
             obs,
             ID,
             "Rare AWS error code",
             Severity::Low,
-            n.value.clone(),
+            code.clone(),
             &GUIDANCE,
         );
         f.first_event_only = n.is_new;
         let event = obs.event();
         f.baseline_facts.push(format!(
             "error {} (on {}:{}) seen in the account on {} of the previous {} days",
-            n.value,
+            code,
             event.event_source,
             event.event_name,
             n.days_seen,

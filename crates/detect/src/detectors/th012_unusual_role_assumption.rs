@@ -38,7 +38,8 @@ impl Detector for UnusualRoleAssumption {
         if !n.is_new || service || obs.enriched().failed || !ctx.learned(ID, obs) {
             return;
         }
-        let role_account = n.value.split(':').nth(4).unwrap_or("");
+        let role = obs.value(n);
+        let role_account = role.split(':').nth(4).unwrap_or("");
         let cross_account = !role_account.is_empty() && role_account != obs.principal().account_id;
         let title = if cross_account {
             "Unusual cross-account role assumption"
