@@ -57,11 +57,13 @@ pub struct Enricher {
     pub warnings: Vec<String>,
 }
 
-/// An event that names no principal cannot be baselined.
+/// An event that names no principal cannot be baselined. The event comes
+/// back with the reason, for its caller to report.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("no usable principal in userIdentity (type {identity_type:?})")]
 pub struct NoPrincipal {
     pub identity_type: String,
+    pub event: Box<CloudTrailEvent>,
 }
 
 impl Enricher {
@@ -106,16 +108,16 @@ impl Enricher {
     }
 
     pub fn enrich(&mut self, event: Box<CloudTrailEvent>) -> Result<EnrichedEvent, NoPrincipal> {
-        let principal =
-            trailhound_cloudtrail::normalise(&event, self.partitions).ok_or_else(|| {
-                NoPrincipal {
-                    identity_type: event
-                        .user_identity
-                        .as_ref()
-                        .map(|i| i.r#type.clone())
-                        .unwrap_or_default(),
-                }
-            })?;
+        let Some(principal) = trailhound_cloudtrail::normalise(&event, self.partitions) else {
+            return Err(NoPrincipal {
+                identity_type: event
+                    .user_identity
+                    .as_ref()
+                    .map(|i| i.r#type.clone())
+                    .unwrap_or_default(),
+                event,
+            });
+        };
         let (geo, network) = self.locate(&event.source_ip, &event.vpc_endpoint_id);
         let user_agent = self.user_agent(&event.user_agent);
         let service = service::short_name(&event.event_source).to_string();

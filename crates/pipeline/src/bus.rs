@@ -9,7 +9,7 @@ use std::sync::Arc;
 use trailhound_alert::AlertConfig;
 use trailhound_detect::{DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
-use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
+use trailhound_proto::{Alert, CloudTrailEvent, Finding, Observation};
 use trailhound_state::{Batch, StateError, Store};
 
 use crate::stage::{BaselineStage, DetectStage, EnrichStage, MergeStage, Stage, StageError};
@@ -21,7 +21,6 @@ pub struct InProcessBus {
     pub merge: MergeStage,
     store: Option<Arc<Store>>,
     // Reused between events to avoid allocating per message.
-    enriched: Vec<EnrichedEvent>,
     observed: Vec<Observation>,
     candidates: Vec<Finding>,
     principals: HashSet<u128>,
@@ -45,7 +44,6 @@ impl InProcessBus {
                 store.clone(),
             )),
             store,
-            enriched: Vec::with_capacity(1),
             observed: Vec::with_capacity(1),
             candidates: Vec::new(),
             principals: HashSet::new(),
@@ -55,24 +53,31 @@ impl InProcessBus {
     /// Run one event through every stage; `alerts` receives the stored
     /// findings it created or updated, and `spent` the event once no stage
     /// needs it, so the caller chooses the thread that frees it. A rejection
-    /// names the stage's reason.
+    /// names the stage's reason; the rejected event is handed back too, last
+    /// in `spent`, for the caller to report.
     pub fn publish(
         &mut self,
         event: Box<CloudTrailEvent>,
         alerts: &mut Vec<Alert>,
         spent: &mut Vec<Box<CloudTrailEvent>>,
     ) -> Result<(), StageError> {
-        self.enrich.process(event, &mut self.enriched)?;
-        for enriched in self.enriched.drain(..) {
-            if let Some(p) = &enriched.principal {
-                let mut key = xxhash_rust::xxh3::Xxh3::new();
-                key.update(p.account_id.as_bytes());
-                key.update(b"\x1f");
-                key.update(p.arn.as_bytes());
-                self.principals.insert(key.digest128());
+        // The enricher, not its stage: a rejected event comes back.
+        let enriched = match self.enrich.0.enrich(event) {
+            Ok(enriched) => enriched,
+            Err(rejected) => {
+                let reason = rejected.to_string();
+                spent.push(rejected.event);
+                return Err(StageError::Rejected(reason));
             }
-            self.baseline.process(enriched, &mut self.observed)?;
+        };
+        if let Some(p) = &enriched.principal {
+            let mut key = xxhash_rust::xxh3::Xxh3::new();
+            key.update(p.account_id.as_bytes());
+            key.update(b"\x1f");
+            key.update(p.arn.as_bytes());
+            self.principals.insert(key.digest128());
         }
+        self.baseline.process(enriched, &mut self.observed)?;
         for mut observation in self.observed.drain(..) {
             // The detect stage, without consuming the observation: its event
             // is handed back.
@@ -149,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn a_processed_event_is_handed_back_and_a_rejected_one_is_not() {
+    fn processed_and_rejected_events_are_handed_back() {
         let (mut bus, mut alerts, mut spent) = (bus(), Vec::new(), Vec::new());
         bus.publish(event("e1", Some("IAMUser")), &mut alerts, &mut spent)
             .expect("an IAM user's event is processed");
@@ -160,7 +165,7 @@ mod tests {
             "{rejected:?}"
         );
         let ids: Vec<&str> = spent.iter().map(|e| e.event_id.as_str()).collect();
-        assert_eq!(ids, ["e1"]);
+        assert_eq!(ids, ["e1", "e2"], "the rejected event last, whole");
         assert_eq!(bus.principals_seen(), 1);
     }
 }

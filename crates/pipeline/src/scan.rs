@@ -438,31 +438,25 @@ impl Run<'_> {
                 events: self.report.events_read,
             });
         }
-        let mut event = match parsed {
+        let event = match parsed {
             Ok(event) => event,
             Err(rejected) => return self.reject(rejected),
         };
-        // What a rejection reports; the stages read neither origin nor raw JSON.
-        let (origin, raw) = (
-            std::mem::take(&mut event.origin),
-            std::mem::take(&mut event.raw_json),
-        );
-        let event_id = event.event_id.clone();
         match self.bus.publish(event, &mut self.alerts, &mut self.spent) {
-            // Back into the event handed back, to be freed with it by the
-            // thread that made them (nothing reads them any more).
-            Ok(()) => {
-                if let Some(done) = self.spent.last_mut() {
-                    (done.origin, done.raw_json) = (origin, raw);
-                }
-            }
+            Ok(()) => {}
             Err(StageError::Rejected(reason)) => {
-                return self.reject(Rejected {
-                    origin,
-                    event_id: Some(event_id),
+                let event = self
+                    .spent
+                    .last_mut()
+                    .expect("the bus hands a rejected event back");
+                let raw = std::mem::take(&mut event.raw_json);
+                let rejected = Rejected {
+                    origin: std::mem::take(&mut event.origin),
+                    event_id: Some(std::mem::take(&mut event.event_id)),
                     reason,
                     raw: (!raw.is_empty()).then(|| String::from_utf8_lossy(&raw).into_owned()),
-                });
+                };
+                return self.reject(rejected);
             }
             Err(StageError::State(e)) => return Err(e.into()),
         }
