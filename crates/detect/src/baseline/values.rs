@@ -111,34 +111,16 @@ pub fn value(kind: NoveltyKind, e: &EnrichedEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trailhound_proto::{CloudTrailEvent, Geo, Network, UserAgentInfo};
+    use crate::detectors::testing::ev;
 
     fn event() -> EnrichedEvent {
-        EnrichedEvent {
-            event: Some(Box::new(CloudTrailEvent {
-                event_source: "sts.amazonaws.com".into(),
-                event_name: "AssumeRole".into(),
-                aws_region: "eu-west-1".into(),
-                request_parameters_json: r#"{"roleArn":"arn:aws:iam::1:role/admin"}"#.into(),
-                ..Default::default()
-            })),
-            service: "sts".into(),
-            geo: Some(Geo {
-                country: "DE".into(),
-                city: "Berlin".into(),
-                ..Default::default()
-            }),
-            network: Some(Network {
-                is_network_location: true,
-                asn: 3320,
-                ..Default::default()
-            }),
-            user_agent: Some(UserAgentInfo {
-                major: "aws-cli/2".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        let mut e = ev(0, "AssumeRole")
+            .service("sts.amazonaws.com")
+            .from("DE", "Berlin", 3320, "")
+            .enriched;
+        e.event.as_mut().unwrap().request_parameters_json =
+            r#"{"roleArn":"arn:aws:iam::1:role/admin"}"#.into();
+        e
     }
 
     #[test]
@@ -159,7 +141,7 @@ mod tests {
         .map(|kind| (kind, value(kind, &e)))
         .collect();
         let expected = [
-            (NoveltyKind::ServiceRegion, "sts|eu-west-1"),
+            (NoveltyKind::ServiceRegion, "sts|global"),
             (NoveltyKind::Country, "DE"),
             (NoveltyKind::City, "DE|Berlin"),
             (NoveltyKind::Aso, "AS3320"),
