@@ -93,6 +93,7 @@ impl super::ObservationHop for AccountBaseline {
         account.data_start_ms = account.data_start_ms.min(t);
         observation.region_unused_in_account =
             !global && record_shared_in(&mut account.regions, region, t, reorder, window).is_new;
+        // An ErrorCode novelty's value (`values`) is the code itself.
         let error_code = enriched.event.as_ref().map_or("", |e| &e.error_code);
         if !error_code.is_empty() {
             // Codes are few (hundreds at most): drop those past the window.
