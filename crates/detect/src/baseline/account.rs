@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use trailhound_proto::{ComputeHome, ComputeKind, EnrichedEvent, NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
-use super::region_of;
+use super::{enriched, region_of};
 use crate::config::DetectionConfig;
 use crate::seen::{SeenMap, record_shared_in};
 
@@ -55,11 +55,7 @@ impl super::ObservationHop for AccountBaseline {
     fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
         let window = (self.config.window_ms(), self.config.window_days());
         let reorder = self.config.reorder_ms();
-        // The event's fields, borrowed apart from those the hop sets.
-        let enriched = observation
-            .enriched
-            .as_deref()
-            .expect("observations carry their enriched event");
+        let enriched = enriched(&observation.enriched);
         self.learn_inventory(enriched)?;
         let principal = enriched
             .principal

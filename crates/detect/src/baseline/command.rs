@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use trailhound_proto::{NoveltyKind, Observation};
 use trailhound_state::{Batch, StateError, Store, Table};
 
-use super::located_geo;
 use super::values::write_value;
+use super::{enriched, located_geo};
 use crate::config::DetectionConfig;
 use crate::seen::{SeenMap, day, record_shared_in};
 
@@ -53,11 +53,7 @@ impl super::ObservationHop for CommandBaseline {
     fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let reorder = self.config.reorder_ms();
-        // The event's fields, borrowed apart from those the hop sets.
-        let enriched = observation
-            .enriched
-            .as_deref()
-            .expect("observations carry their enriched event");
+        let enriched = enriched(&observation.enriched);
         let t = enriched.event.as_ref().map_or(0, |e| e.event_time_ms);
         let located = located_geo(enriched).is_some();
 

@@ -127,6 +127,14 @@ fn located_call(enriched: &EnrichedEvent) -> Option<Call<'_>> {
     })
 }
 
+/// An observation's enriched event, borrowed through its field alone so
+/// that a hop can set the observation's other fields meanwhile.
+fn enriched(field: &Option<Box<EnrichedEvent>>) -> &EnrichedEvent {
+    field
+        .as_deref()
+        .expect("observations carry their enriched event")
+}
+
 /// Where a located call came from, when the database has coordinates.
 pub fn place(enriched: &EnrichedEvent) -> Option<Place> {
     located_call(enriched).map(|call| call.to_place())
