@@ -33,7 +33,7 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     pub fn to_place(&self) -> Place {
-        Spot::of(self).to_place(self.t, self.event_id)
+        Spot::of(self).into_place(self.t, self.event_id)
     }
 }
 
@@ -88,18 +88,18 @@ impl Spot {
             && self.as_org == network.as_org
     }
 
-    fn to_place(&self, t: i64, event_id: &str) -> Place {
+    fn into_place(self, t: i64, event_id: &str) -> Place {
         Place {
             event_time_ms: t,
             event_id: event_id.to_string(),
-            ip: self.ip.clone(),
-            country: self.country.clone(),
-            city: self.city.clone(),
+            ip: self.ip,
+            country: self.country,
+            city: self.city,
             latitude: self.lat,
             longitude: self.lon,
             accuracy_radius_km: self.radius_km,
             asn: self.asn,
-            as_org: self.as_org.clone(),
+            as_org: self.as_org,
             hosting: self.hosting,
         }
     }
@@ -107,7 +107,7 @@ impl Spot {
 
 impl Sighting {
     fn to_place(&self) -> Place {
-        self.spot.to_place(self.t, &self.event_id)
+        Spot::clone(&self.spot).into_place(self.t, &self.event_id)
     }
 
     fn same_place(&self, call: &Call<'_>) -> bool {
