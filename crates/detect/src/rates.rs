@@ -51,12 +51,10 @@ pub struct Sample<'a> {
     pub kind: RateKind,
     pub bucket_ms: i64,
     pub t: i64,
-    pub event_id: &'a str,
+    /// Kept, shared, while the event is among the earliest of its bucket.
+    pub event_id: &'a Arc<str>,
     /// Counted distinct when given, else every event counts.
     pub distinct: Option<&'a str>,
-    /// `event_id` to keep, asked for when the event is among the earliest
-    /// of its bucket.
-    pub shared_id: &'a dyn Fn() -> Arc<str>,
     /// The event's encoded [`RateOrigin`], asked for when it is the
     /// earliest of its bucket.
     pub origin: &'a dyn Fn() -> Arc<[u8]>,
@@ -117,8 +115,8 @@ impl Rates {
                     end_ms,
                     count: 0,
                     distinct: Vec::new(),
-                    earliest: Vec::new(),
-                    origin: Arc::default(),
+                    earliest: Vec::with_capacity(1),
+                    origin: (s.origin)(),
                 });
                 self.buckets.len() - 1
             }
@@ -126,15 +124,15 @@ impl Rates {
         let bucket = &mut self.buckets[i];
         let known = bucket
             .earliest
-            .binary_search_by(|(t, id)| (*t, &**id).cmp(&(s.t, s.event_id)));
+            .binary_search_by(|(t, id)| (*t, &**id).cmp(&(s.t, &**s.event_id)));
         if let Err(at) = known {
             // A repeated event is not counted twice while it is among those kept.
             bucket.count += 1;
-            if at == 0 {
-                bucket.origin = (s.origin)();
+            if at == 0 && !bucket.earliest.is_empty() {
+                bucket.origin = (s.origin)(); // earlier than the bucket's first
             }
             if at < MAX_EVIDENCE {
-                bucket.earliest.insert(at, (s.t, (s.shared_id)()));
+                bucket.earliest.insert(at, (s.t, s.event_id.clone()));
                 bucket.earliest.truncate(MAX_EVIDENCE);
             }
         }
@@ -242,9 +240,8 @@ mod tests {
                 kind: RateKind::ApiCalls,
                 bucket_ms: 300_000,
                 t,
-                event_id: id,
+                event_id: &id.into(),
                 distinct: None,
-                shared_id: &|| id.into(),
                 origin: &|| {
                     RateOrigin {
                         source_ip: id.to_string(),
@@ -324,9 +321,8 @@ mod tests {
                     kind: RateKind::Services,
                     bucket_ms: 3_600_000,
                     t: i as i64,
-                    event_id: &format!("e{i}"),
+                    event_id: &format!("e{i}").into(),
                     distinct: Some(service),
-                    shared_id: &|| format!("e{i}").into(),
                     origin: &Arc::default,
                 },
                 900_000,

@@ -40,7 +40,8 @@ impl Call<'_> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sighting {
     t: i64,
-    event_id: String,
+    /// Shared with the event's activity buckets.
+    event_id: Arc<str>,
     /// Shared with the sightings around it from the same spot: most calls
     /// come from where the call before came from.
     spot: Arc<Spot>,
@@ -119,14 +120,15 @@ impl Sighting {
     }
 
     fn key(&self) -> (i64, &str) {
-        (self.t, self.event_id.as_str())
+        (self.t, &self.event_id)
     }
 }
 
 impl Places {
     /// The calls just before and after `call` in event time when they were
-    /// made from another place, then remember `call`.
-    pub fn record(&mut self, call: Call<'_>, reorder_ms: i64) -> Vec<Place> {
+    /// made from another place, then remember `call` (`event_id` is its id,
+    /// shared).
+    pub fn record(&mut self, call: Call<'_>, event_id: &Arc<str>, reorder_ms: i64) -> Vec<Place> {
         let key = (call.t, call.event_id);
         let at = self.sightings.partition_point(|s| s.key() < key);
         let before = at.checked_sub(1).and_then(|i| self.sightings.get(i));
@@ -144,14 +146,24 @@ impl Places {
             .map_or_else(|| Arc::new(Spot::of(&call)), |s| s.spot.clone());
         let sighting = Sighting {
             t: call.t,
-            event_id: call.event_id.to_string(),
+            event_id: event_id.clone(),
             spot,
         };
+        let previous_latest = self.sightings.last().map(|s| s.t);
         self.sightings.insert(at, sighting);
         let latest = self.sightings.last().map_or(call.t, |s| s.t);
-        self.sightings.retain(|s| latest - s.t <= DAY_MS);
+        let expired = self.sightings.partition_point(|s| latest - s.t > DAY_MS);
+        self.sightings.drain(..expired);
         // Settled runs (older than the reorder window) keep only their ends.
-        let mut i = 1;
+        // Those settled before this call kept only theirs already: look
+        // again from the call before this one, or from the first call this
+        // one settled, whichever comes first.
+        let settled_before = previous_latest.map_or(0, |previous| {
+            self.sightings
+                .partition_point(|s| previous - s.t > reorder_ms)
+        });
+        let before_this = at.saturating_sub(expired).saturating_sub(1);
+        let mut i = settled_before.min(before_this).max(1);
         while i + 1 < self.sightings.len() && latest - self.sightings[i].t > reorder_ms {
             if self.interior(i) {
                 self.sightings.remove(i);
@@ -222,7 +234,7 @@ mod tests {
 
     impl Places {
         fn record_at(&mut self, at: &At, reorder_ms: i64) -> Vec<Place> {
-            self.record(at.call(), reorder_ms)
+            self.record(at.call(), &at.event_id.as_str().into(), reorder_ms)
         }
 
         /// Record with no reorder window: runs settle at once.
@@ -292,6 +304,34 @@ mod tests {
             5,
             "inside the reorder window every call stays"
         );
+    }
+
+    #[test]
+    fn settled_runs_keep_only_their_ends_after_every_call_in_any_order() {
+        // Calls from three places, up to five minutes late, against a
+        // one-minute reorder window: after each, no settled sighting may
+        // have its own place on both sides.
+        let places = [
+            ("Berlin", 52.52, 13.40),
+            ("Paris", 48.86, 2.35),
+            ("Rome", 41.9, 12.5),
+        ];
+        let mut p = Places::default();
+        let mut seed = 7u64;
+        for i in 0..2_000i64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let late = (seed >> 33) as i64 % 300_000;
+            let (city, lat, lon) = places[(seed >> 20) as usize % if i % 50 < 40 { 1 } else { 3 }];
+            p.record_at(&at(i * 10_000 - late, city, lat, lon), 60_000);
+            let latest = p.sightings.last().unwrap().t;
+            for i in 1..p.sightings.len().saturating_sub(1) {
+                if latest - p.sightings[i].t > 60_000 {
+                    assert!(!p.interior(i), "settled sighting {i} is inside a run");
+                }
+            }
+        }
     }
 
     #[test]

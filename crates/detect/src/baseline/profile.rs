@@ -126,7 +126,9 @@ impl ProfileBaseline {
                 novelties.push(s.novelty(kind));
             }
         }
-        let mut rates = record_rates(&mut profile.rates, &enriched, &self.config);
+        // Kept by the activity buckets and the places this event joins.
+        let event_id: Arc<str> = event.event_id.as_str().into();
+        let mut rates = record_rates(&mut profile.rates, &enriched, &event_id, &self.config);
         for rate in &mut rates {
             // Described by the bucket's earliest event, in the context the
             // profile gives that event's time.
@@ -136,7 +138,9 @@ impl ProfileBaseline {
             }
         }
         let neighbours = located_call(&enriched).map_or_else(Vec::new, |call| {
-            profile.places.record(call, self.config.reorder_ms())
+            profile
+                .places
+                .record(call, &event_id, self.config.reorder_ms())
         });
 
         // A session that called as a compute identity before is one still:
@@ -206,14 +210,14 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
 fn record_rates(
     rates: &mut Rates,
     enriched: &EnrichedEvent,
+    event_id: &Arc<str>,
     config: &DetectionConfig,
 ) -> Vec<Rate> {
     let Some(event) = enriched.event.as_ref() else {
         return Vec::new();
     };
     // Made at most once, shared by the buckets the event opens.
-    let (id, origin) = (OnceCell::<Arc<str>>::new(), OnceCell::<Arc<[u8]>>::new());
-    let shared_id = || id.get_or_init(|| event.event_id.as_str().into()).clone();
+    let origin = OnceCell::<Arc<[u8]>>::new();
     let origin = || {
         origin
             .get_or_init(|| encode_origin(enriched).into())
@@ -255,9 +259,8 @@ fn record_rates(
             kind,
             bucket_ms,
             t: event.event_time_ms,
-            event_id: &event.event_id,
+            event_id,
             distinct,
-            shared_id: &shared_id,
             origin: &origin,
         };
         let bucket = rates.record(&sample, config.reorder_ms(), config.window_days());
