@@ -139,30 +139,29 @@ pub fn origin_of(e: &EnrichedEvent) -> RateOrigin {
     }
 }
 
-/// `origin_of(e)` encoded, written from the event's fields without copying
-/// them first: it is made for every activity bucket an event opens.
-pub fn encode_origin(e: &EnrichedEvent) -> Vec<u8> {
+/// `origin_of(e)` encoded into `buf`, written from the event's fields
+/// without copying them first: it is made for every activity bucket an
+/// event opens.
+pub fn encode_origin(e: &EnrichedEvent, buf: &mut Vec<u8>) {
     use prost::encoding::{message, string};
     const NONE: &String = &String::new();
     let event = e.event.as_ref().expect("enriched events carry their event");
     let country = e.geo.as_ref().map_or(NONE, |g| &g.country);
-    let mut buf = Vec::with_capacity(256);
     // Field by field in tag order, empty strings left out, as prost does.
     for (tag, value) in [(1, &event.aws_region), (2, &event.source_ip), (3, country)] {
         if !value.is_empty() {
-            string::encode(tag, value, &mut buf);
+            string::encode(tag, value, buf);
         }
     }
     if let Some(network) = &e.network {
-        message::encode(4, network, &mut buf);
+        message::encode(4, network, buf);
     }
     if !event.user_agent.is_empty() {
-        string::encode(5, &event.user_agent, &mut buf);
+        string::encode(5, &event.user_agent, buf);
     }
     if let Some(attack) = &e.attack {
-        message::encode(6, attack, &mut buf);
+        message::encode(6, attack, buf);
     }
-    buf
 }
 
 /// Describe a finding by `origin`: its region, source, client, ATT&CK
@@ -283,8 +282,12 @@ mod tests {
             .all(|s| !s.is_empty());
         assert!(filled && network.is_some() && attack.is_some());
         assert!(facts.is_empty(), "the facts are the profile's, added later");
+        // The buffer is appended to, as a reused one is after `clear`.
+        let mut buf = Vec::new();
         for e in [full, bare] {
-            assert_eq!(encode_origin(&e), origin_of(&e).encode_to_vec());
+            buf.clear();
+            encode_origin(&e, &mut buf);
+            assert_eq!(buf, origin_of(&e).encode_to_vec());
         }
     }
 

@@ -3,7 +3,6 @@
 //! `scan` and the end-to-end tests run; the NATS JetStream bus carries the
 //! same messages between the same stages running as services.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use trailhound_alert::AlertConfig;
@@ -23,7 +22,8 @@ pub struct InProcessBus {
     // Reused between events to avoid allocating per message.
     observed: Vec<Observation>,
     candidates: Vec<Finding>,
-    principals: HashSet<u128>,
+    /// Hashes of (account, principal).
+    principals: foldhash::HashSet<u128>,
 }
 
 impl InProcessBus {
@@ -46,7 +46,7 @@ impl InProcessBus {
             store,
             observed: Vec::with_capacity(1),
             candidates: Vec::new(),
-            principals: HashSet::new(),
+            principals: foldhash::HashSet::default(),
         }
     }
 

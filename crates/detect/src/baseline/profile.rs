@@ -3,7 +3,7 @@
 //! roles assumed, S3 buckets, compute sessions' regions, activity per time
 //! bucket and recent places — and what is new or unusual in each event.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
 
 use foldhash::HashMap;
@@ -61,6 +61,8 @@ pub struct ProfileBaseline {
     /// Reused for each value looked up, so a value already seen costs no
     /// allocation.
     value: String,
+    /// Reused for encoding an activity bucket's origin before it is shared.
+    origin: Vec<u8>,
 }
 
 impl ProfileBaseline {
@@ -69,6 +71,7 @@ impl ProfileBaseline {
             config,
             profiles: Table::new("profiles", store),
             value: String::new(),
+            origin: Vec::new(),
         }
     }
 
@@ -128,7 +131,13 @@ impl ProfileBaseline {
         }
         // Kept by the activity buckets and the places this event joins.
         let event_id: Arc<str> = event.event_id.as_str().into();
-        let mut rates = record_rates(&mut profile.rates, &enriched, &event_id, &self.config);
+        let mut rates = record_rates(
+            &mut profile.rates,
+            &enriched,
+            &event_id,
+            &mut self.origin,
+            &self.config,
+        );
         for rate in &mut rates {
             // Described by the bucket's earliest event, in the context the
             // profile gives that event's time.
@@ -211,16 +220,22 @@ fn record_rates(
     rates: &mut Rates,
     enriched: &EnrichedEvent,
     event_id: &Arc<str>,
+    scratch: &mut Vec<u8>,
     config: &DetectionConfig,
 ) -> Vec<Rate> {
     let Some(event) = enriched.event.as_ref() else {
         return Vec::new();
     };
     // Made at most once, shared by the buckets the event opens.
-    let origin = OnceCell::<Arc<[u8]>>::new();
+    let (origin, scratch) = (OnceCell::<Arc<[u8]>>::new(), RefCell::new(scratch));
     let origin = || {
         origin
-            .get_or_init(|| encode_origin(enriched).into())
+            .get_or_init(|| {
+                let mut buf = scratch.borrow_mut();
+                buf.clear();
+                encode_origin(enriched, &mut buf);
+                Arc::from(buf.as_slice())
+            })
             .clone()
     };
     let error = if enriched.failed {
