@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
+use hashbrown::hash_map::EntryRef;
 
-use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Geo, Network, UserAgentInfo};
+use trailhound_proto::{Attack, CloudTrailEvent, EnrichedEvent, Geo, Network, UserAgentInfo};
 
 use crate::attack::AttackTable;
 use crate::aws_ranges::AwsRanges;
@@ -24,7 +25,7 @@ const AMAZON_ASNS: &[u32] = &[16509, 14618, 8987, 7224, 10124, 38895, 39111, 627
 /// How often database and threat-list files are checked for changes.
 const RELOAD_CHECK: Duration = Duration::from_secs(10);
 
-/// Cached entries are dropped wholesale past this many, keeping memory flat.
+/// Each cache starts over past this many entries, keeping memory flat.
 const CACHE_LIMIT: usize = 200_000;
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -52,7 +53,9 @@ pub struct Enricher {
     attack: AttackTable,
     partitions: u32,
     by_ip: HashMap<IpAddr, (Option<Geo>, Network)>,
-    by_user_agent: HashMap<String, UserAgentInfo>,
+    /// hashbrown's, to look a user agent up by `&str` and insert it on a
+    /// miss with one hash of the (often long) string.
+    by_user_agent: hashbrown::HashMap<String, UserAgentInfo, foldhash::fast::RandomState>,
     /// What could not be loaded, one line each; enrichment goes on without it.
     pub warnings: Vec<String>,
 }
@@ -102,12 +105,26 @@ impl Enricher {
             attack: AttackTable::builtin(),
             partitions,
             by_ip: HashMap::default(),
-            by_user_agent: HashMap::default(),
+            by_user_agent: hashbrown::HashMap::default(),
             warnings,
         }
     }
 
     pub fn enrich(&mut self, event: Box<CloudTrailEvent>) -> Result<EnrichedEvent, NoPrincipal> {
+        let mut enriched = EnrichedEvent::default();
+        self.enrich_into(event, &mut enriched)?;
+        Ok(enriched)
+    }
+
+    /// [`enrich`](Self::enrich) into `out`, an enriched event already
+    /// used: the cached enrichment is copied into its strings, which
+    /// allocates nothing when they are long enough. On an error `out` is
+    /// left as it was.
+    pub fn enrich_into(
+        &mut self,
+        event: Box<CloudTrailEvent>,
+        out: &mut EnrichedEvent,
+    ) -> Result<(), NoPrincipal> {
         let Some(principal) = trailhound_cloudtrail::normalise(&event, self.partitions) else {
             return Err(NoPrincipal {
                 identity_type: event
@@ -118,72 +135,134 @@ impl Enricher {
                 event,
             });
         };
-        let (geo, network) = self.locate(&event.source_ip, &event.vpc_endpoint_id);
-        let user_agent = self.user_agent(&event.user_agent);
-        let service = service::short_name(&event.event_source).to_string();
-        Ok(EnrichedEvent {
-            principal: Some(principal),
-            geo,
-            network: Some(network),
-            user_agent: Some(user_agent),
-            attack: self.attack.lookup(&event.event_name).cloned(),
-            global_service: service::is_global(&service),
-            service,
-            failed: !event.error_code.is_empty(),
-            event: Some(event),
-        })
-    }
-
-    fn locate(&mut self, source_ip: &str, vpc_endpoint_id: &str) -> (Option<Geo>, Network) {
-        let Some(ip) = source::network_address(source_ip, vpc_endpoint_id) else {
-            return (
-                None,
-                Network {
+        match self.locate(&event.source_ip, &event.vpc_endpoint_id) {
+            Some((geo, network)) => {
+                copy_option(geo.as_ref(), &mut out.geo);
+                copy_option(Some(network), &mut out.network);
+            }
+            None => {
+                out.geo = None;
+                out.network = Some(Network {
                     is_network_location: false,
                     ..Default::default()
-                },
-            );
-        };
-        if self.reload_changed_files() {
-            self.by_ip.clear();
-        }
-        if let Some(hit) = self.by_ip.get(&ip) {
-            return hit.clone();
-        }
-        let geo = db(&self.city).and_then(|db| db.city(ip));
-        let (asn, as_org) = db(&self.asn).and_then(|db| db.asn(ip)).unwrap_or_default();
-        let mut network = Network {
-            is_network_location: true,
-            ip: ip.to_string(),
-            hosting: hosting::is_hosting(asn, &as_org),
-            flagged_by: self.threat_lists.lookup(ip),
-            asn,
-            as_org,
-            ..Default::default()
-        };
-        if let Some(ranges) = &self.ranges {
-            network.aws_source = "ip-ranges".into();
-            if let Some(range) = ranges.lookup(ip) {
-                network.in_aws = true;
-                network.aws_region = range.region.clone();
-                network.aws_service = range.service.clone();
+                });
             }
-        } else if asn != 0 {
-            network.aws_source = "asn".into();
-            network.in_aws = AMAZON_ASNS.contains(&asn);
         }
-        network.hosting |= network.in_aws;
-        remember(&mut self.by_ip, ip, (geo.clone(), network.clone()));
-        (geo, network)
+        copy_option(
+            Some(self.user_agent(&event.user_agent)),
+            &mut out.user_agent,
+        );
+        copy_option(self.attack.lookup(&event.event_name), &mut out.attack);
+        out.service.clear();
+        out.service
+            .push_str(service::short_name(&event.event_source));
+        out.global_service = service::is_global(&out.service);
+        out.failed = !event.error_code.is_empty();
+        out.principal = Some(principal);
+        out.event = Some(event);
+        Ok(())
     }
 
-    fn user_agent(&mut self, ua: &str) -> UserAgentInfo {
-        if let Some(hit) = self.by_user_agent.get(ua) {
-            return hit.clone();
+    /// Where a network address is, from the cache or the databases; `None`
+    /// for a source that is not one ("AWS Internal", a service host name,
+    /// a private address).
+    fn locate(
+        &mut self,
+        source_ip: &str,
+        vpc_endpoint_id: &str,
+    ) -> Option<&(Option<Geo>, Network)> {
+        let ip = source::network_address(source_ip, vpc_endpoint_id)?;
+        if self.reload_changed_files()
+            || (self.by_ip.len() >= CACHE_LIMIT && !self.by_ip.contains_key(&ip))
+        {
+            self.by_ip.clear();
         }
-        let parsed = user_agent::parse(ua);
-        remember(&mut self.by_user_agent, ua.to_string(), parsed.clone());
-        parsed
+        let (city, asn) = (db(&self.city), db(&self.asn));
+        let (ranges, threat_lists) = (self.ranges.as_ref(), &self.threat_lists);
+        Some(
+            self.by_ip
+                .entry(ip)
+                .or_insert_with(|| look_up(ip, city, asn, ranges, threat_lists)),
+        )
+    }
+
+    fn user_agent(&mut self, ua: &str) -> &UserAgentInfo {
+        if self.by_user_agent.len() >= CACHE_LIMIT && !self.by_user_agent.contains_key(ua) {
+            self.by_user_agent.clear();
+        }
+        match self.by_user_agent.entry_ref(ua) {
+            EntryRef::Occupied(hit) => hit.into_mut(),
+            EntryRef::Vacant(miss) => miss.insert(user_agent::parse(ua)),
+        }
+    }
+}
+
+/// An address's location and network from the databases.
+fn look_up(
+    ip: IpAddr,
+    city: Option<&GeoDb>,
+    asn: Option<&GeoDb>,
+    ranges: Option<&AwsRanges>,
+    threat_lists: &ThreatLists,
+) -> (Option<Geo>, Network) {
+    let geo = city.and_then(|db| db.city(ip));
+    let (asn, as_org) = asn.and_then(|db| db.asn(ip)).unwrap_or_default();
+    let mut network = Network {
+        is_network_location: true,
+        ip: ip.to_string(),
+        hosting: hosting::is_hosting(asn, &as_org),
+        flagged_by: threat_lists.lookup(ip),
+        asn,
+        as_org,
+        ..Default::default()
+    };
+    if let Some(ranges) = ranges {
+        network.aws_source = "ip-ranges".into();
+        if let Some(range) = ranges.lookup(ip) {
+            network.in_aws = true;
+            network.aws_region = range.region.clone();
+            network.aws_service = range.service.clone();
+        }
+    } else if asn != 0 {
+        network.aws_source = "asn".into();
+        network.in_aws = AMAZON_ASNS.contains(&asn);
+    }
+    network.hosting |= network.in_aws;
+    (geo, network)
+}
+
+/// A message copied into one already used, reusing its strings.
+trait CopyInto {
+    fn copy_into(&self, to: &mut Self);
+}
+
+macro_rules! copy_into_field_by_field {
+    ($($message:ident { $($field:ident),* $(,)? })*) => {$(
+        impl CopyInto for $message {
+            fn copy_into(&self, to: &mut Self) {
+                // Every field named: one added to the message fails to
+                // compile here until it is copied too.
+                let $message { $($field),* } = self;
+                $(to.$field.clone_from($field);)*
+            }
+        }
+    )*};
+}
+
+copy_into_field_by_field! {
+    Geo { country, city, subdivision, latitude, longitude, accuracy_radius_km }
+    Network {
+        is_network_location, ip, asn, as_org, in_aws, aws_region, aws_service, aws_source,
+        hosting, flagged_by,
+    }
+    UserAgentInfo { family, version, major, os, client, pentest_distribution }
+    Attack { tactic, technique }
+}
+
+fn copy_option<T: CopyInto + Clone>(from: Option<&T>, to: &mut Option<T>) {
+    match (from, to.as_mut()) {
+        (Some(from), Some(to)) => from.copy_into(to),
+        (from, _) => *to = from.cloned(),
     }
 }
 
@@ -206,14 +285,6 @@ impl Enricher {
 
 fn db(watched: &Option<WatchedDb>) -> Option<&GeoDb> {
     watched.as_ref().and_then(|w| w.db.as_ref())
-}
-
-/// Cache a lookup; past CACHE_LIMIT entries the cache starts over.
-fn remember<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, value: V) {
-    if cache.len() >= CACHE_LIMIT {
-        cache.clear();
-    }
-    cache.insert(key, value);
 }
 
 #[cfg(test)]
@@ -260,6 +331,40 @@ mod tests {
             (asn.asn, asn.in_aws, asn.aws_source.as_str()),
             (7018, false, "asn")
         );
+    }
+
+    #[test]
+    fn enriching_into_a_used_event_gives_what_a_fresh_one_gets() {
+        let config = EnricherConfig {
+            geoip_city: Some(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")),
+            geoip_asn: Some(shared("maxmind-test/test-data/GeoLite2-ASN-Test.mmdb")),
+            aws_ip_ranges: None,
+            threat_lists: Vec::new(),
+        };
+        let mut e = Enricher::new(&config, 16);
+        // Located, unlocated, ASN only, located again; attack mapped or not,
+        // user agents of different lengths.
+        let events = [
+            (
+                "81.2.69.142",
+                "DescribeInstances",
+                "aws-cli/2.15.0 Python/3.11.6 Linux/6.5",
+            ),
+            ("AWS Internal", "Decrypt", "AWS Internal"),
+            ("12.81.92.1", "NoSuchCall", "Boto3/1.34.1"),
+            ("::ffff:81.2.69.142", "StopLogging", "console.amazonaws.com"),
+        ];
+        let mut reused = EnrichedEvent::default();
+        for (ip, name, agent) in events.iter().chain(events.iter().rev()) {
+            let make = || {
+                let mut ev = event(ip);
+                ev.event_name = name.to_string();
+                ev.user_agent = agent.to_string();
+                ev
+            };
+            e.enrich_into(make(), &mut reused).unwrap();
+            assert_eq!(reused, e.enrich(make()).unwrap(), "{ip} {name} {agent}");
+        }
     }
 
     #[test]

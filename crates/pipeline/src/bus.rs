@@ -8,7 +8,7 @@ use std::sync::Arc;
 use trailhound_alert::AlertConfig;
 use trailhound_detect::{DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
-use trailhound_proto::{Alert, CloudTrailEvent, Finding, Observation};
+use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding};
 use trailhound_state::{Batch, StateError, Store};
 
 use crate::stage::{BaselineStage, DetectStage, EnrichStage, MergeStage, Stage, StageError};
@@ -20,7 +20,7 @@ pub struct InProcessBus {
     pub merge: MergeStage,
     store: Option<Arc<Store>>,
     // Reused between events to avoid allocating per message.
-    observed: Vec<Observation>,
+    spare: Option<Box<EnrichedEvent>>,
     candidates: Vec<Finding>,
     /// Hashes of (account, principal).
     principals: foldhash::HashSet<u128>,
@@ -44,7 +44,7 @@ impl InProcessBus {
                 store.clone(),
             )),
             store,
-            observed: Vec::with_capacity(1),
+            spare: None,
             candidates: Vec::new(),
             principals: foldhash::HashSet::default(),
         }
@@ -61,15 +61,16 @@ impl InProcessBus {
         alerts: &mut Vec<Alert>,
         spent: &mut Vec<Box<CloudTrailEvent>>,
     ) -> Result<(), StageError> {
-        // The enricher, not its stage: a rejected event comes back.
-        let enriched = match self.enrich.0.enrich(event) {
-            Ok(enriched) => enriched,
-            Err(rejected) => {
-                let reason = rejected.to_string();
-                spent.push(rejected.event);
-                return Err(StageError::Rejected(reason));
-            }
-        };
+        // The stages' logic rather than their `Stage` wrappers: a rejected
+        // event comes back, the observation is not consumed, and the last
+        // enriched event's strings are reused.
+        let mut enriched = self.spare.take().unwrap_or_default();
+        if let Err(rejected) = self.enrich.0.enrich_into(event, &mut enriched) {
+            self.spare = Some(enriched);
+            let reason = rejected.to_string();
+            spent.push(rejected.event);
+            return Err(StageError::Rejected(reason));
+        }
         if let Some(p) = &enriched.principal {
             let mut key = xxhash_rust::xxh3::Xxh3::new();
             key.update(p.account_id.as_bytes());
@@ -77,12 +78,11 @@ impl InProcessBus {
             key.update(p.arn.as_bytes());
             self.principals.insert(key.digest128());
         }
-        self.baseline.process(enriched, &mut self.observed)?;
-        for mut observation in self.observed.drain(..) {
-            // The detect stage, without consuming the observation: its event
-            // is handed back.
-            self.detect.0.detect(&observation, &mut self.candidates);
-            spent.extend(observation.enriched.as_mut().and_then(|e| e.event.take()));
+        let mut observation = self.baseline.0.observe(enriched)?;
+        self.detect.0.detect(&observation, &mut self.candidates);
+        if let Some(mut enriched) = observation.enriched.take() {
+            spent.extend(enriched.event.take());
+            self.spare = Some(enriched);
         }
         for candidate in self.candidates.drain(..) {
             self.merge.process(candidate, alerts)?;

@@ -77,7 +77,7 @@ impl Stage for BaselineStage {
         input: EnrichedEvent,
         out: &mut Vec<Observation>,
     ) -> Result<(), StageError> {
-        out.push(self.0.observe(input)?);
+        out.push(self.0.observe(Box::new(input))?);
         Ok(())
     }
     fn drain_into(&mut self, batch: &mut Batch) {
@@ -97,7 +97,7 @@ impl Stage for ProfileStage {
         input: EnrichedEvent,
         out: &mut Vec<Observation>,
     ) -> Result<(), StageError> {
-        out.push(self.0.observe(input)?);
+        out.push(self.0.observe(Box::new(input))?);
         Ok(())
     }
     fn drain_into(&mut self, batch: &mut Batch) {

@@ -58,7 +58,7 @@ impl Baseline {
         }
     }
 
-    pub fn observe(&mut self, enriched: EnrichedEvent) -> Result<Observation, StateError> {
+    pub fn observe(&mut self, enriched: Box<EnrichedEvent>) -> Result<Observation, StateError> {
         let mut observation = self.profile.observe(enriched)?;
         self.account.observe(&mut observation)?;
         self.command.observe(&mut observation)?;

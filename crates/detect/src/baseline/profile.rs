@@ -82,7 +82,7 @@ impl ProfileBaseline {
 
     /// The principal's facts and novelties; the account and command hops
     /// complete the observation.
-    pub fn observe(&mut self, enriched: EnrichedEvent) -> Result<Observation, StateError> {
+    pub fn observe(&mut self, enriched: Box<EnrichedEvent>) -> Result<Observation, StateError> {
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let event = enriched
             .event
@@ -181,7 +181,7 @@ impl ProfileBaseline {
         };
 
         Ok(Observation {
-            enriched: Some(Box::new(enriched)),
+            enriched: Some(enriched),
             facts: Some(facts),
             novelties,
             compute_home,

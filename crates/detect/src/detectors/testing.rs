@@ -193,7 +193,7 @@ impl Harness {
     }
 
     pub fn observe(&mut self, e: Ev) -> Observation {
-        self.baseline.observe(e.enriched).unwrap()
+        self.baseline.observe(Box::new(e.enriched)).unwrap()
     }
 
     /// Feed an event; return the findings of one detector.
