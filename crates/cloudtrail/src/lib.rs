@@ -17,4 +17,4 @@ pub mod time;
 pub use input::{
     InputError, Parsed, Rejected, Source, decompress, discover, parse_document, stored_hash,
 };
-pub use principal::{normalise, partition_of};
+pub use principal::{normalise, normalise_into, partition_of};

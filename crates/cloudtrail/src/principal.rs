@@ -5,92 +5,97 @@ use trailhound_proto::{CloudTrailEvent, ComputeKind, Principal, PrincipalKind};
 
 /// The principal of an event, or `None` when the identity block names no one.
 pub fn normalise(event: &CloudTrailEvent, partitions: u32) -> Option<Principal> {
-    let id = event.user_identity.as_ref()?;
-    let account = first_non_empty(&[&event.recipient_account_id, &id.account_id]).to_string();
+    let mut principal = Principal::default();
+    normalise_into(event, partitions, &mut principal).then_some(principal)
+}
+
+/// [`normalise`] into `out`, a principal already used, whose strings are
+/// reused; false when the identity block names no one (`out` then holds
+/// nothing meaningful).
+pub fn normalise_into(event: &CloudTrailEvent, partitions: u32, out: &mut Principal) -> bool {
+    let Some(id) = event.user_identity.as_ref() else {
+        return false;
+    };
+    let account = first_non_empty(&[&event.recipient_account_id, &id.account_id]);
     let id_account = first_non_empty(&[
         &id.account_id,
         &id.session_issuer_account_id,
         &event.recipient_account_id,
     ]);
-    let (kind, arn, session_name) = match id.r#type.as_str() {
+    let (arn, session_name) = (&mut out.arn, &mut out.session_name);
+    session_name.clear();
+    let kind = match id.r#type.as_str() {
         "IAMUser" => {
-            let arn = if id.arn.is_empty() && !id.user_name.is_empty() {
-                format!("arn:aws:iam::{id_account}:user/{}", id.user_name)
+            if id.arn.is_empty() && !id.user_name.is_empty() {
+                set(arn, &["arn:aws:iam::", id_account, ":user/", &id.user_name]);
             } else {
-                id.arn.clone()
-            };
-            (PrincipalKind::IamUser, arn, String::new())
+                set(arn, &[&id.arn]);
+            }
+            PrincipalKind::IamUser
         }
         "AssumedRole" => {
-            let session = session_name_of(&id.arn);
-            let role = if !id.session_issuer_arn.is_empty() {
-                id.session_issuer_arn.clone()
+            set(session_name, &[session_name_of(&id.arn)]);
+            if !id.session_issuer_arn.is_empty() {
+                set(arn, &[&id.session_issuer_arn]);
             } else {
-                role_arn_of_session(&id.arn)?
-            };
-            (PrincipalKind::Role, role, session)
+                let Some((partition, account, role)) = role_of_session(&id.arn) else {
+                    return false;
+                };
+                set(arn, &["arn:", partition, ":iam::", account, ":role/", role]);
+            }
+            PrincipalKind::Role
         }
-        "Root" => (
-            PrincipalKind::Root,
-            format!("arn:aws:iam::{id_account}:root"),
-            String::new(),
-        ),
-        "FederatedUser" => (PrincipalKind::Federated, id.arn.clone(), String::new()),
+        "Root" => {
+            set(arn, &["arn:aws:iam::", id_account, ":root"]);
+            PrincipalKind::Root
+        }
+        "FederatedUser" => {
+            set(arn, &[&id.arn]);
+            PrincipalKind::Federated
+        }
         "SAMLUser" | "WebIdentityUser" => {
             let who = first_non_empty(&[&id.user_name, &id.principal_id]);
             let provider = first_non_empty(&[&id.identity_provider, "unknown-provider"]);
-            (
-                PrincipalKind::Federated,
-                format!("federated:{provider}:{who}"),
-                String::new(),
-            )
+            set(arn, &["federated:", provider, ":", who]);
+            PrincipalKind::Federated
         }
         "IdentityCenterUser" => {
             let who = first_non_empty(&[&id.user_name, &id.principal_id]);
-            (
-                PrincipalKind::IdentityCenter,
-                format!("identity-center:{who}"),
-                String::new(),
-            )
+            set(arn, &["identity-center:", who]);
+            PrincipalKind::IdentityCenter
         }
         "AWSService" => {
             let who = first_non_empty(&[&id.invoked_by, &id.principal_id]);
-            (
-                PrincipalKind::Service,
-                format!("service:{who}"),
-                String::new(),
-            )
+            set(arn, &["service:", who]);
+            PrincipalKind::Service
         }
         "AWSAccount" => {
             let who = first_non_empty(&[&id.account_id, &id.principal_id]);
-            (
-                PrincipalKind::Account,
-                format!("account:{who}"),
-                String::new(),
-            )
+            set(arn, &["account:", who]);
+            PrincipalKind::Account
         }
         _ => {
             let who = first_non_empty(&[&id.arn, &id.principal_id, &id.user_name]);
-            (
-                PrincipalKind::Unknown,
-                format!("unknown:{who}"),
-                String::new(),
-            )
+            set(arn, &["unknown:", who]);
+            PrincipalKind::Unknown
         }
     };
     if arn.is_empty() || arn.ends_with(':') || account.is_empty() {
-        return None;
+        return false;
     }
-    let compute = compute_kind(event, kind, &session_name);
-    Some(Principal {
-        partition: partition_of(&account, &arn, partitions),
-        cross_account: !id_account.is_empty() && id_account != account,
-        account_id: account,
-        arn,
-        kind: kind as i32,
-        session_name,
-        compute: compute as i32,
-    })
+    let compute = compute_kind(event, kind, session_name);
+    out.partition = partition_of(account, arn, partitions);
+    out.cross_account = !id_account.is_empty() && id_account != account;
+    set(&mut out.account_id, &[account]);
+    out.kind = kind as i32;
+    out.compute = compute as i32;
+    true
+}
+
+/// `out` = the parts joined, in its own buffer.
+fn set(out: &mut String, parts: &[&str]) {
+    out.clear();
+    parts.iter().for_each(|part| out.push_str(part));
 }
 
 /// Stable partition of (account, principal): the same on every machine and
@@ -112,22 +117,20 @@ fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
 }
 
 /// `arn:aws:sts::123:assumed-role/Role/session` → `session`.
-fn session_name_of(assumed_role_arn: &str) -> String {
-    assumed_role_arn
-        .rsplit_once('/')
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_default()
+fn session_name_of(assumed_role_arn: &str) -> &str {
+    assumed_role_arn.rsplit_once('/').map_or("", |(_, s)| s)
 }
 
-/// `arn:aws:sts::123:assumed-role/Role/session` → `arn:aws:iam::123:role/Role`
-/// (used only when the event has no session issuer; role paths are not in
-/// the session ARN, so they cannot be recovered here).
-fn role_arn_of_session(arn: &str) -> Option<String> {
+/// `arn:aws:sts::123:assumed-role/Role/session` → the partition, account
+/// and role of `arn:aws:iam::123:role/Role` (used only when the event has
+/// no session issuer; role paths are not in the session ARN, so they cannot
+/// be recovered here).
+fn role_of_session(arn: &str) -> Option<(&str, &str, &str)> {
     let (prefix, rest) = arn.split_once(":assumed-role/")?;
     let role = rest.split('/').next()?;
     let account = prefix.rsplit(':').next()?;
     let partition = prefix.split(':').nth(1).unwrap_or("aws");
-    Some(format!("arn:{partition}:iam::{account}:role/{role}"))
+    Some((partition, account, role))
 }
 
 /// EC2: session name `i-…` or `ec2RoleDelivery`; Lambda: the Lambda

@@ -117,15 +117,16 @@ impl Enricher {
     }
 
     /// [`enrich`](Self::enrich) into `out`, an enriched event already
-    /// used: the cached enrichment is copied into its strings, which
-    /// allocates nothing when they are long enough. On an error `out` is
-    /// left as it was.
+    /// used: the principal and the cached enrichment are written into its
+    /// strings, which allocates nothing when they are long enough. On an
+    /// error `out` holds nothing meaningful but keeps its strings.
     pub fn enrich_into(
         &mut self,
         event: Box<CloudTrailEvent>,
         out: &mut EnrichedEvent,
     ) -> Result<(), NoPrincipal> {
-        let Some(principal) = trailhound_cloudtrail::normalise(&event, self.partitions) else {
+        let principal = out.principal.get_or_insert_default();
+        if !trailhound_cloudtrail::normalise_into(&event, self.partitions, principal) {
             return Err(NoPrincipal {
                 identity_type: event
                     .user_identity
@@ -134,7 +135,7 @@ impl Enricher {
                     .unwrap_or_default(),
                 event,
             });
-        };
+        }
         match self.locate(&event.source_ip, &event.vpc_endpoint_id) {
             Some((geo, network)) => {
                 copy_option(geo.as_ref(), &mut out.geo);
@@ -158,7 +159,6 @@ impl Enricher {
             .push_str(service::short_name(&event.event_source));
         out.global_service = service::is_global(&out.service);
         out.failed = !event.error_code.is_empty();
-        out.principal = Some(principal);
         out.event = Some(event);
         Ok(())
     }
@@ -343,27 +343,65 @@ mod tests {
         };
         let mut e = Enricher::new(&config, 16);
         // Located, unlocated, ASN only, located again; attack mapped or not,
-        // user agents of different lengths.
+        // user agents of different lengths; users, role sessions (one of an
+        // instance) and root, with a refused event between them.
+        let role = |session: &str| UserIdentity {
+            r#type: "AssumedRole".into(),
+            arn: format!("arn:aws:sts::111:assumed-role/app/{session}"),
+            account_id: "111".into(),
+            ..Default::default()
+        };
+        let root = UserIdentity {
+            r#type: "Root".into(),
+            account_id: "111".into(),
+            ..Default::default()
+        };
         let events = [
             (
                 "81.2.69.142",
                 "DescribeInstances",
-                "aws-cli/2.15.0 Python/3.11.6 Linux/6.5",
+                "aws-cli/2.15.0 Python/3.11.6",
+                None,
             ),
-            ("AWS Internal", "Decrypt", "AWS Internal"),
-            ("12.81.92.1", "NoSuchCall", "Boto3/1.34.1"),
-            ("::ffff:81.2.69.142", "StopLogging", "console.amazonaws.com"),
+            (
+                "AWS Internal",
+                "Decrypt",
+                "AWS Internal",
+                Some(role("i-0123456789abcdef0")),
+            ),
+            (
+                "12.81.92.1",
+                "NoSuchCall",
+                "Boto3/1.34.1",
+                Some(UserIdentity::default()),
+            ),
+            (
+                "::ffff:81.2.69.142",
+                "StopLogging",
+                "console.amazonaws.com",
+                Some(root),
+            ),
+            (
+                "12.81.92.1",
+                "GetObject",
+                "Boto3/1.34.1",
+                Some(role("alice")),
+            ),
         ];
         let mut reused = EnrichedEvent::default();
-        for (ip, name, agent) in events.iter().chain(events.iter().rev()) {
+        for (ip, name, agent, identity) in events.iter().chain(events.iter().rev()) {
             let make = || {
                 let mut ev = event(ip);
                 ev.event_name = name.to_string();
                 ev.user_agent = agent.to_string();
+                if let Some(identity) = identity {
+                    ev.user_identity = Some(identity.clone());
+                }
                 ev
             };
-            e.enrich_into(make(), &mut reused).unwrap();
-            assert_eq!(reused, e.enrich(make()).unwrap(), "{ip} {name} {agent}");
+            let fresh = e.enrich(make()).ok();
+            let into = e.enrich_into(make(), &mut reused).ok().map(|()| &reused);
+            assert_eq!(into, fresh.as_ref(), "{ip} {name} {agent} {identity:?}");
         }
     }
 

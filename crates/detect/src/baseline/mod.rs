@@ -72,9 +72,12 @@ impl Baseline {
     }
 }
 
-/// The profile key of a principal: account and ARN.
-pub fn principal_key(principal: &Principal) -> String {
-    [&principal.account_id, "\u{1f}", &principal.arn].concat()
+/// The profile key of a principal, account and ARN, into `key`.
+pub fn principal_key(principal: &Principal, key: &mut String) {
+    key.clear();
+    for part in [&principal.account_id, "\u{1f}", &principal.arn] {
+        key.push_str(part);
+    }
 }
 
 /// The command key of an event: `eventSource:eventName`.

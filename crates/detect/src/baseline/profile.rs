@@ -63,6 +63,8 @@ pub struct ProfileBaseline {
     value: String,
     /// Reused for encoding an activity bucket's origin before it is shared.
     origin: Vec<u8>,
+    /// Reused for each principal's key.
+    key: String,
 }
 
 impl ProfileBaseline {
@@ -72,6 +74,7 @@ impl ProfileBaseline {
             profiles: Table::new("profiles", store),
             value: String::new(),
             origin: Vec::new(),
+            key: String::new(),
         }
     }
 
@@ -97,9 +100,8 @@ impl ProfileBaseline {
 
         let compute = ComputeKind::try_from(principal.compute).unwrap_or(ComputeKind::None);
 
-        let profile = self
-            .profiles
-            .entry(&principal_key(principal), Profile::default)?;
+        principal_key(principal, &mut self.key);
+        let profile = self.profiles.entry(&self.key, Profile::default)?;
         prune(profile, t, window);
         let new_principal = match &mut profile.activity {
             None => {
