@@ -8,7 +8,7 @@ use std::sync::Arc;
 use trailhound_alert::AlertConfig;
 use trailhound_detect::{DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
-use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding};
+use trailhound_proto::{Alert, CloudTrailEvent, Finding, Observation};
 use trailhound_state::{Batch, StateError, Store};
 
 use crate::stage::{BaselineStage, DetectStage, EnrichStage, MergeStage, Stage, StageError};
@@ -20,7 +20,7 @@ pub struct InProcessBus {
     pub merge: MergeStage,
     store: Option<Arc<Store>>,
     // Reused between events to avoid allocating per message.
-    spare: Option<Box<EnrichedEvent>>,
+    spare: Option<Observation>,
     candidates: Vec<Finding>,
     /// Hashes of (account, principal).
     principals: foldhash::HashSet<u128>,
@@ -63,10 +63,12 @@ impl InProcessBus {
     ) -> Result<(), StageError> {
         // The stages' logic rather than their `Stage` wrappers: a rejected
         // event comes back, the observation is not consumed, and the last
-        // enriched event's strings are reused.
-        let mut enriched = self.spare.take().unwrap_or_default();
-        if let Err(rejected) = self.enrich.0.enrich_into(event, &mut enriched) {
-            self.spare = Some(enriched);
+        // event's observation, with its enriched event, is reused: its
+        // strings and vectors take the next event's values.
+        let mut observation = self.spare.take().unwrap_or_default();
+        let enriched = observation.enriched.get_or_insert_default();
+        if let Err(rejected) = self.enrich.0.enrich_into(event, enriched) {
+            self.spare = Some(observation);
             let reason = rejected.to_string();
             spent.push(rejected.event);
             return Err(StageError::Rejected(reason));
@@ -78,12 +80,10 @@ impl InProcessBus {
             key.update(p.arn.as_bytes());
             self.principals.insert(key.digest128());
         }
-        let mut observation = self.baseline.0.observe(enriched)?;
+        self.baseline.0.observe_into(&mut observation)?;
         self.detect.0.detect(&observation, &mut self.candidates);
-        if let Some(mut enriched) = observation.enriched.take() {
-            spent.extend(enriched.event.take());
-            self.spare = Some(enriched);
-        }
+        spent.extend(observation.enriched.as_mut().and_then(|e| e.event.take()));
+        self.spare = Some(observation);
         for candidate in self.candidates.drain(..) {
             self.merge.process(candidate, alerts)?;
         }

@@ -97,7 +97,12 @@ impl Stage for ProfileStage {
         input: EnrichedEvent,
         out: &mut Vec<Observation>,
     ) -> Result<(), StageError> {
-        out.push(self.0.observe(Box::new(input))?);
+        let mut observation = Observation {
+            enriched: Some(Box::new(input)),
+            ..Default::default()
+        };
+        self.0.observe(&mut observation)?;
+        out.push(observation);
         Ok(())
     }
     fn drain_into(&mut self, batch: &mut Batch) {

@@ -59,10 +59,20 @@ impl Baseline {
     }
 
     pub fn observe(&mut self, enriched: Box<EnrichedEvent>) -> Result<Observation, StateError> {
-        let mut observation = self.profile.observe(enriched)?;
-        self.account.observe(&mut observation)?;
-        self.command.observe(&mut observation)?;
+        let mut observation = Observation {
+            enriched: Some(enriched),
+            ..Default::default()
+        };
+        self.observe_into(&mut observation)?;
         Ok(observation)
+    }
+
+    /// The three hops on `observation`'s enriched event; what else it holds
+    /// (from an earlier event) is replaced, its vectors and strings reused.
+    pub fn observe_into(&mut self, observation: &mut Observation) -> Result<(), StateError> {
+        self.profile.observe(observation)?;
+        self.account.observe(observation)?;
+        self.command.observe(observation)
     }
 
     pub fn drain_into(&mut self, batch: &mut Batch) {
@@ -145,7 +155,57 @@ pub fn place(enriched: &EnrichedEvent) -> Option<Place> {
 
 #[cfg(test)]
 mod tests {
-    use super::request_field;
+    use super::*;
+    use crate::detectors::testing::{config, ev};
+    use trailhound_proto::{ComputeKind, PrincipalKind};
+
+    #[test]
+    fn observing_into_a_used_observation_gives_what_a_fresh_one_gets() {
+        let config = Arc::new(config());
+        let mut fresh = Baseline::new(config.clone(), None);
+        let mut reusing = Baseline::new(config, None);
+        let located = |day, name: &str, (country, city, lat, lon): (&str, &str, f64, f64)| {
+            let mut e = ev(day, name).from(country, city, 3320, "Telekom");
+            let geo = e.enriched.geo.as_mut().unwrap();
+            (geo.latitude, geo.longitude) = (lat, lon);
+            e.enriched.network.as_mut().unwrap().is_network_location = true;
+            e
+        };
+        let (berlin, paris) = (("DE", "Berlin", 52.5, 13.4), ("FR", "Paris", 48.9, 2.3));
+        let mut events = Vec::new();
+        for day in 0..20 {
+            events.push(located(day, "DescribeInstances", berlin));
+            events.push(located(day, "GetObject", paris).service("s3.amazonaws.com"));
+            events.push(
+                ev(day, "ListBuckets")
+                    .not_located("AWS Internal")
+                    .principal(
+                        "arn:aws:iam::111122223333:role/app",
+                        PrincipalKind::Role,
+                        "i-0123456789abcdef0",
+                        ComputeKind::Ec2,
+                    ),
+            );
+            events.push(ev(day, "RunInstances").failed("AccessDenied"));
+        }
+        // A burst: a surge whose bucket is described by its earliest event.
+        events.extend((0..40).map(|i| ev(20, &format!("Describe{i}")).at_ms(i * 1_000)));
+        let mut reused = Observation::default();
+        let (mut rates, mut neighbours, mut homes) = (0, 0, 0);
+        for e in events {
+            let expected = fresh.observe(Box::new(e.enriched.clone())).unwrap();
+            reused.enriched = Some(Box::new(e.enriched));
+            reusing.observe_into(&mut reused).unwrap();
+            assert_eq!(reused, expected);
+            rates += usize::from(!expected.rates.is_empty());
+            neighbours += usize::from(!expected.neighbours.is_empty());
+            homes += usize::from(expected.compute_home.is_some());
+        }
+        assert!(
+            rates > 0 && neighbours > 0 && homes > 0,
+            "every part is compared: {rates} {neighbours} {homes}"
+        );
+    }
 
     #[test]
     fn request_field_reads_top_level_strings_only() {

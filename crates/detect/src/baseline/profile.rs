@@ -83,9 +83,23 @@ impl ProfileBaseline {
         self.profiles.drain_into(batch);
     }
 
-    /// The principal's facts and novelties; the account and command hops
-    /// complete the observation.
-    pub fn observe(&mut self, enriched: Box<EnrichedEvent>) -> Result<Observation, StateError> {
+    /// The principal's facts and novelties for the observation's enriched
+    /// event, replacing whatever else it holds (from an earlier event: its
+    /// vectors and strings are reused); the account and command hops
+    /// complete it.
+    pub fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
+        // Every field named: one added to Observation must be set here too.
+        let Observation {
+            enriched,
+            facts,
+            novelties,
+            compute_home,
+            region_unused_in_account,
+            command_events_in_window,
+            rates,
+            neighbours,
+        } = observation;
+        let enriched = super::enriched(enriched);
         let (window, window_days) = (self.config.window_ms(), self.config.window_days());
         let event = enriched
             .event
@@ -96,7 +110,7 @@ impl ProfileBaseline {
             .as_ref()
             .expect("enriched events carry their principal");
         let t = event.event_time_ms;
-        let region = region_of(&enriched);
+        let region = region_of(enriched);
 
         let compute = ComputeKind::try_from(principal.compute).unwrap_or(ComputeKind::None);
 
@@ -110,12 +124,11 @@ impl ProfileBaseline {
             }
             Some(seen) => seen.record(t, window, window_days).is_new,
         };
-        let facts = PrincipalFacts {
-            new_principal,
-            ..facts_at(profile, t, &self.config)
-        };
+        let facts = facts.get_or_insert_default();
+        write_facts(profile, t, &self.config, facts);
+        facts.new_principal = new_principal;
 
-        let mut novelties = Vec::with_capacity(8);
+        novelties.clear();
         for (kind, seen) in [
             (NoveltyKind::ServiceRegion, &mut profile.service_regions),
             (NoveltyKind::Country, &mut profile.countries),
@@ -126,29 +139,30 @@ impl ProfileBaseline {
             (NoveltyKind::AssumedRole, &mut profile.assumed_roles),
             (NoveltyKind::S3Bucket, &mut profile.s3_buckets),
         ] {
-            if write_value(kind, &enriched, &mut self.value) {
+            if write_value(kind, enriched, &mut self.value) {
                 let s = record_in(seen, &self.value, t, window, window_days);
                 novelties.push(s.novelty(kind));
             }
         }
         // Kept by the activity buckets and the places this event joins.
         let event_id: Arc<str> = event.event_id.as_str().into();
-        let mut rates = record_rates(
+        *rates = record_rates(
             &mut profile.rates,
-            &enriched,
+            enriched,
             &event_id,
             &mut self.origin,
             &self.config,
         );
-        for rate in &mut rates {
+        for rate in rates.iter_mut() {
             // Described by the bucket's earliest event, in the context the
             // profile gives that event's time.
             if let (Some(origin), Some(first)) = (rate.origin.as_mut(), rate.earliest.first()) {
-                let at = facts_at(profile, first.event_time_ms, &self.config);
+                let mut at = PrincipalFacts::default();
+                write_facts(profile, first.event_time_ms, &self.config, &mut at);
                 origin.facts = principal_context(&at, origin.network.as_ref(), window_days);
             }
         }
-        let neighbours = located_call(&enriched).map_or_else(Vec::new, |call| {
+        *neighbours = located_call(enriched).map_or_else(Vec::new, |call| {
             profile
                 .places
                 .record(call, &event_id, self.config.reorder_ms())
@@ -164,7 +178,7 @@ impl ProfileBaseline {
         } else {
             compute
         };
-        let compute_home = if compute == ComputeKind::None {
+        *compute_home = if compute == ComputeKind::None {
             None
         } else {
             let home = home_region(
@@ -181,17 +195,10 @@ impl ProfileBaseline {
                 source: source.to_string(),
             })
         };
-
-        Ok(Observation {
-            enriched: Some(enriched),
-            facts: Some(facts),
-            novelties,
-            compute_home,
-            region_unused_in_account: false,
-            command_events_in_window: 0,
-            rates,
-            neighbours,
-        })
+        // The account and command hops' fields, until they set them.
+        *region_unused_in_account = false;
+        *command_events_in_window = 0;
+        Ok(())
     }
 }
 
@@ -303,29 +310,37 @@ fn record_rates(
     out
 }
 
-/// What the principal's profile says at time `t`: how long it has been
-/// active, and the countries, networks and clients it was known from.
-/// "Known" means seen before the reorder window: what arrived inside it
-/// depends on delivery order, what is older does not.
-fn facts_at(profile: &Profile, t: i64, config: &DetectionConfig) -> PrincipalFacts {
+/// What the principal's profile says at time `t`, into `facts` (reusing
+/// its strings): how long it has been active, and the countries, networks
+/// and clients it was known from. "Known" means seen before the reorder
+/// window: what arrived inside it depends on delivery order, what is older
+/// does not.
+fn write_facts(profile: &Profile, t: i64, config: &DetectionConfig, facts: &mut PrincipalFacts) {
     let (window, window_days) = (config.window_ms(), config.window_days());
     let settled = t - config.reorder_ms();
-    let mut known_countries: Vec<String> = known_before(&profile.countries, settled, t, window)
-        .map(String::from)
-        .collect();
-    known_countries.sort();
-    known_countries.truncate(10);
-    PrincipalFacts {
+    let mut countries = std::mem::take(&mut facts.known_countries);
+    let mut n = 0;
+    for country in known_before(&profile.countries, settled, t, window) {
+        match countries.get_mut(n) {
+            Some(reused) => country.clone_into(reused),
+            None => countries.push(country.to_string()),
+        }
+        n += 1;
+    }
+    countries.truncate(n);
+    countries.sort();
+    countries.truncate(10);
+    *facts = PrincipalFacts {
         first_seen_ms: profile.activity.map_or(t, |a| a.first_ms),
         active_days: profile
             .activity
             .map_or(0, |a| a.days_through(day(t), window_days)),
         data_start_ms: 0,
-        known_countries,
+        known_countries: countries,
         known_asos: known_before(&profile.asos, settled, t, window).count() as u32,
         known_user_agents: known_before(&profile.user_agents, settled, t, window).count() as u32,
         new_principal: false,
-    }
+    };
 }
 
 /// Values first seen before `before` and still in the window at `t`: what
