@@ -130,7 +130,11 @@ impl Places {
     /// shared).
     pub fn record(&mut self, call: Call<'_>, event_id: &Arc<str>, reorder_ms: i64) -> Vec<Place> {
         let key = (call.t, call.event_id);
-        let at = self.sightings.partition_point(|s| s.key() < key);
+        // Most calls arrive in order: after the last sighting.
+        let at = match self.sightings.last() {
+            Some(last) if last.key() < key => self.sightings.len(),
+            _ => self.sightings.partition_point(|s| s.key() < key),
+        };
         let before = at.checked_sub(1).and_then(|i| self.sightings.get(i));
         let repeated = self.sightings.get(at).is_some_and(|s| s.key() == key);
         if repeated {
