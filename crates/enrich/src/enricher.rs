@@ -309,15 +309,20 @@ mod tests {
         })
     }
 
-    #[test]
-    fn test_databases_enrich_and_non_network_sources_stay_unlocated() {
+    /// An enricher on MaxMind's test City and ASN databases.
+    fn with_test_databases() -> Enricher {
         let config = EnricherConfig {
             geoip_city: Some(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")),
             geoip_asn: Some(shared("maxmind-test/test-data/GeoLite2-ASN-Test.mmdb")),
             aws_ip_ranges: None,
             threat_lists: Vec::new(),
         };
-        let mut e = Enricher::new(&config, 16);
+        Enricher::new(&config, 16)
+    }
+
+    #[test]
+    fn test_databases_enrich_and_non_network_sources_stay_unlocated() {
+        let mut e = with_test_databases();
         assert!(e.warnings.is_empty(), "{:?}", e.warnings);
         let out = e.enrich(event("::ffff:81.2.69.142")).unwrap();
         assert_eq!(out.geo.unwrap().city, "London");
@@ -335,13 +340,7 @@ mod tests {
 
     #[test]
     fn enriching_into_a_used_event_gives_what_a_fresh_one_gets() {
-        let config = EnricherConfig {
-            geoip_city: Some(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")),
-            geoip_asn: Some(shared("maxmind-test/test-data/GeoLite2-ASN-Test.mmdb")),
-            aws_ip_ranges: None,
-            threat_lists: Vec::new(),
-        };
-        let mut e = Enricher::new(&config, 16);
+        let mut e = with_test_databases();
         // Located, unlocated, ASN only, located again; attack mapped or not,
         // user agents of different lengths; users, role sessions (one of an
         // instance) and root, with a refused event between them.
