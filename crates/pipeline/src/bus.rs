@@ -6,21 +6,24 @@
 use std::sync::Arc;
 
 use trailhound_alert::AlertConfig;
-use trailhound_detect::{DetectionConfig, Detectors};
+use trailhound_detect::{Baseline, DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent, Finding, Observation};
 use trailhound_state::{Batch, StateError, Store};
 
-use crate::stage::{BaselineStage, DetectStage, EnrichStage, MergeStage, Stage, StageError};
+use crate::stage::{DetectStage, EnrichStage, MergeStage, Stage, StageError};
 
 pub struct InProcessBus {
     pub enrich: EnrichStage,
-    pub baseline: BaselineStage,
+    /// The baseline's three hops together (the services run them apart).
+    pub baseline: Baseline,
     pub detect: DetectStage,
     pub merge: MergeStage,
     store: Option<Arc<Store>>,
-    // Reused between events to avoid allocating per message.
+    /// The last event's observation and enriched event, whose strings and
+    /// vectors the next event reuses.
     spare: Option<Observation>,
+    /// Reused between events.
     candidates: Vec<Finding>,
     /// Hashes of (account, principal).
     principals: foldhash::HashSet<u128>,
@@ -36,7 +39,7 @@ impl InProcessBus {
     ) -> Self {
         Self {
             enrich: EnrichStage::new(enrich, partitions),
-            baseline: BaselineStage::new(detection.clone(), store.clone()),
+            baseline: Baseline::new(detection.clone(), store.clone()),
             detect: DetectStage(Detectors::new(detection.clone())),
             merge: MergeStage(trailhound_alert::AlertStage::new(
                 detection,
@@ -80,7 +83,7 @@ impl InProcessBus {
             key.update(p.arn.as_bytes());
             self.principals.insert(key.digest128());
         }
-        self.baseline.0.observe_into(&mut observation)?;
+        self.baseline.observe_into(&mut observation)?;
         self.detect.0.detect(&observation, &mut self.candidates);
         spent.extend(observation.enriched.as_mut().and_then(|e| e.event.take()));
         self.spare = Some(observation);

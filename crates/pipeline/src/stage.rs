@@ -4,16 +4,14 @@
 //! so whichever bus runs it decides when state, checkpoint and acks are
 //! made durable.
 
-use std::sync::Arc;
-
 use trailhound_alert::AlertStage;
+use trailhound_detect::Detectors;
 use trailhound_detect::baseline::{
     AccountBaseline, CommandBaseline, ObservationHop, ProfileBaseline,
 };
-use trailhound_detect::{Baseline, DetectionConfig, Detectors};
 use trailhound_enrich::{Enricher, EnricherConfig};
 use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
-use trailhound_state::{Batch, StateError, Store};
+use trailhound_state::{Batch, StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -57,31 +55,6 @@ impl Stage for EnrichStage {
                 .map_err(|e| StageError::Rejected(e.to_string()))?,
         );
         Ok(())
-    }
-}
-
-/// Per-principal profiles: enriched events in, observations out.
-pub struct BaselineStage(pub Baseline);
-
-impl BaselineStage {
-    pub fn new(config: Arc<DetectionConfig>, store: Option<Arc<Store>>) -> Self {
-        Self(Baseline::new(config, store))
-    }
-}
-
-impl Stage for BaselineStage {
-    type In = EnrichedEvent;
-    type Out = Observation;
-    fn process(
-        &mut self,
-        input: EnrichedEvent,
-        out: &mut Vec<Observation>,
-    ) -> Result<(), StageError> {
-        out.push(self.0.observe(Box::new(input))?);
-        Ok(())
-    }
-    fn drain_into(&mut self, batch: &mut Batch) {
-        self.0.drain_into(batch);
     }
 }
 
