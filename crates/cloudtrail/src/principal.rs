@@ -22,7 +22,17 @@ pub fn normalise_into(event: &CloudTrailEvent, partitions: u32, out: &mut Princi
         &id.session_issuer_account_id,
         &event.recipient_account_id,
     ]);
-    let (arn, session_name) = (&mut out.arn, &mut out.session_name);
+    // Every field named: one added to Principal fails to compile here
+    // until it is set too.
+    let Principal {
+        account_id,
+        arn,
+        kind: kind_field,
+        session_name,
+        compute: compute_field,
+        cross_account,
+        partition,
+    } = out;
     session_name.clear();
     let kind = match id.r#type.as_str() {
         "IAMUser" => {
@@ -83,12 +93,11 @@ pub fn normalise_into(event: &CloudTrailEvent, partitions: u32, out: &mut Princi
     if arn.is_empty() || arn.ends_with(':') || account.is_empty() {
         return false;
     }
-    let compute = compute_kind(event, kind, session_name);
-    out.partition = partition_of(account, arn, partitions);
-    out.cross_account = !id_account.is_empty() && id_account != account;
-    set(&mut out.account_id, &[account]);
-    out.kind = kind as i32;
-    out.compute = compute as i32;
+    *compute_field = compute_kind(event, kind, session_name) as i32;
+    *partition = partition_of(account, arn, partitions);
+    *cross_account = !id_account.is_empty() && id_account != account;
+    set(account_id, &[account]);
+    *kind_field = kind as i32;
     true
 }
 
