@@ -125,7 +125,20 @@ impl Enricher {
         event: Box<CloudTrailEvent>,
         out: &mut EnrichedEvent,
     ) -> Result<(), NoPrincipal> {
-        let principal = out.principal.get_or_insert_default();
+        // Every field named: one added to EnrichedEvent fails to compile
+        // here until it is set too (a reused message would keep it).
+        let EnrichedEvent {
+            event: event_field,
+            principal,
+            geo,
+            network,
+            user_agent,
+            attack,
+            service: service_name,
+            global_service,
+            failed,
+        } = out;
+        let principal = principal.get_or_insert_default();
         if !trailhound_cloudtrail::normalise_into(&event, self.partitions, principal) {
             return Err(NoPrincipal {
                 identity_type: event
@@ -137,29 +150,25 @@ impl Enricher {
             });
         }
         match self.locate(&event.source_ip, &event.vpc_endpoint_id) {
-            Some((geo, network)) => {
-                copy_option(geo.as_ref(), &mut out.geo);
-                copy_option(Some(network), &mut out.network);
+            Some((located, its_network)) => {
+                copy_option(located.as_ref(), geo);
+                copy_option(Some(its_network), network);
             }
             None => {
-                out.geo = None;
-                out.network = Some(Network {
+                *geo = None;
+                *network = Some(Network {
                     is_network_location: false,
                     ..Default::default()
                 });
             }
         }
-        copy_option(
-            Some(self.user_agent(&event.user_agent)),
-            &mut out.user_agent,
-        );
-        copy_option(self.attack.lookup(&event.event_name), &mut out.attack);
-        out.service.clear();
-        out.service
-            .push_str(service::short_name(&event.event_source));
-        out.global_service = service::is_global(&out.service);
-        out.failed = !event.error_code.is_empty();
-        out.event = Some(event);
+        copy_option(Some(self.user_agent(&event.user_agent)), user_agent);
+        copy_option(self.attack.lookup(&event.event_name), attack);
+        service_name.clear();
+        service_name.push_str(service::short_name(&event.event_source));
+        *global_service = service::is_global(service_name);
+        *failed = !event.error_code.is_empty();
+        *event_field = Some(event);
         Ok(())
     }
 
