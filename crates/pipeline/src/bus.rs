@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use trailhound_alert::AlertConfig;
+use trailhound_detect::baseline::principal_key;
 use trailhound_detect::{Baseline, DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent, Finding, Observation};
@@ -25,8 +26,10 @@ pub struct InProcessBus {
     spare: Option<Observation>,
     /// Reused between events.
     candidates: Vec<Finding>,
-    /// Hashes of (account, principal).
+    /// Hashes of the principals' profile keys (account and principal).
     principals: foldhash::HashSet<u128>,
+    /// Reused for each principal's key.
+    key: String,
 }
 
 impl InProcessBus {
@@ -50,6 +53,7 @@ impl InProcessBus {
             spare: None,
             candidates: Vec::new(),
             principals: foldhash::HashSet::default(),
+            key: String::new(),
         }
     }
 
@@ -77,11 +81,9 @@ impl InProcessBus {
             return Err(StageError::Rejected(reason));
         }
         if let Some(p) = &enriched.principal {
-            let mut key = xxhash_rust::xxh3::Xxh3::new();
-            key.update(p.account_id.as_bytes());
-            key.update(b"\x1f");
-            key.update(p.arn.as_bytes());
-            self.principals.insert(key.digest128());
+            principal_key(p, &mut self.key);
+            self.principals
+                .insert(xxhash_rust::xxh3::xxh3_128(self.key.as_bytes()));
         }
         self.baseline.observe_into(&mut observation)?;
         self.detect.0.detect(&observation, &mut self.candidates);
