@@ -204,9 +204,26 @@ pub struct Table<V> {
     interval: u64,
     /// Keys changed since the last commit (each marked so in the cache).
     dirty: Vec<String>,
+    unstored: Unstored,
+}
+
+/// Keys not to read from the store on a cache miss.
+#[derive(Debug, Default)]
+struct Unstored {
+    /// Removed since the last commit: the store still holds them.
     removed: HashSet<String>,
     /// Keys the store does not hold: looked up once, not on every miss.
     absent: HashSet<String>,
+}
+
+impl Unstored {
+    /// `key` is made again: no longer to be deleted, nor absent.
+    fn forget(&mut self, key: &str) {
+        if !self.removed.is_empty() {
+            self.removed.remove(key);
+        }
+        self.absent.remove(key);
+    }
 }
 
 #[derive(Debug)]
@@ -234,15 +251,14 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             cache: Default::default(),
             interval: 0,
             dirty: Vec::new(),
-            removed: HashSet::default(),
-            absent: HashSet::default(),
+            unstored: Unstored::default(),
         }
     }
 
     /// The entry for `key`, loading it from the store on a cache miss.
     pub fn get(&mut self, key: &str) -> Result<Option<&V>, StateError> {
-        if !self.load(key)? && self.store.is_some() && !self.absent.contains(key) {
-            self.absent.insert(key.to_string());
+        if !self.load(key)? && self.store.is_some() && !self.unstored.absent.contains(key) {
+            self.unstored.absent.insert(key.to_string());
         }
         Ok(self.cache.get_mut(key).map(|c| {
             c.used_in = self.interval;
@@ -252,17 +268,13 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
 
     /// The entry for `key` to change, created with `init` when absent.
     pub fn entry(&mut self, key: &str, init: impl FnOnce() -> V) -> Result<&mut V, StateError> {
-        // Made again: no longer to be deleted, nor to be read from the store.
-        let removed = !self.removed.is_empty() && self.removed.remove(key);
         // Most calls hit the cache: one lookup, nothing allocated.
         let c = match self.cache.entry_ref(key) {
             EntryRef::Occupied(hit) => hit.into_mut(),
             EntryRef::Vacant(miss) => {
-                let stored = if self.absent.remove(key) || removed {
-                    None
-                } else {
-                    read(self.store.as_deref(), self.name, key)?
-                };
+                let stored = read(self.store.as_deref(), self.name, &self.unstored, key)?;
+                // Made now: no longer to be deleted, nor absent from the store.
+                self.unstored.forget(key);
                 let (value, size) = stored.unwrap_or_else(|| (init(), 0));
                 miss.insert(Cached {
                     value,
@@ -284,7 +296,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     pub fn remove(&mut self, key: &str) {
         self.cache.remove(key);
         if self.store.is_some() {
-            self.removed.insert(key.to_string());
+            self.unstored.removed.insert(key.to_string());
         }
     }
 
@@ -294,10 +306,8 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         if self.cache.contains_key(key) {
             return Ok(true);
         }
-        if self.removed.contains(key) || self.absent.contains(key) {
-            return Ok(false);
-        }
-        let Some((value, size)) = read(self.store.as_deref(), self.name, key)? else {
+        let Some((value, size)) = read(self.store.as_deref(), self.name, &self.unstored, key)?
+        else {
             return Ok(false);
         };
         self.cache.insert(
@@ -325,7 +335,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                 batch.puts.push((self.name, key.into_bytes(), bytes));
             }
         }
-        for key in self.removed.drain() {
+        for key in self.unstored.removed.drain() {
             batch.deletes.push((self.name, key.into_bytes()));
         }
         self.evict();
@@ -343,8 +353,8 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             let interval = self.interval;
             self.cache.retain(|_, c| c.used_in == interval);
         }
-        if self.absent.len() > store.cache_entries {
-            self.absent.clear();
+        if self.unstored.absent.len() > store.cache_entries {
+            self.unstored.absent.clear();
         }
     }
 
@@ -354,12 +364,17 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     }
 }
 
-/// `key`'s value in `table` of `store`, and its size there.
+/// `key`'s value in `table` of `store`, and its size there; `None`, with
+/// no read, for a key `unstored` knows the store does not (or will not) hold.
 fn read<V: DeserializeOwned>(
     store: Option<&Store>,
     table: &str,
+    unstored: &Unstored,
     key: &str,
 ) -> Result<Option<(V, usize)>, StateError> {
+    if unstored.removed.contains(key) || unstored.absent.contains(key) {
+        return Ok(None);
+    }
     let Some(bytes) = store
         .map(|s| s.get(table, key.as_bytes()))
         .transpose()?
@@ -432,6 +447,24 @@ mod tests {
         let mut batch = Batch::default();
         t.drain_into(&mut batch);
         assert!(t.cached() <= 10 + 1);
+    }
+
+    #[test]
+    fn a_removed_entry_is_not_read_back_before_its_delete_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &["t"]).unwrap();
+        let mut t: Table<Vec<u32>> = Table::new("t", Some(store.clone()));
+        t.entry("a", Vec::new).unwrap().push(1);
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        store.commit(batch).unwrap();
+        t.remove("a");
+        assert_eq!(t.get("a").unwrap(), None, "the store still holds it");
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        store.commit(batch).unwrap();
+        let mut reopened: Table<Vec<u32>> = Table::new("t", Some(store));
+        assert_eq!(reopened.get("a").unwrap(), None, "deleted");
     }
 
     #[test]
