@@ -394,6 +394,23 @@ fn read<V: DeserializeOwned>(
 mod tests {
     use super::*;
 
+    /// A store whose table "t" holds "a" = [1], committed, and the table.
+    fn a_committed() -> (tempfile::TempDir, Arc<Store>, Table<Vec<u32>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &["t"]).unwrap();
+        let mut t = Table::new("t", Some(store.clone()));
+        t.entry("a", Vec::new).unwrap().push(1);
+        commit(&mut t, &store);
+        (dir, store, t)
+    }
+
+    /// Drain `t`'s changes and commit them to `store`.
+    fn commit<V: Serialize + DeserializeOwned>(t: &mut Table<V>, store: &Store) {
+        let mut batch = Batch::default();
+        t.drain_into(&mut batch);
+        store.commit(batch).unwrap();
+    }
+
     #[test]
     fn changes_persist_only_when_committed() {
         let dir = tempfile::tempdir().unwrap();
@@ -419,9 +436,7 @@ mod tests {
             Some(&b"7"[..])
         );
         t.remove("a");
-        let mut batch = Batch::default();
-        t.drain_into(&mut batch);
-        store.commit(batch).unwrap();
+        commit(&mut t, &store);
         assert_eq!(
             store.scan::<Vec<u32>>("t").unwrap(),
             vec![("b".to_string(), vec![2]), ("c".to_string(), vec![4])]
@@ -437,9 +452,7 @@ mod tests {
             for k in 0..25 {
                 *t.entry(&format!("{round}-{k}"), || round).unwrap() += 1;
             }
-            let mut batch = Batch::default();
-            t.drain_into(&mut batch);
-            store.commit(batch).unwrap();
+            commit(&mut t, &store);
             assert!(t.cached() <= 25, "round {round}: {}", t.cached());
         }
         // Entries of earlier intervals were evicted, not lost.
@@ -451,31 +464,17 @@ mod tests {
 
     #[test]
     fn a_removed_entry_is_not_read_back_before_its_delete_is_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &["t"]).unwrap();
-        let mut t: Table<Vec<u32>> = Table::new("t", Some(store.clone()));
-        t.entry("a", Vec::new).unwrap().push(1);
-        let mut batch = Batch::default();
-        t.drain_into(&mut batch);
-        store.commit(batch).unwrap();
+        let (_dir, store, mut t) = a_committed();
         t.remove("a");
         assert_eq!(t.get("a").unwrap(), None, "the store still holds it");
-        let mut batch = Batch::default();
-        t.drain_into(&mut batch);
-        store.commit(batch).unwrap();
+        commit(&mut t, &store);
         let mut reopened: Table<Vec<u32>> = Table::new("t", Some(store));
         assert_eq!(reopened.get("a").unwrap(), None, "deleted");
     }
 
     #[test]
     fn an_entry_removed_and_made_again_starts_afresh_and_is_written_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &["t"]).unwrap();
-        let mut t: Table<Vec<u32>> = Table::new("t", Some(store.clone()));
-        t.entry("a", Vec::new).unwrap().push(1);
-        let mut batch = Batch::default();
-        t.drain_into(&mut batch);
-        store.commit(batch).unwrap();
+        let (_dir, store, mut t) = a_committed();
         t.remove("a");
         t.entry("a", Vec::new).unwrap().push(2); // not [1, 2]: the stored value is gone
         t.remove("a");
