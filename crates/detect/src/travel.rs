@@ -6,6 +6,7 @@
 //! split a run. An event is compared with the calls just before and after
 //! it in event time, so a late event is judged against what surrounds it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -18,8 +19,11 @@ const MAX_PLACES: usize = 256;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Places {
-    /// Sorted by event time.
-    sightings: Vec<Sighting>,
+    /// Sorted by event time. A deque: the oldest leave from the front, and
+    /// settled calls removed near the front move only those before them,
+    /// not the calls of the reorder window after them (hundreds for a busy
+    /// principal). Serialised as a sequence, like the `Vec` it was.
+    sightings: VecDeque<Sighting>,
 }
 
 /// A located call: when, which event, and where from.
@@ -131,7 +135,7 @@ impl Places {
     pub fn record(&mut self, call: Call<'_>, event_id: &Arc<str>, reorder_ms: i64) -> Vec<Place> {
         let key = (call.t, call.event_id);
         // Most calls arrive in order: after the last sighting.
-        let at = match self.sightings.last() {
+        let at = match self.sightings.back() {
             Some(last) if last.key() < key => self.sightings.len(),
             _ => self.sightings.partition_point(|s| s.key() < key),
         };
@@ -153,9 +157,9 @@ impl Places {
             event_id: event_id.clone(),
             spot,
         };
-        let previous_latest = self.sightings.last().map(|s| s.t);
+        let previous_latest = self.sightings.back().map(|s| s.t);
         self.sightings.insert(at, sighting);
-        let latest = self.sightings.last().map_or(call.t, |s| s.t);
+        let latest = self.sightings.back().map_or(call.t, |s| s.t);
         let expired = self.sightings.partition_point(|s| latest - s.t > DAY_MS);
         self.sightings.drain(..expired);
         // Settled runs (older than the reorder window) keep only their ends.
@@ -176,7 +180,7 @@ impl Places {
             }
         }
         if self.sightings.len() > MAX_PLACES {
-            self.sightings.remove(0);
+            self.sightings.pop_front();
         }
         found
     }
@@ -329,7 +333,7 @@ mod tests {
             let late = (seed >> 33) as i64 % 300_000;
             let (city, lat, lon) = places[(seed >> 20) as usize % if i % 50 < 40 { 1 } else { 3 }];
             p.record_at(&at(i * 10_000 - late, city, lat, lon), 60_000);
-            let latest = p.sightings.last().unwrap().t;
+            let latest = p.sightings.back().unwrap().t;
             for i in 1..p.sightings.len().saturating_sub(1) {
                 if latest - p.sightings[i].t > 60_000 {
                     assert!(!p.interior(i), "settled sighting {i} is inside a run");
