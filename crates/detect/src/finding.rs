@@ -135,7 +135,7 @@ pub fn origin_of(e: &EnrichedEvent) -> RateOrigin {
         network: e.network.clone(),
         user_agent: event.user_agent.clone(),
         attack: e.attack.clone(),
-        facts: Vec::new(),
+        facts: None,
     }
 }
 
@@ -164,8 +164,8 @@ pub fn encode_origin(e: &EnrichedEvent, buf: &mut Vec<u8>) {
     }
 }
 
-/// Describe a finding by `origin`: its region, source, client, ATT&CK
-/// mapping, and (for a bucket's origin) the principal's context facts.
+/// Describe a finding by `origin`: its region, source, client and ATT&CK
+/// mapping (a bucket origin's facts are the detector's to word).
 pub fn describe_origin(f: &mut Finding, origin: RateOrigin) {
     f.region = origin.region;
     f.source_ip = origin.source_ip;
@@ -175,7 +175,6 @@ pub fn describe_origin(f: &mut Finding, origin: RateOrigin) {
     f.asn = network.asn;
     f.user_agent = origin.user_agent;
     f.attack = origin.attack.into_iter().collect();
-    f.baseline_facts.extend(origin.facts);
 }
 
 /// ATT&CK technique for a finding whose detector implies one.
@@ -281,7 +280,7 @@ mod tests {
             .iter()
             .all(|s| !s.is_empty());
         assert!(filled && network.is_some() && attack.is_some());
-        assert!(facts.is_empty(), "the facts are the profile's, added later");
+        assert!(facts.is_none(), "the facts are the profile's, added later");
         // The buffer is appended to, as a reused one is after `clear`.
         let mut buf = Vec::new();
         for e in [full, bare] {

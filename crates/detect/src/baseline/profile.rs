@@ -19,7 +19,7 @@ use super::{located_call, principal_key, region_of};
 use trailhound_state::{Batch, StateError, Store, Table};
 
 use crate::config::{DetectionConfig, SurgeSettings};
-use crate::finding::{encode_origin, principal_context};
+use crate::finding::encode_origin;
 use crate::rates::{Rates, Sample};
 use crate::seen::{Seen, SeenMap, day, record_in};
 use crate::travel::Places;
@@ -157,9 +157,8 @@ impl ProfileBaseline {
             // Described by the bucket's earliest event, in the context the
             // profile gives that event's time.
             if let (Some(origin), Some(first)) = (rate.origin.as_mut(), rate.earliest.first()) {
-                let mut at = PrincipalFacts::default();
-                write_facts(profile, first.event_time_ms, &self.config, &mut at);
-                origin.facts = principal_context(&at, origin.network.as_ref(), window_days);
+                let at = origin.facts.get_or_insert_default();
+                write_facts(profile, first.event_time_ms, &self.config, at);
             }
         }
         *neighbours = located_call(enriched).map_or_else(Vec::new, |call| {

@@ -7,7 +7,9 @@ use trailhound_proto::{Finding, Observation, Rate, RateKind, Severity};
 
 use super::Context;
 use crate::config::SurgeSettings;
-use crate::finding::{GuidanceText, candidate, context_facts, describe_origin, time};
+use crate::finding::{
+    GuidanceText, candidate, context_facts, describe_origin, principal_context, time,
+};
 
 pub struct Surge<'a> {
     pub id: &'static str,
@@ -42,8 +44,15 @@ impl Surge<'_> {
         f.baseline_facts.push(self.fact(rate, threshold));
         match rate.origin.clone() {
             // Described by the bucket's earliest event, not by the one that
-            // happened to cross the threshold.
-            Some(origin) => describe_origin(&mut f, origin),
+            // happened to cross the threshold, in the context of its time.
+            Some(origin) => {
+                let context = origin
+                    .facts
+                    .as_ref()
+                    .map(|at| principal_context(at, origin.network.as_ref(), ctx.window_days()));
+                describe_origin(&mut f, origin);
+                f.baseline_facts.extend(context.into_iter().flatten());
+            }
             None => f
                 .baseline_facts
                 .extend(context_facts(obs, ctx.window_days())),
