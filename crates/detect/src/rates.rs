@@ -162,30 +162,35 @@ impl Rates {
         state
     }
 
-    /// The earliest events of a bucket, for a finding's evidence.
-    pub fn earliest(&self, kind: RateKind, start_ms: i64) -> Vec<EvidenceEvent> {
-        self.buckets
-            .iter()
-            .find(|b| b.kind == kind as i32 && b.start_ms == start_ms)
-            .map(|b| {
-                b.earliest
-                    .iter()
-                    .map(|(t, id)| EvidenceEvent {
-                        event_id: id.to_string(),
-                        event_time_ms: *t,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// What the earliest event of a bucket says.
-    pub fn origin(&self, kind: RateKind, start_ms: i64) -> Option<RateOrigin> {
+    /// A bucket's earliest events (a finding's evidence) and what the
+    /// earliest says, written into messages an earlier event used: their
+    /// strings are reused (nothing for a bucket no longer kept).
+    pub fn describe(
+        &self,
+        kind: RateKind,
+        start_ms: i64,
+        earliest: &mut Vec<EvidenceEvent>,
+        origin: &mut Option<RateOrigin>,
+    ) {
         let bucket = self
             .buckets
             .iter()
-            .find(|b| b.kind == kind as i32 && b.start_ms == start_ms)?;
-        RateOrigin::decode(&*bucket.origin).ok()
+            .find(|b| b.kind == kind as i32 && b.start_ms == start_ms);
+        let kept = bucket.map_or(&[][..], |b| &b.earliest[..]);
+        earliest.resize_with(kept.len(), EvidenceEvent::default);
+        for (evidence, (t, id)) in earliest.iter_mut().zip(kept) {
+            evidence.event_id.clear();
+            evidence.event_id.push_str(id);
+            evidence.event_time_ms = *t;
+        }
+        let decoded = bucket.is_some_and(|b| {
+            let reused = origin.get_or_insert_default();
+            reused.clear();
+            reused.merge(&*b.origin).is_ok()
+        });
+        if !decoded {
+            *origin = None;
+        }
     }
 
     /// The normal of `kind` for an event on day `d`: days before `d` in the
@@ -271,22 +276,66 @@ mod tests {
         }
         let (a, b) = (last.unwrap(), last_back.unwrap());
         assert_eq!((a.value, b.value), (30, 30));
-        let (ea, eb) = (
-            forward.earliest(RateKind::ApiCalls, a.start_ms),
-            backward.earliest(RateKind::ApiCalls, b.start_ms),
+        let ((ea, oa), (eb, ob)) = (
+            described(&forward, a.start_ms),
+            described(&backward, b.start_ms),
         );
-        assert_eq!(ea, eb);
+        assert_eq!((&ea, &oa), (&eb, &ob));
         assert_eq!(ea.len(), MAX_EVIDENCE);
         assert_eq!(ea[0].event_id, "e0");
-        for (rates, start_ms) in [(&forward, a.start_ms), (&backward, b.start_ms)] {
-            let origin = rates.origin(RateKind::ApiCalls, start_ms).unwrap();
-            assert_eq!(origin.source_ip, "e0", "the earliest event describes");
-        }
+        assert_eq!(oa.unwrap().source_ip, "e0", "the earliest event describes");
         assert_eq!(
             calls(&mut forward, 0, "e0").value,
             30,
             "a redelivery is not counted again"
         );
+    }
+
+    /// A bucket of API calls described into new messages.
+    fn described(rates: &Rates, start_ms: i64) -> (Vec<EvidenceEvent>, Option<RateOrigin>) {
+        let (mut earliest, mut origin) = (Vec::new(), None);
+        rates.describe(RateKind::ApiCalls, start_ms, &mut earliest, &mut origin);
+        (earliest, origin)
+    }
+
+    #[test]
+    fn a_bucket_described_into_used_messages_reads_as_one_described_afresh() {
+        let mut r = Rates::default();
+        // The first bucket's origin says more than the second's.
+        let richer = || {
+            let origin = RateOrigin {
+                region: "eu-west-1".into(),
+                user_agent: "aws-cli/2.15.0".into(),
+                ..Default::default()
+            };
+            origin.encode_to_vec().into()
+        };
+        for i in 0..MAX_EVIDENCE as i64 {
+            let id = format!("an-earlier-event-with-a-longer-id-{i}");
+            let sample = Sample {
+                kind: RateKind::ApiCalls,
+                bucket_ms: 300_000,
+                t: i,
+                event_id: &id.into(),
+                distinct: None,
+                origin: &richer,
+            };
+            r.record(&sample, 900_000, W);
+        }
+        let (mut earliest, mut origin) = described(&r, 0);
+        assert_eq!(
+            origin.as_ref().map(|o| o.region.as_str()),
+            Some("eu-west-1")
+        );
+        assert_eq!(earliest.len(), MAX_EVIDENCE);
+        calls(&mut r, 300_000, "e1");
+        calls(&mut r, 300_001, "e2");
+        r.describe(RateKind::ApiCalls, 300_000, &mut earliest, &mut origin);
+        let (fresh_earliest, fresh_origin) = described(&r, 300_000);
+        assert_eq!((&earliest, &origin), (&fresh_earliest, &fresh_origin));
+        assert_eq!(origin.as_ref().map(|o| o.source_ip.as_str()), Some("e1"));
+        r.describe(RateKind::ApiCalls, 600_000, &mut Vec::new(), &mut origin);
+        assert_eq!(origin, None, "no bucket: no origin");
     }
 
     #[test]

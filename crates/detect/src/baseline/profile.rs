@@ -146,12 +146,13 @@ impl ProfileBaseline {
         }
         // Kept by the activity buckets and the places this event joins.
         let event_id: Arc<str> = event.event_id.as_str().into();
-        *rates = record_rates(
+        record_rates(
             &mut profile.rates,
             enriched,
             &event_id,
             &mut self.origin,
             &self.config,
+            rates,
         );
         for rate in rates.iter_mut() {
             // Described by the bucket's earliest event, in the context the
@@ -222,17 +223,22 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
     profile.sessions.retain(|_, (last, _)| t - *last <= window);
 }
 
-/// Count the event in its activity buckets; the buckets that are surges
-/// (at or above their detector's threshold), with the principal's normal.
+/// Count the event in its activity buckets; into `out` (an earlier
+/// event's, whose messages are reused: every event of a surging bucket is
+/// described again), the buckets that are surges (at or above their
+/// detector's threshold), with the principal's normal.
 fn record_rates(
     rates: &mut Rates,
     enriched: &EnrichedEvent,
     event_id: &Arc<str>,
     scratch: &mut Vec<u8>,
     config: &DetectionConfig,
-) -> Vec<Rate> {
+    out: &mut Vec<Rate>,
+) {
+    let mut surges = 0;
     let Some(event) = enriched.event.as_ref() else {
-        return Vec::new();
+        out.clear();
+        return;
     };
     // Made at most once, shared by the buckets the event opens.
     let (origin, scratch) = (OnceCell::<Arc<[u8]>>::new(), RefCell::new(scratch));
@@ -272,7 +278,6 @@ fn record_rates(
             None,
         ),
     ];
-    let mut out = Vec::new();
     for (kind, settings, applies, distinct) in samples {
         if !applies {
             continue;
@@ -292,21 +297,32 @@ fn record_rates(
         }
         let normal = rates.normal(kind, day(event.event_time_ms), config.window_days());
         // Only surges go on: their evidence and origin cost a copy each.
-        if f64::from(bucket.value) >= settings.threshold(normal.median, normal.mad) {
-            out.push(Rate {
-                kind: kind as i32,
-                bucket_start_ms: bucket.start_ms,
-                bucket_ms,
-                value: bucket.value,
-                baseline_days: normal.days,
-                median_peak: normal.median,
-                mad_peak: normal.mad,
-                earliest: rates.earliest(kind, bucket.start_ms),
-                origin: rates.origin(kind, bucket.start_ms),
-            });
+        if f64::from(bucket.value) < settings.threshold(normal.median, normal.mad) {
+            continue;
         }
+        if surges == out.len() {
+            out.push(Rate::default());
+        }
+        // Every field named: one added to Rate must be set here too.
+        let Rate {
+            kind: kind_field,
+            bucket_start_ms,
+            bucket_ms: bucket_ms_field,
+            value,
+            baseline_days,
+            median_peak,
+            mad_peak,
+            earliest,
+            origin,
+        } = &mut out[surges];
+        (*kind_field, *bucket_start_ms, *bucket_ms_field) =
+            (kind as i32, bucket.start_ms, bucket_ms);
+        (*value, *baseline_days) = (bucket.value, normal.days);
+        (*median_peak, *mad_peak) = (normal.median, normal.mad);
+        rates.describe(kind, bucket.start_ms, earliest, origin);
+        surges += 1;
     }
-    out
+    out.truncate(surges);
 }
 
 /// What the principal's profile says at time `t`, into `facts` (reusing
