@@ -135,7 +135,6 @@ pub fn origin_of(e: &EnrichedEvent) -> RateOrigin {
         network: e.network.clone(),
         user_agent: event.user_agent.clone(),
         attack: e.attack.clone(),
-        facts: None,
     }
 }
 
@@ -165,7 +164,7 @@ pub fn encode_origin(e: &EnrichedEvent, buf: &mut Vec<u8>) {
 }
 
 /// Describe a finding by `origin`: its region, source, client and ATT&CK
-/// mapping (a bucket origin's facts are the detector's to word).
+/// mapping.
 pub fn describe_origin(f: &mut Finding, origin: RateOrigin) {
     f.region = origin.region;
     f.source_ip = origin.source_ip;
@@ -274,13 +273,11 @@ mod tests {
             network,
             user_agent,
             attack,
-            facts,
         } = origin_of(&full);
         let filled = [&region, &source_ip, &country, &user_agent]
             .iter()
             .all(|s| !s.is_empty());
         assert!(filled && network.is_some() && attack.is_some());
-        assert!(facts.is_none(), "the facts are the profile's, added later");
         // The buffer is appended to, as a reused one is after `clear`.
         let mut buf = Vec::new();
         for e in [full, bare] {

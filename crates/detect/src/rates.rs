@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use trailhound_proto::{EvidenceEvent, Message, RateKind, RateOrigin};
+use trailhound_proto::{EvidenceEvent, RateKind};
 
 use crate::finding::MAX_EVIDENCE;
 use crate::seen::day;
@@ -42,7 +42,7 @@ struct Bucket {
     /// Earliest events, sorted by (time, id). Ids and origins are shared
     /// between the buckets of one event (most events open two or three).
     earliest: Vec<(i64, Arc<str>)>,
-    /// The encoded [`RateOrigin`] of the earliest event.
+    /// The encoded [`RateOrigin`](trailhound_proto::RateOrigin) of the earliest event.
     origin: Arc<[u8]>,
 }
 
@@ -55,7 +55,7 @@ pub struct Sample<'a> {
     pub event_id: &'a Arc<str>,
     /// Counted distinct when given, else every event counts.
     pub distinct: Option<&'a str>,
-    /// The event's encoded [`RateOrigin`], asked for when it is the
+    /// The event's encoded [`RateOrigin`](trailhound_proto::RateOrigin), asked for when it is the
     /// earliest of its bucket.
     pub origin: &'a dyn Fn() -> Arc<[u8]>,
 }
@@ -163,14 +163,14 @@ impl Rates {
     }
 
     /// A bucket's earliest events (a finding's evidence) and what the
-    /// earliest says, written into messages an earlier event used: their
-    /// strings are reused (nothing for a bucket no longer kept).
+    /// earliest says (an encoded [`RateOrigin`](trailhound_proto::RateOrigin)), written into an earlier
+    /// event's: their strings are reused (nothing for a bucket no longer kept).
     pub fn describe(
         &self,
         kind: RateKind,
         start_ms: i64,
         earliest: &mut Vec<EvidenceEvent>,
-        origin: &mut Option<RateOrigin>,
+        origin: &mut Vec<u8>,
     ) {
         let bucket = self
             .buckets
@@ -183,14 +183,8 @@ impl Rates {
             evidence.event_id.push_str(id);
             evidence.event_time_ms = *t;
         }
-        let decoded = bucket.is_some_and(|b| {
-            let reused = origin.get_or_insert_default();
-            reused.clear();
-            reused.merge(&*b.origin).is_ok()
-        });
-        if !decoded {
-            *origin = None;
-        }
+        origin.clear();
+        origin.extend_from_slice(bucket.map_or(&[][..], |b| &b.origin));
     }
 
     /// The normal of `kind` for an event on day `d`: days before `d` in the
@@ -236,6 +230,7 @@ fn median(values: &mut [f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::DAY_MS;
+    use trailhound_proto::{Message, RateOrigin};
 
     const W: u32 = 45;
 
@@ -283,7 +278,11 @@ mod tests {
         assert_eq!((&ea, &oa), (&eb, &ob));
         assert_eq!(ea.len(), MAX_EVIDENCE);
         assert_eq!(ea[0].event_id, "e0");
-        assert_eq!(oa.unwrap().source_ip, "e0", "the earliest event describes");
+        assert_eq!(
+            RateOrigin::decode(&oa[..]).unwrap().source_ip,
+            "e0",
+            "the earliest event describes"
+        );
         assert_eq!(
             calls(&mut forward, 0, "e0").value,
             30,
@@ -292,8 +291,8 @@ mod tests {
     }
 
     /// A bucket of API calls described into new messages.
-    fn described(rates: &Rates, start_ms: i64) -> (Vec<EvidenceEvent>, Option<RateOrigin>) {
-        let (mut earliest, mut origin) = (Vec::new(), None);
+    fn described(rates: &Rates, start_ms: i64) -> (Vec<EvidenceEvent>, Vec<u8>) {
+        let (mut earliest, mut origin) = (Vec::new(), Vec::new());
         rates.describe(RateKind::ApiCalls, start_ms, &mut earliest, &mut origin);
         (earliest, origin)
     }
@@ -323,19 +322,21 @@ mod tests {
             r.record(&sample, 900_000, W);
         }
         let (mut earliest, mut origin) = described(&r, 0);
-        assert_eq!(
-            origin.as_ref().map(|o| o.region.as_str()),
-            Some("eu-west-1")
-        );
+        assert_eq!(RateOrigin::decode(&origin[..]).unwrap().region, "eu-west-1");
         assert_eq!(earliest.len(), MAX_EVIDENCE);
         calls(&mut r, 300_000, "e1");
         calls(&mut r, 300_001, "e2");
         r.describe(RateKind::ApiCalls, 300_000, &mut earliest, &mut origin);
         let (fresh_earliest, fresh_origin) = described(&r, 300_000);
         assert_eq!((&earliest, &origin), (&fresh_earliest, &fresh_origin));
-        assert_eq!(origin.as_ref().map(|o| o.source_ip.as_str()), Some("e1"));
+        let origin = RateOrigin::decode(&origin[..]).unwrap();
+        assert_eq!(
+            (origin.source_ip.as_str(), origin.region.as_str()),
+            ("e1", "")
+        );
+        let mut origin = origin.encode_to_vec();
         r.describe(RateKind::ApiCalls, 600_000, &mut Vec::new(), &mut origin);
-        assert_eq!(origin, None, "no bucket: no origin");
+        assert!(origin.is_empty(), "no bucket: no origin");
     }
 
     #[test]

@@ -157,9 +157,12 @@ impl ProfileBaseline {
         for rate in rates.iter_mut() {
             // Described by the bucket's earliest event, in the context the
             // profile gives that event's time.
-            if let (Some(origin), Some(first)) = (rate.origin.as_mut(), rate.earliest.first()) {
-                let at = origin.facts.get_or_insert_default();
-                write_facts(profile, first.event_time_ms, &self.config, at);
+            match rate.earliest.first() {
+                Some(first) if !rate.origin.is_empty() => {
+                    let at = rate.origin_facts.get_or_insert_default();
+                    write_facts(profile, first.event_time_ms, &self.config, at);
+                }
+                _ => rate.origin_facts = None,
             }
         }
         *neighbours = located_call(enriched).map_or_else(Vec::new, |call| {
@@ -314,6 +317,7 @@ fn record_rates(
             mad_peak,
             earliest,
             origin,
+            origin_facts: _, // the profile's, written after
         } = &mut out[surges];
         (*kind_field, *bucket_start_ms, *bucket_ms_field) =
             (kind as i32, bucket.start_ms, bucket_ms);

@@ -3,7 +3,7 @@
 //! finding per dedup window, whose count is the busiest bucket's value and
 //! whose evidence is that bucket's earliest events.
 
-use trailhound_proto::{Finding, Observation, Rate, RateKind, Severity};
+use trailhound_proto::{Finding, Message, Observation, Rate, RateKind, RateOrigin, Severity};
 
 use super::Context;
 use crate::config::SurgeSettings;
@@ -42,12 +42,15 @@ impl Surge<'_> {
             f.described = Some(first.clone());
         }
         f.baseline_facts.push(self.fact(rate, threshold));
-        match rate.origin.clone() {
+        let origin = (!rate.origin.is_empty())
+            .then(|| RateOrigin::decode(&rate.origin[..]).ok())
+            .flatten();
+        match origin {
             // Described by the bucket's earliest event, not by the one that
             // happened to cross the threshold, in the context of its time.
             Some(origin) => {
-                let context = origin
-                    .facts
+                let context = rate
+                    .origin_facts
                     .as_ref()
                     .map(|at| principal_context(at, origin.network.as_ref(), ctx.window_days()));
                 describe_origin(&mut f, origin);
