@@ -42,7 +42,8 @@ struct Bucket {
     /// Earliest events, sorted by (time, id). Ids and origins are shared
     /// between the buckets of one event (most events open two or three).
     earliest: Vec<(i64, Arc<str>)>,
-    /// The encoded [`RateOrigin`](trailhound_proto::RateOrigin) of the earliest event.
+    /// The encoded [`RateOrigin`](trailhound_proto::RateOrigin) of the
+    /// earliest event.
     origin: Arc<[u8]>,
 }
 
@@ -55,8 +56,8 @@ pub struct Sample<'a> {
     pub event_id: &'a Arc<str>,
     /// Counted distinct when given, else every event counts.
     pub distinct: Option<&'a str>,
-    /// The event's encoded [`RateOrigin`](trailhound_proto::RateOrigin), asked for when it is the
-    /// earliest of its bucket.
+    /// The event's encoded [`RateOrigin`](trailhound_proto::RateOrigin),
+    /// asked for when it is the earliest of its bucket.
     pub origin: &'a dyn Fn() -> Arc<[u8]>,
 }
 
@@ -163,8 +164,9 @@ impl Rates {
     }
 
     /// A bucket's earliest events (a finding's evidence) and what the
-    /// earliest says (an encoded [`RateOrigin`](trailhound_proto::RateOrigin)), written into an earlier
-    /// event's: their strings are reused (nothing for a bucket no longer kept).
+    /// earliest says (an encoded [`RateOrigin`](trailhound_proto::RateOrigin)),
+    /// written into an earlier event's: their strings are reused (nothing
+    /// for a bucket no longer kept).
     pub fn describe(
         &self,
         kind: RateKind,
