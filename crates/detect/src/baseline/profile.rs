@@ -238,7 +238,6 @@ fn record_rates(
     config: &DetectionConfig,
     out: &mut Vec<Rate>,
 ) {
-    let mut surges = 0;
     let Some(event) = enriched.event.as_ref() else {
         out.clear();
         return;
@@ -281,6 +280,7 @@ fn record_rates(
             None,
         ),
     ];
+    let mut surges = 0;
     for (kind, settings, applies, distinct) in samples {
         if !applies {
             continue;
