@@ -7,7 +7,7 @@
 use trailhound_alert::AlertStage;
 use trailhound_detect::Detectors;
 use trailhound_detect::baseline::{
-    AccountBaseline, CommandBaseline, ObservationHop, ProfileBaseline,
+    AccountBaseline, CommandBaseline, ObservationHop, ProfileBaseline, observation_of,
 };
 use trailhound_enrich::{Enricher, EnricherConfig};
 use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
@@ -70,10 +70,7 @@ impl Stage for ProfileStage {
         input: EnrichedEvent,
         out: &mut Vec<Observation>,
     ) -> Result<(), StageError> {
-        let mut observation = Observation {
-            enriched: Some(Box::new(input)),
-            ..Default::default()
-        };
+        let mut observation = observation_of(Box::new(input));
         self.0.observe(&mut observation)?;
         out.push(observation);
         Ok(())

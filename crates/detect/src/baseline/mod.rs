@@ -59,10 +59,7 @@ impl Baseline {
     }
 
     pub fn observe(&mut self, enriched: Box<EnrichedEvent>) -> Result<Observation, StateError> {
-        let mut observation = Observation {
-            enriched: Some(enriched),
-            ..Default::default()
-        };
+        let mut observation = observation_of(enriched);
         self.observe_into(&mut observation)?;
         Ok(observation)
     }
@@ -138,6 +135,14 @@ fn located_call(enriched: &EnrichedEvent) -> Option<Call<'_>> {
         // A located call has its network: `located_geo` checked it.
         network: enriched.network.as_ref()?,
     })
+}
+
+/// A new observation of `enriched`, for the hops to fill.
+pub fn observation_of(enriched: Box<EnrichedEvent>) -> Observation {
+    Observation {
+        enriched: Some(enriched),
+        ..Default::default()
+    }
 }
 
 /// An observation's enriched event, borrowed through its field alone so
