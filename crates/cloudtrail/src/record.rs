@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -19,9 +20,10 @@ use crate::time::parse_event_time;
 pub struct Record<'a> {
     #[serde(rename = "eventID")]
     pub event_id: Option<String>,
-    /// Borrowed from the input: it is only read, to the event's time.
+    /// Borrowed from the input unless escaped: it is only read, to the
+    /// event's time.
     #[serde(borrow)]
-    pub event_time: Option<Cow<'a, str>>,
+    pub event_time: Option<Borrowed<'a>>,
     pub event_source: Option<String>,
     pub event_name: Option<String>,
     pub aws_region: Option<String>,
@@ -45,6 +47,19 @@ pub struct Record<'a> {
     pub detail_type: Option<String>,
     #[serde(borrow)]
     pub detail: Option<LazyValue<'a>>,
+}
+
+/// A string borrowed from the input when it has no escapes. A newtype
+/// because serde borrows a `Cow` only outside an `Option`.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Borrowed<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl Deref for Borrowed<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,4 +246,21 @@ fn derived_event_id(raw: &str) -> String {
         "derived-{:032x}",
         xxhash_rust::xxh3::xxh3_128(raw.as_bytes())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_time_is_borrowed_from_the_input_unless_escaped() {
+        let time = |raw: &'static str| {
+            let record: Record<'static> = sonic_rs::from_str(raw).unwrap();
+            record.event_time.map(|t| t.0)
+        };
+        let plain = time(r#"{"eventTime":"2024-01-01T00:00:00Z"}"#);
+        assert!(matches!(plain, Some(Cow::Borrowed("2024-01-01T00:00:00Z"))));
+        let escaped = time(r#"{"eventTime":"2024-01-01T00:00:00\u005a"}"#);
+        assert!(matches!(escaped, Some(Cow::Owned(t)) if t == "2024-01-01T00:00:00Z"));
+    }
 }
