@@ -70,7 +70,7 @@ pub fn shuffle_within_reorder_window(records: &mut [Value], seed: u64) {
 pub fn scanned_findings(logs: &Path) -> Vec<Finding> {
     let report = trailhound_pipeline::scan(&[logs.to_path_buf()], &scan_config(), &mut |_| {})
         .expect("scan");
-    let mut findings = report.findings;
+    let mut findings = report.findings.to_vec().expect("findings read back");
     findings.sort_by(|a, b| a.id.cmp(&b.id));
     findings
 }

@@ -145,7 +145,11 @@ pub fn fires(log: &Value, detector: &str) -> bool {
     };
     let report =
         trailhound_pipeline::scan(&[dir.path().to_path_buf()], &config, &mut |_| {}).expect("scan");
-    report.findings.iter().any(|f| f.detector == detector)
+    report
+        .findings
+        .summaries()
+        .iter()
+        .any(|f| f.detector == detector)
 }
 
 /// Every Panther CloudTrail rule with tests, and the verdicts on the mapped ones.

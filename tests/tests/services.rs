@@ -39,7 +39,10 @@ fn scenario(dir: &Path) -> (Vec<Finding>, u64) {
         trailhound_pipeline::scan(&[dir.to_path_buf()], &scan_config(), &mut |_| {}).unwrap();
     assert_eq!(report.events_rejected, 0);
     assert!(report.findings.len() >= 10, "{}", report.findings.len());
-    (sorted(report.findings), report.events_read)
+    (
+        sorted(report.findings.to_vec().unwrap()),
+        report.events_read,
+    )
 }
 
 fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
@@ -328,7 +331,10 @@ async fn rescaling_from_one_replica_to_two_rebuilds_state_by_replay() {
         &mut |_| {},
     )
     .unwrap();
-    let (expected, events) = (sorted(report.findings), report.events_read);
+    let (expected, events) = (
+        sorted(report.findings.to_vec().unwrap()),
+        report.events_read,
+    );
 
     // A duplicate window of one second: a replica rebuilding a partition
     // must not republish what the previous owner published, and JetStream

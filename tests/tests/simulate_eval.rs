@@ -40,7 +40,12 @@ fn run(dir: &Path, config: &ScanConfig) -> Evaluation {
     let labels = read_labels(&labels_path(dir)).unwrap();
     let report = trailhound_pipeline::scan(&[logs_dir(dir)], config, &mut |_| {}).unwrap();
     assert_eq!(report.events_rejected, 0);
-    evaluate(&report.findings, &labels, report.events_read, Severity::Low)
+    evaluate(
+        &report.findings.to_vec().unwrap(),
+        &labels,
+        report.events_read,
+        Severity::Low,
+    )
 }
 
 #[test]

@@ -78,8 +78,9 @@ fn exactly_the_expected_findings() {
             .unwrap();
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_eq!(report.events_rejected, 0);
-    assert_eq!(summary(&report.findings), expected());
-    for f in &report.findings {
+    let findings = report.findings.to_vec().unwrap();
+    assert_eq!(summary(&findings), expected());
+    for f in &findings {
         let who = if f.detector == "TH-000" || f.detector == "TH-010" {
             ROOT
         } else {
@@ -91,11 +92,7 @@ fn exactly_the_expected_findings() {
             "{f:?}"
         );
     }
-    let th002 = report
-        .findings
-        .iter()
-        .find(|f| f.detector == "TH-002")
-        .unwrap();
+    let th002 = findings.iter().find(|f| f.detector == "TH-002").unwrap();
     assert!(
         th002.title.ends_with("from an unusual geolocation and ASN"),
         "{}",
@@ -142,18 +139,25 @@ fn state_dir_continues_the_next_day_and_rescans_add_nothing() {
     write_delivery(day1.path(), &history);
     let first =
         trailhound_pipeline::scan(&[day1.path().to_path_buf()], &config, &mut |_| {}).unwrap();
-    assert!(first.findings.is_empty(), "{:?}", summary(&first.findings));
+    assert!(
+        first.findings.is_empty(),
+        "{:?}",
+        first.findings.summaries()
+    );
+    drop(first); // it holds the state directory open
 
     let day2 = tempfile::tempdir().unwrap();
     write_delivery(day2.path(), &today);
     let second =
         trailhound_pipeline::scan(&[day2.path().to_path_buf()], &config, &mut |_| {}).unwrap();
-    assert_eq!(summary(&second.findings), expected());
+    assert_eq!(summary(&second.findings.to_vec().unwrap()), expected());
+    drop(second);
 
     let again =
         trailhound_pipeline::scan(&[day2.path().to_path_buf()], &config, &mut |_| {}).unwrap();
     assert_eq!(again.files_skipped, again.files_read + again.files_skipped);
     assert!(again.findings.is_empty());
+    drop(again);
     let store =
         trailhound_state::Store::open(state.path(), &trailhound_pipeline::stage::all_tables())
             .unwrap();

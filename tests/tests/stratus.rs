@@ -164,8 +164,8 @@ fn fired(technique: &str) -> BTreeSet<String> {
     config.detection.activation_period = Duration::from_secs(7 * 86_400);
     let report =
         trailhound_pipeline::scan(&[dir.path().to_path_buf()], &config, &mut |_| {}).unwrap();
-    report
-        .findings
+    let findings = report.findings.to_vec().unwrap();
+    findings
         .iter()
         .filter(|f| f.evidence.iter().any(|e| ids.contains(e.event_id.as_str())))
         .map(|f| f.detector.clone())

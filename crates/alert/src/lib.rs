@@ -83,6 +83,11 @@ impl AlertStage {
     pub fn drain_into(&mut self, batch: &mut Batch) {
         self.findings.drain_into(batch);
     }
+
+    /// The stored finding `id`, read without keeping it in the cache.
+    pub fn stored(&self, id: &str) -> Result<Option<Finding>, StateError> {
+        Ok(self.findings.peek(id)?.map(|f| f.0))
+    }
 }
 
 /// Every finding in a store, for reports.

@@ -7,13 +7,16 @@
 //!   commits their state in one batch.
 //! - [`nats`]: the NATS JetStream bus: the same stages as hops between
 //!   streams, run by the services, with checkpoints, dead letters and exactly-once publishing.
-//! - [`scan`]: `trailhound scan`: read logs, run every stage, report.
+//! - [`scan`]: `trailhound scan`: read logs, run every stage, report;
+//!   [`findings`]: the findings it reports, read back from the state.
 
 pub mod bus;
+pub mod findings;
 pub mod nats;
 pub mod scan;
 pub mod stage;
 
 pub use bus::InProcessBus;
+pub use findings::{FindingSummary, ScanFindings};
 pub use scan::{ScanConfig, ScanReport, scan};
 pub use stage::{Stage, StageError};

@@ -3,7 +3,6 @@
 //! so that the next scan continues from the learned baselines. One thread
 //! reads and parses the files while another runs the stages.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,11 +14,12 @@ use trailhound_alert::AlertConfig;
 use trailhound_cloudtrail::{Parsed, Rejected, Source};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
-use trailhound_proto::{Alert, CloudTrailEvent, Finding};
+use trailhound_proto::{Alert, CloudTrailEvent};
 use trailhound_sinks::SinkConfig;
 use trailhound_state::{StateError, Store};
 
 use crate::bus::InProcessBus;
+use crate::findings::{Collected, ScanFindings};
 use crate::stage::{StageError, all_tables};
 
 /// Everything a scan can be configured with (the TOML `--config` file).
@@ -88,10 +88,10 @@ pub struct ScanReport {
     /// The first rejections, for display; all go to the dead-letter file.
     pub rejected_examples: Vec<Rejected>,
     pub principals: usize,
-    /// Findings created or updated by this scan, most severe first.
-    pub findings: Vec<Finding>,
-    /// Ids of the findings this scan created (the others it updated).
-    pub created: HashSet<String>,
+    /// Findings created or updated by this scan, most severe first, read
+    /// from its state: with a state directory the report keeps the store
+    /// open (and the directory locked) until it is dropped.
+    pub findings: ScanFindings,
     pub warnings: Vec<String>,
     pub elapsed: Duration,
 }
@@ -149,7 +149,7 @@ pub fn scan(
         report: &mut report,
         dead_letter: dead_letter.as_mut(),
         alerts: Vec::new(),
-        findings: HashMap::new(),
+        findings: Collected::default(),
         progress,
         files_total: files.len(),
         files_done: 0,
@@ -171,18 +171,12 @@ pub fn scan(
     })?;
     run.commit(None)?;
     let findings = std::mem::take(&mut run.findings);
-    let principals = bus.principals_seen();
     if let Some(d) = dead_letter.as_mut() {
         d.flush()?;
     }
-    report.principals = principals;
-    report.findings = findings.into_values().collect();
-    report.findings.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(a.first_event_ms.cmp(&b.first_event_ms))
-            .then(a.id.cmp(&b.id))
-    });
+    report.principals = bus.principals_seen();
+    // The findings stay in the alert stage's state, read back when shown.
+    report.findings = ScanFindings::new(findings, bus.merge.0);
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -356,7 +350,7 @@ struct Run<'a> {
     report: &'a mut ScanReport,
     dead_letter: Option<&'a mut DeadLetter>,
     alerts: Vec<Alert>,
-    findings: HashMap<String, Finding>,
+    findings: Collected,
     progress: &'a mut dyn FnMut(Progress),
     files_total: usize,
     files_done: usize,
@@ -512,10 +506,7 @@ impl Run<'_> {
         self.report.events_used += 1;
         for alert in self.alerts.drain(..) {
             let finding = alert.finding.expect("alerts carry their finding");
-            if alert.is_new {
-                self.report.created.insert(finding.id.clone());
-            }
-            self.findings.insert(finding.id.clone(), finding);
+            self.findings.add(&finding, alert.is_new);
         }
         Ok(())
     }
@@ -599,8 +590,8 @@ mod tests {
         let scan_file =
             |config: &ScanConfig| scan(std::slice::from_ref(&file), config, &mut |_| {}).unwrap();
 
-        let whole = scan_file(&config("a"));
-        assert_eq!(whole.events_read, 10);
+        // A report holds the state open (its findings are read from it): dropped at once.
+        assert_eq!(scan_file(&config("a")).events_read, 10);
         let store = Store::open(&dir.path().join("a"), &all_tables()).unwrap();
         assert!(
             store
@@ -624,6 +615,7 @@ mod tests {
         drop(store);
         let resumed = scan_file(&config("b"));
         assert_eq!((resumed.events_read, resumed.files_read), (6, 1));
+        drop(resumed);
         let again = scan_file(&config("b"));
         assert_eq!((again.events_read, again.files_skipped), (0, 1));
     }

@@ -36,10 +36,17 @@ pub enum StateError {
         key: String,
         source: postcard::Error,
     },
+    #[error("state table {table}: entry {key:?} is missing")]
+    Missing { table: String, key: String },
 }
 
 /// Entries a table backed by a store keeps in memory by default.
 pub const DEFAULT_CACHE_ENTRIES: usize = 50_000;
+
+/// RocksDB's own memory, whatever the number of tables and principals: its
+/// block cache, with the memtables of every column family charged to it
+/// (by default each column family could hold two 64 MiB memtables).
+const ROCKSDB_MEMORY: usize = 64 << 20;
 
 /// A RocksDB database with one column family per table.
 pub struct Store {
@@ -74,6 +81,17 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cache = rocksdb::Cache::new_lru_cache(ROCKSDB_MEMORY);
+        let mut table_options = rocksdb::BlockBasedOptions::default();
+        table_options.set_block_cache(&cache);
+        options.set_block_based_table_factory(&table_options);
+        options.set_write_buffer_manager(
+            &rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+                ROCKSDB_MEMORY / 2,
+                false,
+                cache,
+            ),
+        );
         let mut names: Vec<&str> = tables.to_vec();
         names.push(META);
         let db =
@@ -264,6 +282,19 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             c.used_in = self.interval;
             &c.value
         }))
+    }
+
+    /// A copy of the entry for `key`, read from the store on a cache miss
+    /// without caching it: for reading many entries once (a report) while
+    /// memory stays within the cache's bound.
+    pub fn peek(&self, key: &str) -> Result<Option<V>, StateError>
+    where
+        V: Clone,
+    {
+        if let Some(cached) = self.cache.get(key) {
+            return Ok(Some(cached.value.clone()));
+        }
+        Ok(read(self.store.as_deref(), self.name, &self.unstored, key)?.map(|(value, _)| value))
     }
 
     /// The entry for `key` to change, created with `init` when absent.
@@ -460,6 +491,27 @@ mod tests {
         let mut batch = Batch::default();
         t.drain_into(&mut batch);
         assert!(t.cached() <= 10 + 1);
+    }
+
+    #[test]
+    fn peeked_entries_come_from_the_cache_or_the_store_and_are_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_cache(dir.path(), &["t"], 1).unwrap();
+        let mut t: Table<u32> = Table::new("t", Some(store.clone()));
+        for k in 0..5 {
+            *t.entry(&k.to_string(), || k).unwrap() += 10;
+        }
+        commit(&mut t, &store);
+        commit(&mut t, &store); // evicts all but about one entry
+        let cached = t.cached();
+        let peeked: Vec<_> = (0..6).map(|k| t.peek(&k.to_string()).unwrap()).collect();
+        assert_eq!(
+            peeked,
+            [Some(10), Some(11), Some(12), Some(13), Some(14), None]
+        );
+        assert_eq!(t.cached(), cached, "nothing peeked was cached");
+        *t.entry("2", || 0).unwrap() += 1;
+        assert_eq!(t.peek("2").unwrap(), Some(13), "a change not yet committed");
     }
 
     #[test]

@@ -257,11 +257,11 @@ fn nats(command: NatsCommand) -> anyhow::Result<()> {
                         .cmp(&a.severity)
                         .then(a.first_event_ms.cmp(&b.first_event_ms))
                 });
-                let shown: Vec<_> = findings.iter().collect();
+                let shown = findings.into_iter().map(Ok);
                 match format.unwrap_or_else(default_format) {
-                    Format::Json => output::json_lines(&shown)?,
-                    Format::Table => output::table(&shown)?,
-                    Format::Ocsf => output::ocsf_lines(&shown)?,
+                    Format::Json => output::json_lines(shown)?,
+                    Format::Table => output::table(shown)?,
+                    Format::Ocsf => output::ocsf_lines(shown)?,
                 }
             }
             NatsCommand::DeadLetters(_) => {
@@ -341,15 +341,14 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
     let config = args.pipeline.config()?;
     let report = run_pipeline(&args.paths, &config)?;
     let format = args.format.unwrap_or_else(default_format);
-    let shown: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| args.min_severity.admits(f))
-        .collect();
+    let floor = args.min_severity.severity() as i32;
+    let shown = (report.findings.summaries().iter())
+        .filter(|f| f.severity >= floor)
+        .map(|f| report.findings.read(&f.id));
     match format {
-        Format::Json => output::json_lines(&shown)?,
-        Format::Table => output::table(&shown)?,
-        Format::Ocsf => output::ocsf_lines(&shown)?,
+        Format::Json => output::json_lines(shown)?,
+        Format::Table => output::table(shown)?,
+        Format::Ocsf => output::ocsf_lines(shown)?,
     }
     output::summary(&report)?;
     deliver(&config.sink, &report)?;
@@ -373,10 +372,10 @@ fn deliver(sinks: &[trailhound_sinks::SinkConfig], report: &ScanReport) -> anyho
     for config in sinks {
         let sink = trailhound_sinks::Sink::new(config.clone(), None)?;
         let (mut sent, mut errors) = (0, Vec::new());
-        for finding in &report.findings {
+        for summary in report.findings.summaries() {
             let alert = Alert {
-                is_new: report.created.contains(&finding.id),
-                finding: Some(finding.clone()),
+                is_new: summary.created,
+                finding: Some(report.findings.read(&summary.id)?),
             };
             match runtime.block_on(sink.deliver(&alert)) {
                 Ok(trailhound_sinks::Outcome::Sent) => sent += 1,
@@ -466,7 +465,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let config = args.pipeline.config()?;
     let report = run_pipeline(&[logs_dir(&args.dataset)], &config)?;
     let evaluation = trailhound_eval::evaluate(
-        &report.findings,
+        &report.findings.to_vec()?,
         &labels,
         report.events_read,
         args.min_severity.severity(),

@@ -6,6 +6,7 @@ use std::io::Write;
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_pipeline::ScanReport;
 use trailhound_proto::{Finding, Severity};
+use trailhound_state::StateError;
 
 fn severity(f: &Finding) -> Severity {
     Severity::try_from(f.severity).unwrap_or(Severity::Unspecified)
@@ -15,29 +16,36 @@ pub fn line(text: &str) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")
 }
 
-pub fn json_lines(findings: &[&Finding]) -> std::io::Result<()> {
+pub fn json_lines(
+    findings: impl Iterator<Item = Result<Finding, StateError>>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for f in findings {
-        writeln!(out, "{}", trailhound_alert::render::native(f))?;
+        writeln!(out, "{}", trailhound_alert::render::native(&f?))?;
     }
     Ok(())
 }
 
 /// OCSF Detection Findings, one per line (activity Create: the finding as stored).
-pub fn ocsf_lines(findings: &[&Finding]) -> std::io::Result<()> {
+pub fn ocsf_lines(
+    findings: impl Iterator<Item = Result<Finding, StateError>>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for f in findings {
-        writeln!(out, "{}", trailhound_alert::render::ocsf(f, true))?;
+        writeln!(out, "{}", trailhound_alert::render::ocsf(&f?, true))?;
     }
     Ok(())
 }
 
-pub fn table(findings: &[&Finding]) -> std::io::Result<()> {
+pub fn table(findings: impl Iterator<Item = Result<Finding, StateError>>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if findings.is_empty() {
-        return writeln!(out, "No findings.");
+    let mut findings = findings.peekable();
+    if findings.peek().is_none() {
+        writeln!(out, "No findings.")?;
+        return Ok(());
     }
     for f in findings {
+        let f = &f?;
         writeln!(
             out,
             "{:<13} {}  {}",
@@ -119,11 +127,14 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
         )?;
     }
     let mut by_detector: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for f in &r.findings {
+    let findings = r.findings.summaries();
+    for f in findings {
+        let severity = Severity::try_from(f.severity).unwrap_or(Severity::Unspecified);
         *by_detector
-            .entry((f.detector.as_str(), severity(f).label()))
+            .entry((f.detector.as_str(), severity.label()))
             .or_default() += 1;
     }
+    let created = findings.iter().filter(|f| f.created).count();
     writeln!(
         err,
         "scanned {} file(s) ({} already scanned, {} unreadable): {} events read, {} used, {} rejected; {} principal(s)",
@@ -138,10 +149,10 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     writeln!(
         err,
         "findings: {} ({} new, {} updated, {} suppressed)",
-        r.findings.len(),
-        r.created.len(),
-        r.findings.len().saturating_sub(r.created.len()),
-        r.findings.iter().filter(|f| f.suppressed).count()
+        findings.len(),
+        created,
+        findings.len() - created,
+        findings.iter().filter(|f| f.suppressed).count()
     )?;
     for ((detector, sev), n) in by_detector {
         writeln!(err, "  {detector} {sev}: {n}")?;
