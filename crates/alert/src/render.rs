@@ -7,10 +7,6 @@ use trailhound_proto::{Finding, Severity};
 /// OCSF schema version the Detection Finding output follows.
 pub const OCSF_VERSION: &str = "1.5.0";
 
-fn severity(f: &Finding) -> Severity {
-    Severity::try_from(f.severity).unwrap_or(Severity::Unspecified)
-}
-
 /// RFC 3339 UTC (milliseconds only when there are any).
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(
@@ -26,7 +22,7 @@ pub fn native(f: &Finding) -> Value {
         "id": f.id,
         "detector": f.detector,
         "title": f.title,
-        "severity": severity(f).label(),
+        "severity": f.severity().label(),
         "account_id": f.account_id,
         "principal": f.principal,
         "region": f.region,
@@ -57,7 +53,7 @@ pub fn native(f: &Finding) -> Value {
 pub fn slack(f: &Finding) -> Value {
     let mut text = format!(
         "*{}* {} — {}\n*who:* `{}` (account {})\n*when:* {} → {}, {} event(s), {}",
-        severity(f).label().to_uppercase(),
+        f.severity().label().to_uppercase(),
         f.detector,
         f.title,
         f.principal,
@@ -77,14 +73,14 @@ pub fn slack(f: &Finding) -> Value {
         text.push_str(&format!("\n• {fact}"));
     }
     json!({
-        "text": format!("{} {}: {}", severity(f).label().to_uppercase(), f.detector, f.title),
+        "text": format!("{} {}: {}", f.severity().label().to_uppercase(), f.detector, f.title),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
     })
 }
 
 /// OCSF severity_id: Informational 1 … Critical 5 (0 unknown).
 fn ocsf_severity(f: &Finding) -> (i64, &'static str) {
-    match severity(f) {
+    match f.severity() {
         Severity::Unspecified => (0, "Unknown"),
         Severity::Informational => (1, "Informational"),
         Severity::Low => (2, "Low"),

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use trailhound_alert::AlertStage;
-use trailhound_proto::Finding;
+use trailhound_proto::{Finding, Severity};
 use trailhound_state::StateError;
 
 /// What the summary and the order of a finding need.
@@ -16,7 +16,7 @@ use trailhound_state::StateError;
 pub struct FindingSummary {
     pub id: String,
     pub detector: String,
-    pub severity: i32,
+    pub severity: Severity,
     pub first_event_ms: i64,
     pub suppressed: bool,
     /// Created by this scan (else updated).
@@ -25,7 +25,7 @@ pub struct FindingSummary {
 
 impl FindingSummary {
     /// Most severe first, then the earliest, then by id.
-    fn order(&self) -> (Reverse<i32>, i64, &str) {
+    fn order(&self) -> (Reverse<Severity>, i64, &str) {
         (Reverse(self.severity), self.first_event_ms, &self.id)
     }
 }
@@ -40,7 +40,7 @@ impl Collected {
         let summary = FindingSummary {
             id: finding.id.clone(),
             detector: finding.detector.clone(),
-            severity: finding.severity,
+            severity: finding.severity(),
             first_event_ms: finding.first_event_ms,
             suppressed: finding.suppressed,
             created,
@@ -128,7 +128,7 @@ mod tests {
     use std::sync::Arc;
 
     use trailhound_detect::DetectionConfig;
-    use trailhound_proto::{EvidenceEvent, Severity};
+    use trailhound_proto::EvidenceEvent;
     use trailhound_state::{Batch, Store};
 
     use super::*;

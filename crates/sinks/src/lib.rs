@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use trailhound_alert::render;
-use trailhound_proto::{Alert, Finding, Severity};
+use trailhound_proto::{Alert, Severity};
 
 /// One `[[alert.sink]]` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,8 +86,8 @@ pub enum MinSeverity {
 }
 
 impl MinSeverity {
-    pub fn admits(self, f: &Finding) -> bool {
-        f.severity >= self.severity() as i32
+    pub fn admits(self, severity: Severity) -> bool {
+        severity >= self.severity()
     }
 
     pub fn severity(self) -> Severity {
@@ -179,7 +179,7 @@ impl Sink {
             return Ok(Outcome::Skipped);
         };
         let c = &self.config;
-        if !c.min_severity.admits(finding)
+        if !c.min_severity.admits(finding.severity())
             || (!alert.is_new && !c.send_updates)
             || (finding.suppressed && !c.send_suppressed)
         {
@@ -288,6 +288,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use trailhound_proto::Finding;
 
     fn alert(severity: Severity, is_new: bool) -> Alert {
         Alert {

@@ -341,9 +341,8 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
     let config = args.pipeline.config()?;
     let report = run_pipeline(&args.paths, &config)?;
     let format = args.format.unwrap_or_else(default_format);
-    let floor = args.min_severity.severity() as i32;
     let shown = (report.findings.summaries().iter())
-        .filter(|f| f.severity >= floor)
+        .filter(|f| args.min_severity.admits(f.severity))
         .map(|f| report.findings.read(&f.id));
     match format {
         Format::Json => output::json_lines(shown)?,

@@ -5,12 +5,8 @@ use std::io::Write;
 
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_pipeline::ScanReport;
-use trailhound_proto::{Finding, Severity};
+use trailhound_proto::Finding;
 use trailhound_state::StateError;
-
-fn severity(f: &Finding) -> Severity {
-    Severity::try_from(f.severity).unwrap_or(Severity::Unspecified)
-}
 
 pub fn line(text: &str) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")
@@ -49,7 +45,7 @@ pub fn table(findings: impl Iterator<Item = Result<Finding, StateError>>) -> any
         writeln!(
             out,
             "{:<13} {}  {}",
-            severity(f).label().to_uppercase(),
+            f.severity().label().to_uppercase(),
             f.detector,
             f.title
         )?;
@@ -129,9 +125,8 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     let mut by_detector: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let findings = r.findings.summaries();
     for f in findings {
-        let severity = Severity::try_from(f.severity).unwrap_or(Severity::Unspecified);
         *by_detector
-            .entry((f.detector.as_str(), severity.label()))
+            .entry((f.detector.as_str(), f.severity.label()))
             .or_default() += 1;
     }
     let created = findings.iter().filter(|f| f.created).count();
