@@ -1,5 +1,6 @@
 //! The services' figures on this machine, all in one run with real
-//! processes: nats-server and one replica of every stage (release build).
+//! processes: nats-server and one replica of every stage (built with the
+//! profile this example is: `scripts/bench-services` uses `dist`).
 //!
 //! 1. Sustained throughput: a generated delivery file through
 //!    `trailhound-ingest` until every event has reached the detectors and
@@ -26,7 +27,7 @@ use trailhound_synth::DAY_MS;
 
 /// The allocator of the `trailhound` binary and the services, for the scan beside them.
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

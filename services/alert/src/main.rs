@@ -2,10 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// jemalloc: every event allocates dozens of small strings on its way through the
-/// stages, and glibc's malloc made `scan` ~1.5x slower (README, Performance).
+/// mimalloc, as `trailhound`: every message decoded allocates dozens of small strings,
+/// and glibc's malloc made the stages ~1.5x slower (docs/performance.md).
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Trailhound alert service: candidate findings merged, deduplicated and stored; published on th.alerts.
 #[derive(Debug, Parser)]

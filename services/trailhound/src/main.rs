@@ -15,7 +15,7 @@ use trailhound_proto::Alert;
 
 /// mimalloc: every event allocates dozens of small strings on its way through the
 /// stages; glibc's malloc made `scan` ~1.5x slower, and jemalloc needs ~14 % more CPU
-/// than mimalloc (README, Performance).
+/// than mimalloc (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
