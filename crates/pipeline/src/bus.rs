@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use trailhound_alert::AlertConfig;
-use trailhound_detect::baseline::principal_key;
 use trailhound_detect::{Baseline, DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent, Finding, Observation};
@@ -28,8 +27,6 @@ pub struct InProcessBus {
     candidates: Vec<Finding>,
     /// Hashes of the principals' profile keys (account and principal).
     principals: foldhash::HashSet<u128>,
-    /// Reused for each principal's key.
-    key: String,
 }
 
 impl InProcessBus {
@@ -53,7 +50,6 @@ impl InProcessBus {
             spare: None,
             candidates: Vec::new(),
             principals: foldhash::HashSet::default(),
-            key: String::new(),
         }
     }
 
@@ -80,12 +76,10 @@ impl InProcessBus {
             spent.push(rejected.event);
             return Err(StageError::Rejected(reason));
         }
-        if let Some(p) = &enriched.principal {
-            principal_key(p, &mut self.key);
-            self.principals
-                .insert(xxhash_rust::xxh3::xxh3_128(self.key.as_bytes()));
-        }
         self.baseline.observe_into(&mut observation)?;
+        let principal = self.baseline.profile.last_principal_key();
+        self.principals
+            .insert(xxhash_rust::xxh3::xxh3_128(principal.as_bytes()));
         self.detect.0.detect(&observation, &mut self.candidates);
         spent.extend(observation.enriched.as_mut().and_then(|e| e.event.take()));
         self.spare = Some(observation);

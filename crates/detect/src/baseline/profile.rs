@@ -83,6 +83,11 @@ impl ProfileBaseline {
         self.profiles.drain_into(batch);
     }
 
+    /// The profile key (account and principal) of the last event observed.
+    pub fn last_principal_key(&self) -> &str {
+        &self.key
+    }
+
     /// The principal's facts and novelties for the observation's enriched
     /// event, replacing whatever else it holds (from an earlier event: its
     /// vectors and strings are reused); the account and command hops
