@@ -37,6 +37,15 @@ pub(crate) struct Collected(HashMap<String, FindingSummary>);
 
 impl Collected {
     pub(crate) fn add(&mut self, finding: &Finding, created: bool) {
+        if let Some(known) = self.0.get_mut(&finding.id) {
+            // Its id names its detector; created stays true: a later
+            // update does not undo it.
+            known.severity = finding.severity();
+            known.first_event_ms = finding.first_event_ms;
+            known.suppressed = finding.suppressed;
+            known.created |= created;
+            return;
+        }
         let summary = FindingSummary {
             id: finding.id.clone(),
             detector: finding.detector.clone(),
@@ -45,18 +54,7 @@ impl Collected {
             suppressed: finding.suppressed,
             created,
         };
-        match self.0.get_mut(&finding.id) {
-            // Created stays true: a later update does not undo it.
-            Some(known) => {
-                *known = FindingSummary {
-                    created: known.created || created,
-                    ..summary
-                }
-            }
-            None => {
-                self.0.insert(summary.id.clone(), summary);
-            }
-        }
+        self.0.insert(finding.id.clone(), summary);
     }
 }
 
@@ -181,7 +179,8 @@ mod tests {
             candidate("a", 3_000, Severity::Low),
             candidate("b", 2_000, Severity::High),
             candidate("c", 1_000, Severity::Low),
-            candidate("a", 4_000, Severity::Low), // an update of the first
+            // An update of the first, earlier: it now comes before "c".
+            candidate("a", 500, Severity::Low),
         ];
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_with_cache(dir.path(), trailhound_alert::TABLES, 1).unwrap();
@@ -193,7 +192,7 @@ mod tests {
                 .map(|f| f.map(|f| (f.key, f.last_event_ms)).unwrap())
                 .collect();
             let expected =
-                [("b", 2_000), ("c", 1_000), ("a", 4_000)].map(|(k, t)| (k.to_string(), t));
+                [("b", 2_000), ("a", 3_000), ("c", 1_000)].map(|(k, t)| (k.to_string(), t));
             assert_eq!(keys, expected);
             assert!(findings.summaries().iter().all(|s| s.created));
             assert_eq!(findings.to_vec().unwrap().len(), 3);
