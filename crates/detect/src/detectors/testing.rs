@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use trailhound_proto::{
     CloudTrailEvent, ComputeKind, EnrichedEvent, Finding, Geo, Network, Observation, Principal,
-    PrincipalKind, Severity, UserAgentInfo, UserIdentity,
+    PrincipalKind, UserAgentInfo, UserIdentity,
 };
 
 use super::Detectors;
@@ -213,8 +213,4 @@ impl Harness {
             }
         }
     }
-}
-
-pub fn severity(f: &Finding) -> Severity {
-    Severity::try_from(f.severity).unwrap()
 }

@@ -119,7 +119,7 @@ mod tests {
             "TH-001",
         );
         assert_eq!(f.len(), 1);
-        assert_eq!(severity(&f[0]), Severity::Low);
+        assert_eq!(f[0].severity(), Severity::Low);
         assert_eq!(f[0].key, "lambda|eu-west-1");
         assert!(
             f[0].baseline_facts[0].contains("seen on 0 of the previous 45 days"),
@@ -132,7 +132,7 @@ mod tests {
     fn medium_in_an_unused_region_and_high_when_sensitive() {
         let mut h = trained();
         let f = h.run(ev(12, "DescribeInstances").region("ap-south-2"), "TH-001");
-        assert_eq!(severity(&f[0]), Severity::Medium);
+        assert_eq!(f[0].severity(), Severity::Medium);
         let f = h.run(
             ev(12, "GetSecretValue")
                 .region("sa-east-1")
@@ -140,7 +140,7 @@ mod tests {
                 .tactic("credential-access"),
             "TH-001",
         );
-        assert_eq!(severity(&f[0]), Severity::High);
+        assert_eq!(f[0].severity(), Severity::High);
     }
 
     #[test]

@@ -142,7 +142,7 @@ mod tests {
     fn tiers_by_unusual_network() {
         let mut h = trained();
         let same_net = h.run(instance(12, "ListBuckets").region("us-west-2"), "TH-002");
-        assert_eq!(severity(&same_net[0]), Severity::Informational);
+        assert_eq!(same_net[0].severity(), Severity::Informational);
         assert!(same_net[0].title.ends_with("outside the instance's region"));
         assert!(
             same_net[0].baseline_facts[0].contains("home region eu-west-1 (decided by session)")
@@ -157,7 +157,7 @@ mod tests {
             ),
             "TH-002",
         );
-        assert_eq!(severity(&asn[0]), Severity::Low);
+        assert_eq!(asn[0].severity(), Severity::Low);
         let geo = h.run(
             instance(12, "ListBuckets").region("us-west-2").from(
                 "US",
@@ -167,7 +167,7 @@ mod tests {
             ),
             "TH-002",
         );
-        assert_eq!(severity(&geo[0]), Severity::Medium);
+        assert_eq!(geo[0].severity(), Severity::Medium);
         let both = h.run(
             instance(12, "ListBuckets").region("us-west-2").from(
                 "RU",
@@ -177,7 +177,7 @@ mod tests {
             ),
             "TH-002",
         );
-        assert_eq!(severity(&both[0]), Severity::High);
+        assert_eq!(both[0].severity(), Severity::High);
         assert!(
             both[0]
                 .title
@@ -194,7 +194,7 @@ mod tests {
                 .failed("AccessDenied"),
             "TH-002",
         );
-        assert_eq!(severity(&failed[0]), Severity::Informational);
+        assert_eq!(failed[0].severity(), Severity::Informational);
         assert!(failed[0].title.contains("failed"));
         assert!(
             failed[0].rank

@@ -96,7 +96,7 @@ mod tests {
             "TH-003",
         );
         assert_eq!(f.len(), 1);
-        assert_eq!(severity(&f[0]), Severity::Low);
+        assert_eq!(f[0].severity(), Severity::Low);
         assert_eq!(f[0].key, "ec2.amazonaws.com:DescribeInstances|BR");
         // Organisation-wide: another principal from Brazil is unusual too
         // within the reorder window of the first sighting (whichever of the

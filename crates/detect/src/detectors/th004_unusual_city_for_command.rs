@@ -61,7 +61,7 @@ mod tests {
             "TH-004",
         );
         assert_eq!(f.len(), 1);
-        assert_eq!(severity(&f[0]), Severity::Low);
+        assert_eq!(f[0].severity(), Severity::Low);
         assert_eq!(f[0].key, "ec2.amazonaws.com:DescribeInstances|DE|Munich");
         assert!(
             h.run(ev(12, "DescribeInstances").at_ms(9), "TH-004")

@@ -87,7 +87,7 @@ mod tests {
             f.extend(h.run(e, "TH-007"));
         }
         assert!(!f.is_empty());
-        assert_eq!(severity(&f[0]), Severity::Medium);
+        assert_eq!(f[0].severity(), Severity::Medium);
         assert!(f[0].count_is_peak);
     }
 }

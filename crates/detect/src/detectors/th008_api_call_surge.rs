@@ -72,7 +72,7 @@ mod tests {
         assert_eq!(f.len(), 40 - 19, "every call from the 20th on");
         let last = f.last().unwrap();
         assert_eq!(
-            (severity(last), last.count, last.count_is_peak),
+            (last.severity(), last.count, last.count_is_peak),
             (Severity::Medium, 40, true)
         );
         assert_eq!(last.evidence.len(), 20);

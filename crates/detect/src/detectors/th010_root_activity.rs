@@ -119,7 +119,7 @@ mod tests {
             "TH-010",
         );
         assert_eq!(
-            (severity(&console[0]), console[0].key.as_str()),
+            (console[0].severity(), console[0].key.as_str()),
             (Severity::High, "console")
         );
         let keys = h.run(
@@ -127,7 +127,7 @@ mod tests {
             "TH-010",
         );
         assert_eq!(
-            (severity(&keys[0]), keys[0].key.as_str()),
+            (keys[0].severity(), keys[0].key.as_str()),
             (Severity::Critical, "access-key:AKIAROOTKEY")
         );
         let billing = h.run(
@@ -136,14 +136,14 @@ mod tests {
                 .read_only(false),
             "TH-010",
         );
-        assert_eq!(severity(&billing[0]), Severity::Critical);
+        assert_eq!(billing[0].severity(), Severity::Critical);
         let read = h.run(
             root(0, "GetContactInformation")
                 .service("account.amazonaws.com")
                 .read_only(true),
             "TH-010",
         );
-        assert_eq!(severity(&read[0]), Severity::High);
+        assert_eq!(read[0].severity(), Severity::High);
     }
 
     #[test]

@@ -111,7 +111,7 @@ mod tests {
         let mut h = Harness::new(config());
         h.history(12, |d| vec![ev(d, "DescribeInstances")]);
         let backdoor = h.run(iam(12, "CreateAccessKey", Some("bob")), "TH-011");
-        assert_eq!(severity(&backdoor[0]), Severity::High);
+        assert_eq!(backdoor[0].severity(), Severity::High);
         assert_eq!(backdoor[0].key, "CreateAccessKey|bob");
         let own = h.run(iam(12, "CreateAccessKey", Some("alice")).at_ms(5), "TH-011");
         assert!(
@@ -122,7 +122,7 @@ mod tests {
         fresh.history(12, |d| vec![ev(d, "DescribeInstances")]);
         let first = fresh.run(iam(12, "CreateAccessKey", None), "TH-011");
         assert_eq!(
-            (severity(&first[0]), first[0].title.as_str()),
+            (first[0].severity(), first[0].title.as_str()),
             (
                 Severity::Medium,
                 "CreateAccessKey by a principal that never did so"
@@ -144,7 +144,7 @@ mod tests {
                 .is_empty()
         );
         let list_other = h.run(iam(12, "ListAccessKeys", Some("bob")).at_ms(10), "TH-011");
-        assert_eq!(severity(&list_other[0]), Severity::Low);
+        assert_eq!(list_other[0].severity(), Severity::Low);
         assert!(
             h.run(
                 iam(12, "CreateAccessKey", Some("bob"))

@@ -107,7 +107,7 @@ mod tests {
         );
         let new_bucket = h.run(s3(12, "GetObject", "payroll").at_ms(2), "TH-013");
         assert_eq!(
-            (severity(&new_bucket[0]), new_bucket[0].key.as_str()),
+            (new_bucket[0].severity(), new_bucket[0].key.as_str()),
             (Severity::Low, "GetObject|payroll")
         );
         let list = h.run(s3(12, "ListBuckets", "").at_ms(3), "TH-013");
@@ -139,7 +139,7 @@ mod tests {
             .collect();
         let last = f.last().unwrap();
         assert_eq!(
-            (severity(last), last.count, last.key.as_str()),
+            (last.severity(), last.count, last.key.as_str()),
             (Severity::High, 150, "GetObject volume")
         );
     }

@@ -201,19 +201,19 @@ mod tests {
     fn world_open_admin_ports_are_high_other_world_rules_medium() {
         let mut h = Harness::new(config());
         let ssh = h.run(ingress(0, SSH_WORLD), "TH-014");
-        assert_eq!(severity(&ssh[0]), Severity::High);
+        assert_eq!(ssh[0].severity(), Severity::High);
         assert!(
             ssh[0].baseline_facts[0].contains("tcp ports 22 from 0.0.0.0/0"),
             "{:?}",
             ssh[0].baseline_facts
         );
         assert_eq!(
-            severity(&h.run(ingress(0, FLAT_SSH), "TH-014")[0]),
+            h.run(ingress(0, FLAT_SSH), "TH-014")[0].severity(),
             Severity::High,
             "flat request shape"
         );
         assert_eq!(
-            severity(&h.run(ingress(0, HTTPS_WORLD_V6), "TH-014")[0]),
+            h.run(ingress(0, HTTPS_WORLD_V6), "TH-014")[0].severity(),
             Severity::Medium
         );
     }

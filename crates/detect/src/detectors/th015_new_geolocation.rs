@@ -74,7 +74,7 @@ mod tests {
             "TH-015",
         );
         assert_eq!(
-            (severity(&f[0]), f[0].key.as_str()),
+            (f[0].severity(), f[0].key.as_str()),
             (Severity::Medium, "RU")
         );
         assert!(
@@ -89,7 +89,7 @@ mod tests {
             "TH-015",
         );
         assert_eq!(
-            (severity(&f[0]), f[0].key.as_str()),
+            (f[0].severity(), f[0].key.as_str()),
             (Severity::Low, "DE|Munich")
         );
     }

@@ -167,7 +167,7 @@ mod tests {
             "TH-016",
         );
         assert_eq!(f.len(), 1);
-        assert_eq!(severity(&f[0]), Severity::High);
+        assert_eq!(f[0].severity(), Severity::High);
         assert!(
             f[0].baseline_facts[0].contains("km/h"),
             "{:?}",
@@ -213,7 +213,7 @@ mod tests {
             true,
         );
         let f = h.run(vpn, "TH-016");
-        assert_eq!(severity(&f[0]), Severity::Informational);
+        assert_eq!(f[0].severity(), Severity::Informational);
         assert!(
             f[0].baseline_facts
                 .iter()

@@ -70,7 +70,7 @@ mod tests {
         tor.enriched.network.as_mut().unwrap().flagged_by = vec!["tor-exits".into()];
         let f = h.run(tor, "TH-017");
         assert_eq!(
-            (severity(&f[0]), f[0].key.as_str()),
+            (f[0].severity(), f[0].key.as_str()),
             (Severity::High, "80.1.1.1")
         );
         assert!(f[0].baseline_facts[0].contains("tor-exits"));

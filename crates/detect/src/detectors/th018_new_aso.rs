@@ -67,7 +67,7 @@ mod tests {
             "TH-018",
         );
         assert_eq!(
-            (severity(&f[0]), f[0].key.as_str()),
+            (f[0].severity(), f[0].key.as_str()),
             (Severity::Medium, "Hetzner Online GmbH")
         );
         assert!(h.run(ev(12, "DescribeInstances"), "TH-018").is_empty());

@@ -69,14 +69,14 @@ mod tests {
         h.history(12, |d| vec![ev(d, "DescribeInstances")]);
         let f = h.run(ev(12, "DescribeInstances").agent("boto3/1", ""), "TH-019");
         assert_eq!(
-            (severity(&f[0]), f[0].key.as_str()),
+            (f[0].severity(), f[0].key.as_str()),
             (Severity::Low, "boto3/1")
         );
         let f = h.run(
             ev(12, "DescribeInstances").agent("aws-cli/1", "kali"),
             "TH-019",
         );
-        assert_eq!(severity(&f[0]), Severity::High);
+        assert_eq!(f[0].severity(), Severity::High);
         assert!(f[0].title.contains("kali"));
         assert!(h.run(ev(12, "DescribeInstances"), "TH-019").is_empty());
     }

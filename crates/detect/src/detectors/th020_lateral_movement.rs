@@ -77,7 +77,7 @@ mod tests {
             ev(0, "SendSSHPublicKey").service("ec2-instance-connect.amazonaws.com"),
             "TH-020",
         );
-        assert_eq!(severity(&f[0]), Severity::Medium);
+        assert_eq!(f[0].severity(), Severity::Medium);
         assert!(
             h.run(ev(0, "SendSSHPublicKey").failed("AccessDenied"), "TH-020")
                 .is_empty()

@@ -89,7 +89,7 @@ mod tests {
         let mut h = Harness::new(config());
         let f = h.run(instance(ev(0, "ListBuckets"), false), "TH-021");
         assert_eq!(
-            (severity(&f[0]), f[0].key.as_str()),
+            (f[0].severity(), f[0].key.as_str()),
             (Severity::High, "i-0abc|80.1.1.1")
         );
         assert!(

@@ -324,11 +324,11 @@ mod tests {
     fn logging_tampering_leaving_and_sharing() {
         let mut h = Harness::new(config());
         assert_eq!(
-            severity(&h.run(call(0, "StopLogging", ""), "TH-022")[0]),
+            h.run(call(0, "StopLogging", ""), "TH-022")[0].severity(),
             Severity::High
         );
         assert_eq!(
-            severity(&h.run(call(0, "LeaveOrganization", ""), "TH-022")[0]),
+            h.run(call(0, "LeaveOrganization", ""), "TH-022")[0].severity(),
             Severity::Critical
         );
         let refused = h.run(
@@ -336,7 +336,7 @@ mod tests {
             "TH-022",
         );
         assert_eq!(
-            (refused[0].title.as_str(), severity(&refused[0])),
+            (refused[0].title.as_str(), refused[0].severity()),
             ("Attempt to leave the organisation", Severity::High)
         );
         let full = r#"{"eventSelectors":[{"includeManagementEvents":true,"readWriteType":"All","excludeManagementEventSources":[]}]}"#;
@@ -371,13 +371,13 @@ mod tests {
         let ebs = r#"{"attributeType":"CREATE_VOLUME_PERMISSION","createVolumePermission":{"add":{"items":[{"userId":"098797384747"}]}},"snapshotId":"snap-1"}"#;
         let f = h.run(call(0, "ModifySnapshotAttribute", ebs), "TH-022");
         assert_eq!(
-            (f[0].title.as_str(), severity(&f[0])),
+            (f[0].title.as_str(), f[0].severity()),
             ("Data shared with another account", Severity::High)
         );
         let public_ami =
             r#"{"imageId":"ami-1","launchPermission":{"add":{"items":[{"group":"all"}]}}}"#;
         assert_eq!(
-            severity(&h.run(call(0, "ModifyImageAttribute", public_ami), "TH-022")[0]),
+            h.run(call(0, "ModifyImageAttribute", public_ami), "TH-022")[0].severity(),
             Severity::Critical
         );
         let rds = r#"{"attributeName":"restore","dBSnapshotIdentifier":"x","valuesToAdd":["503161813013"]}"#;
@@ -404,7 +404,7 @@ mod tests {
             "TH-022",
         );
         assert_eq!(
-            (f[0].title.as_str(), severity(&f[0])),
+            (f[0].title.as_str(), f[0].severity()),
             ("Resource made public", Severity::Critical)
         );
         let org_only = r#"{"bucketName":"b","bucketPolicy":{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-1"}}}]}}"#;
@@ -424,7 +424,7 @@ mod tests {
             "TH-022",
         );
         assert_eq!(
-            (f[0].title.as_str(), severity(&f[0])),
+            (f[0].title.as_str(), f[0].severity()),
             ("Access granted to another account", Severity::High)
         );
         assert!(f[0].attack.iter().any(|a| a.technique == "T1098"));
@@ -496,7 +496,7 @@ mod tests {
         let mut h = Harness::new(config());
         h.history(12, |d| vec![ev(d, "DescribeInstances")]);
         assert_eq!(
-            severity(&h.run(call(12, "DeleteFlowLogs", ""), "TH-022")[0]),
+            h.run(call(12, "DeleteFlowLogs", ""), "TH-022")[0].severity(),
             Severity::Critical
         );
         assert!(
