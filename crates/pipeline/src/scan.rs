@@ -126,51 +126,53 @@ pub fn scan(
         )?),
         None => None,
     };
-    let detection = Arc::new(config.detection.clone());
-    let alert = Arc::new(config.alert.clone());
-    let mut bus = InProcessBus::new(
-        &config.enrich,
-        detection,
-        alert,
-        config.partitions,
-        store.clone(),
-    );
     let mut dead_letter = match &config.dead_letter {
         Some(path) => Some(DeadLetter::create(path)?),
         None => None,
     };
-    let mut report = ScanReport {
-        warnings: bus.enrich.0.warnings.clone(),
-        ..Default::default()
-    };
     let files = trailhound_cloudtrail::discover(paths)?;
-    let mut run = Run {
-        bus: &mut bus,
-        report: &mut report,
-        dead_letter: dead_letter.as_mut(),
-        alerts: Vec::new(),
-        findings: Collected::default(),
-        progress,
-        files_total: files.len(),
-        files_done: 0,
-        commit_every: config.commit_every as u64,
-        since_commit: 0,
-        marks: Vec::new(),
-        spent: Vec::with_capacity(BATCH),
-    };
     // Files are read and parsed on a second thread while this one runs the
     // stages: parsing is about 40 % of the work. Events go back to that
     // thread to be freed: mimalloc frees another thread's allocations
     // through an atomic list, which took the stage thread ~15 % of its time.
-    let keep_raw = run.dead_letter.is_some();
+    let keep_raw = dead_letter.is_some();
     let (tx, rx) = std::sync::mpsc::sync_channel(16);
     let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel(16);
-    std::thread::scope(|scope| {
+    let (bus, mut report, findings) = std::thread::scope(|scope| {
         scope.spawn(|| read_files(&files, store.as_deref(), keep_raw, tx, spent_rx));
-        run.consume(rx, spent_tx)
+        // Made once the reader has started: opening the GeoIP databases
+        // (reading ~115 MiB) overlaps its first reads (with a store, its
+        // hashing of the first file).
+        let mut bus = InProcessBus::new(
+            &config.enrich,
+            Arc::new(config.detection.clone()),
+            Arc::new(config.alert.clone()),
+            config.partitions,
+            store.clone(),
+        );
+        let mut report = ScanReport {
+            warnings: bus.enrich.0.warnings.clone(),
+            ..Default::default()
+        };
+        let mut run = Run {
+            bus: &mut bus,
+            report: &mut report,
+            dead_letter: dead_letter.as_mut(),
+            alerts: Vec::new(),
+            findings: Collected::default(),
+            progress,
+            files_total: files.len(),
+            files_done: 0,
+            commit_every: config.commit_every as u64,
+            since_commit: 0,
+            marks: Vec::new(),
+            spent: Vec::with_capacity(BATCH),
+        };
+        run.consume(rx, spent_tx)?;
+        run.commit(None)?;
+        let findings = std::mem::take(&mut run.findings);
+        Ok::<_, ScanError>((bus, report, findings))
     })?;
-    run.commit(None)?;
-    let findings = std::mem::take(&mut run.findings);
     if let Some(d) = dead_letter.as_mut() {
         d.flush()?;
     }
