@@ -137,6 +137,10 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Bytes read at a time from a [`Source`] of JSON lines.
 const BLOCK: u64 = 8 << 20;
 
+/// Files up to this size are read whole when opened (an S3 delivery file
+/// is a few KiB; JSON compresses 10–15 times).
+const READ_WHOLE: u64 = 64 << 10;
+
 /// A file, stdin or bytes in memory to read records from, gunzipped on the
 /// way when its content starts with the gzip magic bytes. JSON lines are
 /// read and parsed a block at a time, so memory stays bounded whatever the
@@ -164,8 +168,27 @@ impl Source {
             path: name.clone(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(io)?;
+        let mut file = std::fs::File::open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
+        if size <= READ_WHOLE {
+            // Read (and gunzipped) now, on the thread that opens it: an S3
+            // delivery file is a few KiB, and a scan opens the next files
+            // on one thread while it parses on another.
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            file.read_to_end(&mut bytes).map_err(io)?;
+            if bytes.starts_with(&GZIP_MAGIC) {
+                let mut plain = Vec::with_capacity(bytes.len() * 8);
+                if flate2::read::MultiGzDecoder::new(&bytes[..])
+                    .read_to_end(&mut plain)
+                    .is_ok()
+                {
+                    bytes = plain;
+                }
+                // else: still gzip, gunzipped again as it is parsed, so that
+                // the records before the break are delivered with the error.
+            }
+            return Self::from_bytes(name, bytes);
+        }
         let mut source = Self::new(name, std::io::BufReader::new(file))?;
         if !source.gzip {
             source.size_hint = usize::try_from(size).unwrap_or(0);
@@ -173,7 +196,8 @@ impl Source {
         Ok(source)
     }
 
-    /// A document already in memory (stdin, read whole to hash it first).
+    /// A document already in memory (a small file, or stdin read whole to hash
+    /// it first), gunzipped as it is parsed if it is gzip.
     pub fn from_bytes(name: String, bytes: Vec<u8>) -> Result<Self, InputError> {
         Self::new(name, std::io::Cursor::new(bytes))
     }
