@@ -1,7 +1,7 @@
 //! `trailhound scan`: every stage in one process over log files, with no
 //! server to start. State lives in memory, or in RocksDB under `state_dir`
 //! so that the next scan continues from the learned baselines. One thread
-//! reads and parses the files while another runs the stages.
+//! opens the files, a second parses them, and a third runs the stages.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
