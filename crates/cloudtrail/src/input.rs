@@ -121,15 +121,21 @@ pub fn decompress(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, InputError> {
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
-    let mut out = Vec::with_capacity(bytes.len() * 8);
-    flate2::read::MultiGzDecoder::new(&bytes[..])
-        .read_to_end(&mut out)
-        .map_err(|source| InputError::Gzip {
-            path: name.to_string(),
-            decoded: out.len(),
-            source,
-        })?;
+    let mut out = Vec::new();
+    gunzip(&bytes, &mut out).map_err(|source| InputError::Gzip {
+        path: name.to_string(),
+        decoded: out.len(),
+        source,
+    })?;
     Ok(out)
+}
+
+/// Gunzip a whole gzip stream (of one or more members) into `out`; what was
+/// decoded before an error stays in `out`.
+fn gunzip(gzip: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.reserve(gzip.len() * 8);
+    flate2::read::MultiGzDecoder::new(gzip).read_to_end(out)?;
+    Ok(())
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -177,11 +183,8 @@ impl Source {
             let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             file.read_to_end(&mut bytes).map_err(io)?;
             if bytes.starts_with(&GZIP_MAGIC) {
-                let mut plain = Vec::with_capacity(bytes.len() * 8);
-                if flate2::read::MultiGzDecoder::new(&bytes[..])
-                    .read_to_end(&mut plain)
-                    .is_ok()
-                {
+                let mut plain = Vec::new();
+                if gunzip(&bytes, &mut plain).is_ok() {
                     bytes = plain;
                 }
                 // else: still gzip, gunzipped again as it is parsed, so that

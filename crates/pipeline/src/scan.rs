@@ -277,7 +277,6 @@ fn read_files(
             records: 0,
         };
         for (path, opened) in opened_rx.into_iter().flatten() {
-            let name = path.display().to_string();
             let (marks, source) = match opened {
                 Ok(Some(opened)) => opened,
                 Ok(None) => {
@@ -293,7 +292,7 @@ fn read_files(
                     continue;
                 }
             };
-            if !outbox.push(Input::Start(name, marks)) {
+            if !outbox.push(Input::Start(path.display().to_string(), marks)) {
                 return;
             }
             let mut gone = false;
