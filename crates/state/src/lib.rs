@@ -106,7 +106,9 @@ impl Store {
         }))
     }
 
-    fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+    /// An entry of a table as stored: for tables whose keys and values the
+    /// caller encodes itself (ordered indexes), written with [`Batch::put`].
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let cf = self
             .db
             .cf_handle(table)
@@ -160,6 +162,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Visit a table's entries in key order from `from` (inclusive) while
+    /// `visit` returns true.
+    pub fn visit_from(
+        &self,
+        table: &str,
+        from: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StateError> {
+        let cf = self
+            .db
+            .cf_handle(table)
+            .expect("tables are created at open");
+        let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(&cf, mode) {
+            let (key, value) = item?;
+            if !visit(&key, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Flush memtables and compact every table, so that [`Store::disk_bytes`]
     /// measures settled state.
     pub fn compact(&self) -> Result<(), StateError> {
@@ -201,6 +225,16 @@ impl Batch {
 
     pub fn delete_meta(&mut self, key: &str) {
         self.deletes.push((META, key.as_bytes().to_vec()));
+    }
+
+    /// Write `value` under `key` in `table`. A commit writes every put
+    /// before any delete: do not put and delete one key in one batch.
+    pub fn put(&mut self, table: &'static str, key: Vec<u8>, value: Vec<u8>) {
+        self.puts.push((table, key, value));
+    }
+
+    pub fn delete(&mut self, table: &'static str, key: Vec<u8>) {
+        self.deletes.push((table, key));
     }
 
     pub fn len(&self) -> usize {
