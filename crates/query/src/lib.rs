@@ -5,11 +5,13 @@
 //! filters and paging, get, watch.
 
 mod api;
+mod config;
 mod filter;
 mod follow;
 mod view;
 
 pub use api::{QueryApi, WATCH_BUFFER};
+pub use config::QueryConfig;
 pub use filter::{FilterError, FindingFilter};
 pub use follow::follow_alerts;
 pub use view::{

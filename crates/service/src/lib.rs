@@ -18,6 +18,7 @@ use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
 use trailhound_pipeline::Stage;
 use trailhound_pipeline::nats::{Hop, HopSettings, HopStats, Ownership, StreamSettings, run_hop};
+use trailhound_query::QueryConfig;
 use trailhound_sinks::SinkConfig;
 use trailhound_state::Store;
 use trailhound_telemetry::{Metrics, Readiness};
@@ -69,6 +70,7 @@ pub struct ServiceConfig {
     pub enrich: EnricherConfig,
     pub detection: DetectionConfig,
     pub alert: AlertConfig,
+    pub query: QueryConfig,
     /// Sinks the alert service delivers findings to (`[[sink]]`).
     pub sink: Vec<SinkConfig>,
 }
@@ -88,6 +90,7 @@ impl Default for ServiceConfig {
             enrich: EnricherConfig::default(),
             detection: DetectionConfig::default(),
             alert: AlertConfig::default(),
+            query: QueryConfig::default(),
             sink: Vec::new(),
         }
     }

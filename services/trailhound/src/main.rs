@@ -2,6 +2,7 @@
 //! work is done by the library crates.
 
 mod output;
+mod query;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ enum Command {
     Eval(Box<EvalArgs>),
     /// List the detectors of the catalogue.
     Detectors,
+    /// List, get or watch the findings a deployment stored, from its query service.
+    Query(query::QueryArgs),
     /// Manage the NATS JetStream streams the services use.
     #[command(subcommand)]
     Nats(NatsCommand),
@@ -216,6 +219,7 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate(args),
         Command::Eval(args) => eval(*args),
         Command::Nats(command) => nats(command),
+        Command::Query(args) => query::run(args),
         Command::Detectors => {
             for (id, name) in trailhound_detect::Detectors::catalogue() {
                 output::line(&format!("{id}  {name}"))?;

@@ -99,6 +99,7 @@ pub fn table(findings: impl Iterator<Item = Result<Finding, StateError>>) -> any
         if let Some(first) = f.guidance.as_ref().and_then(|g| g.what_to_check.first()) {
             writeln!(out, "    check:    {first}")?;
         }
+        writeln!(out, "    id:       {}", f.id)?;
         writeln!(out)?;
     }
     Ok(())

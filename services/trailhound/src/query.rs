@@ -1,0 +1,158 @@
+//! `trailhound query`: the findings a deployment stored, from its query
+//! service over gRPC.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use trailhound_proto::query_service_client::QueryServiceClient;
+use trailhound_proto::{Finding, GetFindingRequest, ListFindingsRequest};
+use trailhound_query::MAX_PAGE_SIZE;
+use trailhound_sinks::MinSeverity;
+
+use crate::{Format, default_format, output};
+
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    /// The query service's gRPC endpoint.
+    #[arg(
+        long,
+        env = "TRAILHOUND_QUERY_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    endpoint: String,
+    /// Output format; json lines by default when stdout is not a terminal.
+    #[arg(long, value_enum, global = true)]
+    format: Option<Format>,
+    #[command(subcommand)]
+    command: QueryCommand,
+}
+
+#[derive(Subcommand)]
+enum QueryCommand {
+    /// Stored findings, most recently active first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Print at most this many (0: all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One finding, by id.
+    Get { id: String },
+    /// Findings as they are created or updated, until interrupted.
+    Watch {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    #[arg(long)]
+    account: Option<String>,
+    /// Principal ARN as findings name it (a role, not its sessions).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Detector id, e.g. TH-002.
+    #[arg(long)]
+    detector: Option<String>,
+    #[arg(long, value_enum)]
+    min_severity: Option<MinSeverity>,
+    /// Active at or after this time: RFC 3339, or a duration ago (`24h`, `7d`).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<i64>,
+    /// Active before this time: RFC 3339, or a duration ago.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<i64>,
+}
+
+impl FilterArgs {
+    fn request(self) -> ListFindingsRequest {
+        ListFindingsRequest {
+            account_id: self.account.unwrap_or_default(),
+            principal: self.principal.unwrap_or_default(),
+            detector: self.detector.unwrap_or_default(),
+            min_severity: self.min_severity.map_or(0, |s| s.severity() as i32),
+            since_ms: self.since.unwrap_or_default(),
+            until_ms: self.until.unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time or of `now - duration`.
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Some(ms) = trailhound_cloudtrail::time::parse_event_time(text) {
+        return Ok(ms);
+    }
+    let ago = humantime::parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration"))?;
+    Ok(chrono::Utc::now().timestamp_millis() - ago.as_millis() as i64)
+}
+
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let format = args.format.unwrap_or_else(default_format);
+    let print = |findings: Vec<Finding>| -> anyhow::Result<()> {
+        let findings = findings.into_iter().map(Ok);
+        match format {
+            Format::Json => output::json_lines(findings),
+            Format::Table => output::table(findings),
+            Format::Ocsf => output::ocsf_lines(findings),
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let endpoint = args.endpoint.clone();
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .with_context(|| format!("{endpoint} is not a gRPC endpoint"))?
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .with_context(|| format!("no query service at {endpoint}"))?;
+        let mut client = QueryServiceClient::new(channel);
+        let failed = |e: tonic::Status| anyhow::anyhow!("{endpoint}: {}", e.message());
+        match args.command {
+            QueryCommand::List { filter, limit } => {
+                let mut request = filter.request();
+                let mut shown = Vec::new();
+                loop {
+                    let wanted = match limit {
+                        0 => MAX_PAGE_SIZE,
+                        limit => (limit - shown.len()).min(MAX_PAGE_SIZE),
+                    };
+                    request.page_size = wanted as u32;
+                    let page = client
+                        .list_findings(request.clone())
+                        .await
+                        .map_err(failed)?
+                        .into_inner();
+                    shown.extend(page.findings);
+                    if page.next_page_token.is_empty() || (limit != 0 && shown.len() >= limit) {
+                        break;
+                    }
+                    request.page_token = page.next_page_token;
+                }
+                print(shown)?;
+            }
+            QueryCommand::Get { id } => {
+                let finding = client
+                    .get_finding(GetFindingRequest { id })
+                    .await
+                    .map_err(failed)?;
+                print(vec![finding.into_inner()])?;
+            }
+            QueryCommand::Watch { filter } => {
+                let mut stream = client
+                    .watch_findings(filter.request())
+                    .await
+                    .map_err(failed)?
+                    .into_inner();
+                while let Some(finding) = stream.message().await.map_err(failed)? {
+                    print(vec![finding])?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,181 @@
+//! The query service as a real process over a real nats-server: it serves
+//! exactly the findings the alert service stored, paged, by id and as they
+//! happen; a restarted replica goes on from its own state and a new one
+//! rebuilds the same view from the stream; `trailhound query` prints them.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use trailhound_e2e::cluster::{
+    NatsServer, Pipeline, binary, connect, free_port, ingest, stored_findings, wait_for_port,
+    wait_until_settled,
+};
+use trailhound_e2e::write_delivery;
+use trailhound_proto::query_service_client::QueryServiceClient;
+use trailhound_proto::{Finding, GetFindingRequest, ListFindingsRequest};
+use trailhound_synth::{HISTORY_START_MS, benign_history, stolen_credentials_episode};
+
+const SETTLE: Duration = Duration::from_secs(180);
+
+type Client = QueryServiceClient<tonic::transport::Channel>;
+
+/// Start replica `replica` of `replicas` of the query service, serving
+/// gRPC on a free port; its client and endpoint.
+async fn start_query(
+    pipeline: &mut Pipeline,
+    (replica, replicas): (u32, u32),
+    nats_url: &str,
+) -> (Client, String) {
+    let port = free_port();
+    let flags = ["--grpc-addr".to_string(), format!("127.0.0.1:{port}")];
+    pipeline.start_stage("query", replica, replicas, nats_url, &flags);
+    wait_for_port(port);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    (Client::connect(endpoint.clone()).await.unwrap(), endpoint)
+}
+
+/// Every finding the service lists, `page_size` at a time.
+async fn list_all(client: &mut Client, page_size: u32) -> Vec<Finding> {
+    let mut request = ListFindingsRequest {
+        page_size,
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .list_findings(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.findings.len() <= page_size as usize);
+        all.extend(page.findings);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+/// Wait until the service lists `expected` (it follows the stream).
+async fn wait_for_view(client: &mut Client, expected: &[Finding]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = sorted(list_all(client, 7).await);
+        if listed == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the query service lists {} findings, the alert service stored {}",
+            listed.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.sort_by(|a, b| a.id.cmp(&b.id));
+    findings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_service_serves_what_the_alert_service_stored() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut records = benign_history(42, HISTORY_START_MS, 46);
+    records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
+    let events = records.len() as u64;
+    write_delivery(logs.path(), &records);
+
+    let nats = NatsServer::start();
+    let mut pipeline = Pipeline::start(&nats.url(), 1);
+    let (mut client, endpoint) = start_query(&mut pipeline, (0, 1), &nats.url()).await;
+    let mut watch = client
+        .watch_findings(ListFindingsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    ingest(&nats.url(), &[logs.path()]);
+    let js = connect(&nats.url()).await;
+    wait_until_settled(&js, events, SETTLE).await;
+    let stored = sorted(stored_findings(&js).await);
+    assert!(stored.len() >= 10, "{}", stored.len());
+    wait_for_view(&mut client, &stored).await;
+
+    // Most recently active first.
+    let listed = list_all(&mut client, 1_000).await;
+    let last_events: Vec<i64> = listed.iter().map(|f| f.last_event_ms).collect();
+    assert!(last_events.is_sorted_by(|a, b| a >= b), "{last_events:?}");
+
+    // Filters, and one finding by id.
+    let detector = stored[0].detector.clone();
+    let by_detector = client
+        .list_findings(ListFindingsRequest {
+            detector: detector.clone(),
+            page_size: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let expected: Vec<&Finding> = stored.iter().filter(|f| f.detector == detector).collect();
+    assert_eq!(by_detector.findings.len(), expected.len());
+    let got = client
+        .get_finding(GetFindingRequest {
+            id: stored[0].id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, stored[0]);
+
+    // The watcher saw every finding as it was created or updated.
+    let mut watched = BTreeSet::new();
+    while watched.len() < stored.len() {
+        let finding = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("a watched finding")
+            .unwrap()
+            .unwrap();
+        watched.insert(finding.id);
+    }
+    let stored_ids: BTreeSet<String> = stored.iter().map(|f| f.id.clone()).collect();
+    assert_eq!(watched, stored_ids);
+
+    // The command line prints them all.
+    let output = Command::new(binary("trailhound"))
+        .args([
+            "query",
+            "--endpoint",
+            &endpoint,
+            "--format",
+            "json",
+            "list",
+            "--limit",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(printed.lines().count(), stored.len(), "{printed}");
+
+    // kill -9 and restart: the view goes on from its own state, whole.
+    let query = pipeline.services.last_mut().unwrap();
+    query.crash_and_restart();
+    let port = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    wait_for_port(port);
+    let mut client = Client::connect(endpoint.clone()).await.unwrap();
+    wait_for_view(&mut client, &stored).await;
+
+    // A second replica, from nothing, rebuilds the same view from the stream.
+    let (mut second, _) = start_query(&mut pipeline, (1, 2), &nats.url()).await;
+    wait_for_view(&mut second, &stored).await;
+    pipeline.assert_running();
+}
