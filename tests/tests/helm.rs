@@ -62,7 +62,7 @@ fn the_chart_renders_a_config_the_services_accept() {
         config.enrich.aws_ip_ranges.as_deref(),
         Some("builtin".as_ref())
     );
-    for (stage, replicas) in [("baseline", 3), ("detect", 1), ("alert", 1)] {
+    for (stage, replicas) in [("baseline", 3), ("detect", 1), ("alert", 1), ("query", 1)] {
         let statefulset = rendered
             .split("\n---")
             .find(|doc| {
@@ -82,6 +82,29 @@ fn the_chart_renders_a_config_the_services_accept() {
             statefulset.contains(&format!("command: [\"trailhound-{stage}\"]")),
             "{statefulset}"
         );
+    }
+}
+
+#[test]
+fn the_query_service_is_reachable_over_grpc() {
+    let out = template(&["query.replicas=2", "query.grpcPort=6000"]);
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let service = rendered
+        .split("\n---")
+        .find(|doc| doc.contains("kind: Service\n") && doc.contains("name: th-trailhound-query\n"))
+        .unwrap_or_else(|| panic!("no query Service in\n{rendered}"));
+    assert!(service.contains("port: 6000"), "{service}");
+    for expected in [
+        "- --grpc-addr=0.0.0.0:6000",
+        "containerPort: 6000",
+        "replicas: 2\n",
+    ] {
+        assert!(rendered.contains(expected), "{expected} not in\n{rendered}");
     }
 }
 

@@ -320,6 +320,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_accepted() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/services.example.toml"
+        );
+        let args = ServiceArgs {
+            config: Some(PathBuf::from(example)),
+            ..Default::default()
+        };
+        let config = ServiceConfig::load(&args).unwrap();
+        assert_eq!(config.query.grpc_addr.port(), 50051);
+    }
+
+    #[test]
     fn unknown_settings_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("services.toml");
