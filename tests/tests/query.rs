@@ -1,15 +1,16 @@
 //! The query service as a real process over a real nats-server: it serves
 //! exactly the findings the alert service stored, paged, by id and as they
 //! happen; a restarted replica goes on from its own state and a new one
-//! rebuilds the same view from the stream; `trailhound query` prints them.
+//! rebuilds the same view from the stream; `trailhound query` prints them;
+//! what is not an alert is dead-lettered once.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use trailhound_e2e::cluster::{
-    NatsServer, Pipeline, binary, connect, free_port, ingest, stored_findings, wait_for_port,
-    wait_until_settled,
+    NatsServer, Pipeline, binary, connect, dead_letters, free_port, ingest, stored_findings,
+    wait_for_port, wait_until_settled,
 };
 use trailhound_e2e::write_delivery;
 use trailhound_proto::query_service_client::QueryServiceClient;
@@ -166,6 +167,15 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     let printed = String::from_utf8(output.stdout).unwrap();
     assert_eq!(printed.lines().count(), stored.len(), "{printed}");
 
+    // Something that is not an alert goes to the dead letters, once.
+    js.publish("th.alerts", "not protobuf at all".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dead = wait_for_dead_letter(&js).await;
+    assert!(dead.1.starts_with("not an alert"), "{dead:?}");
+
     // kill -9 and restart: the view goes on from its own state, whole.
     let query = pipeline.services.last_mut().unwrap();
     query.crash_and_restart();
@@ -178,4 +188,22 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     let (mut second, _) = start_query(&mut pipeline, (1, 2), &nats.url()).await;
     wait_for_view(&mut second, &stored).await;
     pipeline.assert_running();
+    assert_eq!(
+        dead_letters(&js).await.len(),
+        1,
+        "each replica met it; one copy kept"
+    );
+}
+
+/// The first dead letter, once there is one.
+async fn wait_for_dead_letter(js: &async_nats::jetstream::Context) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(dead) = dead_letters(js).await.into_iter().next() {
+            assert_eq!(dead.0, "th.dead.query");
+            return dead;
+        }
+        assert!(Instant::now() < deadline, "nothing was dead-lettered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
