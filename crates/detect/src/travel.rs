@@ -207,6 +207,44 @@ fn neighbours(call: &Call<'_>, before: Option<&Sighting>, after: Option<&Sightin
         .collect()
 }
 
+/// A journey between two located calls too fast to be made in person.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trip {
+    /// Apart after subtracting both places' accuracy radii.
+    pub km: f64,
+    pub hours: f64,
+}
+
+impl Trip {
+    /// The journey from `a` to `b` if it is impossible: over `min_km`
+    /// apart after both accuracy radii, and faster than `kmh`.
+    pub fn between(a: &Place, b: &Place, kmh: f64, min_km: f64) -> Option<Self> {
+        let radii = f64::from(a.accuracy_radius_km + b.accuracy_radius_km);
+        let km = distance_km(a, b) - radii;
+        let hours = (a.event_time_ms - b.event_time_ms).abs() as f64 / 3_600_000.0;
+        let too_fast = hours == 0.0 || km / hours > kmh;
+        (km >= min_km && too_fast).then_some(Self { km, hours })
+    }
+
+    /// "1234 km/h", or "at the same moment".
+    pub fn speed(&self) -> String {
+        if self.hours == 0.0 {
+            "at the same moment".to_string()
+        } else {
+            format!("{:.0} km/h", self.km / self.hours)
+        }
+    }
+}
+
+/// "City, CC", or the country alone.
+pub fn label(p: &Place) -> String {
+    if p.city.is_empty() {
+        p.country.clone()
+    } else {
+        format!("{}, {}", p.city, p.country)
+    }
+}
+
 /// Great-circle distance in km.
 pub fn distance_km(a: &Place, b: &Place) -> f64 {
     const EARTH_RADIUS_KM: f64 = 6371.0;

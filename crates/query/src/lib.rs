@@ -2,12 +2,14 @@
 //! alert stage publishes on `th.alerts`, materialised into the query
 //! service's own RocksDB ([`FindingsView`], kept up to date by
 //! [`follow_alerts`]) and served over gRPC ([`QueryApi`]): list with
-//! filters and paging, get, watch.
+//! filters and paging, get, watch; and [`investigation`]s of a principal
+//! over a scope of time.
 
 mod api;
 mod config;
 mod filter;
 mod follow;
+pub mod investigation;
 mod view;
 
 pub use api::{QueryApi, WATCH_BUFFER};

@@ -1,6 +1,7 @@
 //! The `trailhound` command line. Argument parsing and wiring only: the
 //! work is done by the library crates.
 
+mod investigate;
 mod output;
 mod query;
 
@@ -43,6 +44,9 @@ enum Command {
     Eval(Box<EvalArgs>),
     /// List the detectors of the catalogue.
     Detectors,
+    /// One principal over a scope of time, from logs: sessions, new behaviour against
+    /// the 45 days before, impossible travel, flagged addresses, ATT&CK, related findings.
+    Investigate(Box<investigate::InvestigateArgs>),
     /// List, get or watch the findings a deployment stored, from its query service.
     Query(query::QueryArgs),
     /// Manage the NATS JetStream streams the services use.
@@ -166,7 +170,7 @@ enum SimulateFormat {
 
 /// How the pipeline is configured, shared by `scan` and `eval`.
 #[derive(clap::Args)]
-struct PipelineArgs {
+pub(crate) struct PipelineArgs {
     /// TOML configuration file (see docs/configuration.md); flags override it.
     #[arg(long, env = "TRAILHOUND_CONFIG")]
     config: Option<PathBuf>,
@@ -199,7 +203,7 @@ struct PipelineArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Table,
     /// OCSF Detection Finding (class 2004), one per line.
@@ -220,6 +224,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval(*args),
         Command::Nats(command) => nats(command),
         Command::Query(args) => query::run(args),
+        Command::Investigate(args) => investigate::run(*args),
         Command::Detectors => {
             for (id, name) in trailhound_detect::Detectors::catalogue() {
                 output::line(&format!("{id}  {name}"))?;
@@ -278,7 +283,7 @@ fn nats(command: NatsCommand) -> anyhow::Result<()> {
     })
 }
 
-fn default_format() -> Format {
+pub(crate) fn default_format() -> Format {
     if std::io::stdout().is_terminal() {
         Format::Table
     } else {
@@ -325,7 +330,7 @@ impl PipelineArgs {
 }
 
 /// Run the pipeline over `paths` with a progress bar on a terminal.
-fn run_pipeline(paths: &[PathBuf], config: &ScanConfig) -> anyhow::Result<ScanReport> {
+pub(crate) fn run_pipeline(paths: &[PathBuf], config: &ScanConfig) -> anyhow::Result<ScanReport> {
     let bar = std::io::stderr().is_terminal().then(output::progress_bar);
     let mut progress = |p: Progress| {
         if let Some(bar) = &bar {

@@ -1,4 +1,5 @@
-//! Findings as JSON lines or a readable table, and the summary on stderr.
+//! Findings as JSON lines or a readable table, investigations, and the
+//! summary on stderr.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -6,10 +7,178 @@ use std::io::Write;
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_pipeline::ScanReport;
 use trailhound_proto::Finding;
+use trailhound_query::investigation::{BASELINE_DAYS, Indicator, Investigation};
 use trailhound_state::StateError;
 
 pub fn line(text: &str) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")
+}
+
+/// A line on stderr, beside the output.
+pub fn note(text: &str) -> std::io::Result<()> {
+    writeln!(std::io::stderr().lock(), "{text}")
+}
+
+/// An investigation as a readable report.
+pub fn investigation(r: &Investigation, events_shown: usize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<13} {}", r.severity.to_uppercase(), r.summary)?;
+    writeln!(
+        out,
+        "    baseline: {} event(s) in the {BASELINE_DAYS} days before the scope",
+        r.baseline_events
+    )?;
+    for s in &r.sessions {
+        let name = match (s.session_name.as_str(), s.access_key_ids.as_slice()) {
+            ("", [key]) => key.clone(),
+            ("", _) => "(no access key)".to_string(),
+            (name, keys) => format!("{name} ({} access key(s))", keys.len()),
+        };
+        writeln!(
+            out,
+            "    session:  {name}: {} → {}, {} event(s) from {}",
+            format_ms(s.first_ms),
+            format_ms(s.last_ms),
+            s.events,
+            s.source_ips.join(", ")
+        )?;
+    }
+    for indicator in &r.indicators {
+        writeln!(out, "    {}", describe(indicator))?;
+    }
+    for e in r.events.iter().take(events_shown) {
+        let outcome = if e.error_code.is_empty() {
+            ""
+        } else {
+            " failed: "
+        };
+        writeln!(
+            out,
+            "    event:    {} {} {} from {}{outcome}{} ({})",
+            format_ms(e.event_time_ms),
+            e.event_id,
+            e.api,
+            e.source_ip,
+            e.error_code,
+            e.origin
+        )?;
+    }
+    if r.events.len() > events_shown {
+        writeln!(
+            out,
+            "    … {} more event(s) (--events, or --format json)",
+            r.events.len() - events_shown
+        )?;
+    }
+    Ok(())
+}
+
+fn describe(indicator: &Indicator) -> String {
+    match indicator {
+        Indicator::TtpObserved {
+            tactic,
+            technique,
+            api,
+            ip,
+            successes,
+            failures,
+        } => {
+            format!(
+                "ttp:      {tactic} {technique} {api} from {ip}: {successes} succeeded, {failures} failed"
+            )
+        }
+        Indicator::ImpossibleTravel {
+            from,
+            from_ip,
+            from_ms,
+            to,
+            to_ip,
+            to_ms,
+            km,
+            speed,
+            between_hosting_networks,
+            ..
+        } => {
+            let hosting = if *between_hosting_networks {
+                " (both hosting or VPN networks)"
+            } else {
+                ""
+            };
+            format!(
+                "travel:   {from} ({from_ip}) at {} → {to} ({to_ip}) at {}: {km} km, {speed}{hosting}",
+                format_ms(*from_ms),
+                format_ms(*to_ms)
+            )
+        }
+        Indicator::FlaggedIpAddress {
+            ip,
+            flagged_by,
+            events,
+        } => {
+            format!(
+                "flagged:  {ip} ({}), {events} event(s)",
+                flagged_by.join(", ")
+            )
+        }
+        Indicator::NewGeolocation {
+            country,
+            city,
+            new_country,
+            first_ms,
+            events,
+        } => {
+            let what = if *new_country {
+                "new country"
+            } else {
+                "new city"
+            };
+            let place = if city.is_empty() {
+                country.clone()
+            } else {
+                format!("{city}, {country}")
+            };
+            format!(
+                "new geo:  {place} ({what}) from {}, {events} event(s)",
+                format_ms(*first_ms)
+            )
+        }
+        Indicator::NewAso {
+            asn,
+            as_org,
+            first_ms,
+            events,
+        } => {
+            format!(
+                "new AS:   AS{asn} {as_org} from {}, {events} event(s)",
+                format_ms(*first_ms)
+            )
+        }
+        Indicator::NewUserAgent {
+            user_agent,
+            pentest_distribution,
+            first_ms,
+            events,
+        } => {
+            let pentest = if pentest_distribution.is_empty() {
+                String::new()
+            } else {
+                format!(" ({pentest_distribution})")
+            };
+            format!(
+                "new UA:   {user_agent}{pentest} from {}, {events} event(s)",
+                format_ms(*first_ms)
+            )
+        }
+        Indicator::RelatedFinding {
+            id,
+            detector,
+            title,
+            severity,
+            ..
+        } => {
+            format!("finding:  {severity} {detector} {title} ({id})")
+        }
+    }
 }
 
 pub fn json_lines(

@@ -82,7 +82,7 @@ impl FilterArgs {
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time or of `now - duration`.
-fn parse_time(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
     if let Some(ms) = trailhound_cloudtrail::time::parse_event_time(text) {
         return Ok(ms);
     }

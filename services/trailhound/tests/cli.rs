@@ -315,3 +315,77 @@ fn simulate_refuses_bad_options_and_eval_scores_a_dataset_as_json() {
     assert_eq!(report["scenarios"], serde_json::json!([]));
     assert_eq!(report["min_severity"], "low");
 }
+
+#[test]
+fn investigates_the_stolen_instance_credentials_of_the_examples() {
+    let examples = root().join("examples");
+    let investigate = |format: &str| {
+        trailhound(&[
+            "investigate",
+            examples.to_str().unwrap(),
+            "--principal",
+            "arn:aws:iam::210987654321:role/web-server",
+            "--from",
+            "2024-04-15T00:00:00Z",
+            "--to",
+            "2024-04-16T00:00:00Z",
+            "--format",
+            format,
+        ])
+    };
+    let out = investigate("json");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["severity"], "high");
+    assert_eq!(report["account_id"], "210987654321");
+    assert_eq!(report["events_in_scope"], 53);
+    assert!(report["baseline_events"].as_u64().unwrap() > 1_000);
+    assert_eq!(report["sessions"].as_array().unwrap().len(), 1);
+    let indicators = report["indicators"].as_array().unwrap();
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        indicators.iter().filter(|i| i["type"] == kind).collect()
+    };
+    let geo = of("NEW_GEOLOCATION");
+    assert_eq!(geo.len(), 1, "{geo:?}");
+    assert_eq!(
+        (&geo[0]["country"], &geo[0]["new_country"]),
+        (&"RU".into(), &true.into())
+    );
+    assert_eq!(of("NEW_ASO")[0]["as_org"], "Beget LLC");
+    assert_eq!(of("NEW_USER_AGENT")[0]["pentest_distribution"], "kali");
+    assert!(
+        of("IMPOSSIBLE_TRAVEL")
+            .iter()
+            .all(|t| t["between_hosting_networks"] == true)
+    );
+    assert!(
+        of("TTP_OBSERVED")
+            .iter()
+            .any(|t| t["api"] == "iam:ListUsers" && t["failures"] == 1)
+    );
+    let related: Vec<&str> = of("RELATED_FINDING")
+        .iter()
+        .map(|f| f["detector"].as_str().unwrap())
+        .collect();
+    assert!(
+        related.contains(&"TH-021") && related.contains(&"TH-019"),
+        "{related:?}"
+    );
+    assert!(
+        !related.contains(&"TH-010"),
+        "root's findings are not the role's"
+    );
+    let events = report["events"].as_array().unwrap();
+    assert_eq!(events.len(), 53);
+    assert!(events[0]["origin"].as_str().unwrap().contains(".json.gz"));
+
+    let out = investigate("table");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("HIGH"), "{table}");
+    assert!(table.contains("new UA:   aws-cli/2 kali (kali)"), "{table}");
+
+    let out = investigate("ocsf");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("an investigation is table or json"));
+}

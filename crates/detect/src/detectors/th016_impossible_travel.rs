@@ -12,7 +12,7 @@ use crate::baseline::place;
 use crate::finding::{
     GuidanceText, ObservationExt, ROTATE_CREDENTIALS, attack, candidate, context_facts, time,
 };
-use crate::travel::distance_km;
+use crate::travel::{Trip, label};
 
 pub struct ImpossibleTravel;
 
@@ -44,7 +44,11 @@ impl Detector for ImpossibleTravel {
             return;
         };
         for there in &obs.neighbours {
-            let Some(trip) = Trip::between(&here, there, ctx) else {
+            let (kmh, min_km) = (
+                ctx.config.impossible_travel_kmh,
+                ctx.config.impossible_travel_min_km,
+            );
+            let Some(trip) = Trip::between(&here, there, kmh, min_km) else {
                 continue;
             };
             let hosting: Vec<&Place> = [&here, there].into_iter().filter(|p| p.hosting).collect();
@@ -75,7 +79,7 @@ impl Detector for ImpossibleTravel {
             f.described = Some(evidence(to));
             (f.first_event_ms, f.last_event_ms) = (from.event_time_ms, to.event_time_ms);
             f.attack.push(attack("initial-access", "T1078.004"));
-            f.baseline_facts.push(trip.fact(&here, there));
+            f.baseline_facts.push(fact(&trip, &here, there));
             for p in hosting {
                 f.baseline_facts.push(format!(
                     "{} ({}, AS{} {}) is a hosting, cloud or VPN network: it places a server, not a person",
@@ -89,48 +93,21 @@ impl Detector for ImpossibleTravel {
     }
 }
 
-struct Trip {
-    km: f64,
-    hours: f64,
-}
-
-impl Trip {
-    fn between(a: &Place, b: &Place, ctx: &Context<'_>) -> Option<Self> {
-        let radii = f64::from(a.accuracy_radius_km + b.accuracy_radius_km);
-        let km = distance_km(a, b) - radii;
-        let hours = (a.event_time_ms - b.event_time_ms).abs() as f64 / 3_600_000.0;
-        let too_fast = hours == 0.0 || km / hours > ctx.config.impossible_travel_kmh;
-        (km >= ctx.config.impossible_travel_min_km && too_fast).then_some(Self { km, hours })
-    }
-
-    fn fact(&self, here: &Place, there: &Place) -> String {
-        let speed = if self.hours == 0.0 {
-            "at the same moment".to_string()
-        } else {
-            format!("{:.0} km/h", self.km / self.hours)
-        };
-        format!(
-            "{} at {} from {} ({}) and {} at {} from {} ({}): {:.0} km apart after accuracy radii, {:.1} h apart: {speed}",
-            there.event_id,
-            time(there.event_time_ms),
-            label(there),
-            there.ip,
-            here.event_id,
-            time(here.event_time_ms),
-            label(here),
-            here.ip,
-            self.km,
-            self.hours,
-        )
-    }
-}
-
-fn label(p: &Place) -> String {
-    if p.city.is_empty() {
-        p.country.clone()
-    } else {
-        format!("{}, {}", p.city, p.country)
-    }
+fn fact(trip: &Trip, here: &Place, there: &Place) -> String {
+    format!(
+        "{} at {} from {} ({}) and {} at {} from {} ({}): {:.0} km apart after accuracy radii, {:.1} h apart: {}",
+        there.event_id,
+        time(there.event_time_ms),
+        label(there),
+        there.ip,
+        here.event_id,
+        time(here.event_time_ms),
+        label(here),
+        here.ip,
+        trip.km,
+        trip.hours,
+        trip.speed(),
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,97 @@
+//! `trailhound investigate`: one principal over a scope of time, from
+//! CloudTrail logs (DETECTIONS.md "Investigation"): its sessions, its new
+//! behaviour against the 45 days before the scope, impossible travel,
+//! flagged addresses, ATT&CK-mapped calls and related findings.
+
+use std::path::PathBuf;
+
+use trailhound_cloudtrail::Source;
+use trailhound_enrich::Enricher;
+use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
+
+use crate::query::parse_time;
+use crate::{Format, PipelineArgs, default_format, output, run_pipeline};
+
+#[derive(clap::Args)]
+pub struct InvestigateArgs {
+    /// Files or directories with the scope and the 45 days before it.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The principal as findings name it (a role covers all its sessions).
+    #[arg(long)]
+    principal: String,
+    /// Its account, when the ARN does not settle it (e.g. a federated user).
+    #[arg(long)]
+    account: Option<String>,
+    /// Scope start: RFC 3339, or a duration ago (`24h`).
+    #[arg(long, value_parser = parse_time)]
+    from: i64,
+    /// Scope end (exclusive): RFC 3339, or a duration ago; default now.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<i64>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// `table` (default on a terminal) or `json` (the whole report).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Events of the scope the table lists (the JSON report has all).
+    #[arg(long, default_value_t = 20)]
+    events: usize,
+}
+
+pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
+    if matches!(args.format, Some(Format::Ocsf)) {
+        anyhow::bail!("OCSF is a form of findings; an investigation is table or json");
+    }
+    let mut config = args.pipeline.config()?;
+    // Related findings come from a scan of the same logs in memory: an
+    // investigation changes no state and delivers nothing.
+    if let Some(dir) = config.state_dir.take() {
+        output::note(&format!(
+            "investigate: related findings come from a scan in memory; {} is not used",
+            dir.display()
+        ))?;
+    }
+    config.sink.clear();
+    config.dead_letter = None;
+    let end_ms = args
+        .to
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    anyhow::ensure!(args.from < end_ms, "--from must be before --to");
+    let subject = Subject {
+        account_id: args.account.unwrap_or_default(),
+        principal: args.principal,
+        start_ms: args.from,
+        end_ms,
+    };
+    let travel = TravelLimits {
+        kmh: config.detection.impossible_travel_kmh,
+        min_km: config.detection.impossible_travel_min_km,
+    };
+    let mut investigator = Investigator::new(subject, travel);
+
+    let mut enricher = Enricher::new(&config.enrich, config.partitions);
+    for file in trailhound_cloudtrail::discover(&args.paths)? {
+        let parsed = Source::open(&file).and_then(|source| {
+            source.parse(false, &mut |record| {
+                // Unusable records are the scan's to report, below.
+                if let Ok(Ok(enriched)) = record.map(|event| enricher.enrich(event)) {
+                    investigator.add_event(&enriched);
+                }
+            })
+        });
+        if let Err(e) = parsed {
+            output::note(&format!("investigate: {e}"))?;
+        }
+    }
+    let report = run_pipeline(&args.paths, &config)?;
+    for finding in report.findings.iter() {
+        investigator.add_finding(&finding?);
+    }
+    let investigation = investigator.report();
+    match args.format.unwrap_or_else(default_format) {
+        Format::Json => output::line(&serde_json::to_string_pretty(&investigation)?)?,
+        _ => output::investigation(&investigation, args.events)?,
+    }
+    Ok(())
+}
