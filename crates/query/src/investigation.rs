@@ -1,15 +1,19 @@
 //! Investigations (DETECTIONS.md "Investigation", after Amazon Detective's):
 //! what one principal did over a scope of time, judged against its own
 //! behaviour in the 45 days before the scope. Pure: events and findings go
-//! in, in any order, and a report comes out.
+//! in, in any order, and a report (`trailhound.v1.Investigation`) comes out.
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::Serialize;
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_detect::baseline::place;
-use trailhound_detect::travel::{Trip, label};
-use trailhound_proto::{EnrichedEvent, Finding, Place, Severity};
+use trailhound_detect::travel::Trip;
+use trailhound_proto::indicator::Detail;
+use trailhound_proto::{
+    EnrichedEvent, Finding, FlaggedIpAddress, ImpossibleTravel, Indicator, IndicatorType,
+    Investigation, InvestigationEvent, InvestigationSession, NewAso, NewGeolocation, NewUserAgent,
+    Place, RelatedFinding, Severity, TtpObserved,
+};
 
 /// Days before the scope that form the baseline.
 pub const BASELINE_DAYS: i64 = 45;
@@ -32,114 +36,6 @@ pub struct Subject {
 pub struct TravelLimits {
     pub kmh: f64,
     pub min_km: f64,
-}
-
-/// The report.
-#[derive(Debug, Serialize)]
-pub struct Investigation {
-    pub account_id: String,
-    pub principal: String,
-    pub scope_start_ms: i64,
-    pub scope_end_ms: i64,
-    pub severity: &'static str,
-    pub summary: String,
-    pub events_in_scope: u64,
-    /// Events of the 45 days before the scope: what "new" is judged against.
-    pub baseline_events: u64,
-    pub sessions: Vec<Session>,
-    pub indicators: Vec<Indicator>,
-    /// The scope's events, earliest first, with where each was read.
-    pub events: Vec<EventRef>,
-}
-
-/// A role session (by its name), or for a user an access key, active in
-/// the scope.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct Session {
-    pub session_name: String,
-    /// A role session's temporary keys rotate: every one it used.
-    pub access_key_ids: Vec<String>,
-    pub first_ms: i64,
-    pub last_ms: i64,
-    pub events: u64,
-    pub source_ips: Vec<String>,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct EventRef {
-    pub event_id: String,
-    pub event_time_ms: i64,
-    /// `service:EventName`.
-    pub api: String,
-    pub source_ip: String,
-    pub error_code: String,
-    /// File and line or index it was read from (`scan`).
-    pub origin: String,
-}
-
-/// An indicator of compromise, of Detective's types.
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Indicator {
-    /// Calls mapped to ATT&CK, per tactic, technique, API and address.
-    TtpObserved {
-        tactic: String,
-        technique: String,
-        api: String,
-        ip: String,
-        successes: u64,
-        failures: u64,
-    },
-    /// Two consecutive calls too far apart for the time between them.
-    ImpossibleTravel {
-        from: String,
-        from_ip: String,
-        from_event_id: String,
-        from_ms: i64,
-        to: String,
-        to_ip: String,
-        to_event_id: String,
-        to_ms: i64,
-        km: u64,
-        speed: String,
-        /// Both ends are hosting, cloud or VPN networks: servers, not people.
-        between_hosting_networks: bool,
-    },
-    FlaggedIpAddress {
-        ip: String,
-        flagged_by: Vec<String>,
-        events: u64,
-    },
-    /// A country, or a city of a known country, not seen in the baseline.
-    NewGeolocation {
-        country: String,
-        city: String,
-        new_country: bool,
-        first_ms: i64,
-        events: u64,
-    },
-    NewAso {
-        asn: u32,
-        as_org: String,
-        first_ms: i64,
-        events: u64,
-    },
-    NewUserAgent {
-        user_agent: String,
-        /// "kali", "parrot" or "pentoo" when the agent names one.
-        pentest_distribution: String,
-        first_ms: i64,
-        events: u64,
-    },
-    /// A finding on the principal active in the scope.
-    RelatedFinding {
-        id: String,
-        detector: String,
-        title: String,
-        severity: &'static str,
-        first_ms: i64,
-        last_ms: i64,
-    },
 }
 
 /// Builds an investigation from whatever events and findings it is given.
@@ -174,6 +70,11 @@ impl Investigator {
         }
     }
 
+    /// The first event time an investigation reads: the baseline's start.
+    pub fn reads_from_ms(&self) -> i64 {
+        self.subject.start_ms - BASELINE_DAYS * DAY_MS
+    }
+
     fn is_subject(&self, account_id: &str, principal: &str) -> bool {
         principal == self.subject.principal
             && (self.subject.account_id.is_empty() || account_id == self.subject.account_id)
@@ -189,10 +90,9 @@ impl Investigator {
             return false;
         }
         let t = call.event_time_ms;
-        let baseline_start = self.subject.start_ms - BASELINE_DAYS * DAY_MS;
         if (self.subject.start_ms..self.subject.end_ms).contains(&t) {
             self.in_scope.push(event.clone());
-        } else if (baseline_start..self.subject.start_ms).contains(&t) {
+        } else if (self.reads_from_ms()..self.subject.start_ms).contains(&t) {
             self.baseline_events += 1;
             let seen = &mut self.baseline;
             if let Some((country, city)) = geolocation(event) {
@@ -222,14 +122,13 @@ impl Investigator {
         related
     }
 
+    /// The report, without an id (given when it is stored).
     pub fn report(mut self) -> Investigation {
-        self.in_scope.sort_by(|a, b| {
-            let key = |e: &EnrichedEvent| {
-                let call = e.event.as_deref().expect("checked when added");
-                (call.event_time_ms, call.event_id.clone())
-            };
-            key(a).cmp(&key(b))
-        });
+        let key = |e: &EnrichedEvent| {
+            let call = e.event.as_deref().expect("checked when added");
+            (call.event_time_ms, call.event_id.clone())
+        };
+        self.in_scope.sort_by_key(key);
         let mut indicators = Vec::new();
         indicators.extend(self.new_behaviour());
         indicators.extend(self.impossible_travel());
@@ -241,32 +140,33 @@ impl Investigator {
                 .then(a.first_event_ms.cmp(&b.first_event_ms))
                 .then(a.id.cmp(&b.id))
         });
-        indicators.extend(self.findings.iter().map(|f| Indicator::RelatedFinding {
-            id: f.id.clone(),
-            detector: f.detector.clone(),
-            title: f.title.clone(),
-            severity: f.severity().label(),
-            first_ms: f.first_event_ms,
-            last_ms: f.last_event_ms,
+        indicators.extend(self.findings.iter().map(|f| {
+            indicator(Detail::RelatedFinding(RelatedFinding {
+                id: f.id.clone(),
+                detector: f.detector.clone(),
+                title: f.title.clone(),
+                severity: f.severity,
+                first_ms: f.first_event_ms,
+                last_ms: f.last_event_ms,
+            }))
         }));
         let severity = severity(&indicators, self.baseline_events > 0);
         let account_id = match self.in_scope.first().and_then(|e| e.principal.as_ref()) {
             Some(p) if self.subject.account_id.is_empty() => p.account_id.clone(),
             _ => self.subject.account_id.clone(),
         };
-        let sessions = sessions(&self.in_scope);
         let mut report = Investigation {
             account_id,
             principal: self.subject.principal.clone(),
             scope_start_ms: self.subject.start_ms,
             scope_end_ms: self.subject.end_ms,
-            severity: severity.label(),
-            summary: String::new(),
+            severity: severity as i32,
             events_in_scope: self.in_scope.len() as u64,
             baseline_events: self.baseline_events,
-            sessions,
+            sessions: sessions(&self.in_scope),
             indicators,
             events: self.in_scope.iter().map(event_ref).collect(),
+            ..Default::default()
         };
         report.summary = summary(&report);
         report
@@ -276,7 +176,7 @@ impl Investigator {
     /// first call in the scope and how many calls it made.
     fn new_behaviour(&self) -> Vec<Indicator> {
         let seen = &self.baseline;
-        // (kind, key) → (first call, calls); BTreeMap for a stable order.
+        // key → (first call, calls); BTreeMap for a stable order.
         let mut places: BTreeMap<(String, String), (i64, u64)> = BTreeMap::new();
         let mut networks: BTreeMap<(u32, String), (i64, u64)> = BTreeMap::new();
         let mut agents: BTreeMap<(String, String), (i64, u64)> = BTreeMap::new();
@@ -293,9 +193,7 @@ impl Investigator {
                 count(networks.entry(net).or_insert((t, 0)), t);
             }
             if let Some(agent) = user_agent(event).filter(|a| !seen.user_agents.contains(a)) {
-                let distribution = event
-                    .user_agent
-                    .as_ref()
+                let distribution = (event.user_agent.as_ref())
                     .map(|u| u.pentest_distribution.clone())
                     .unwrap_or_default();
                 count(agents.entry((agent, distribution)).or_insert((t, 0)), t);
@@ -303,35 +201,41 @@ impl Investigator {
         }
         let places = places
             .into_iter()
-            .map(
-                |((country, city), (first_ms, events))| Indicator::NewGeolocation {
+            .map(|((country, city), (first_ms, events))| {
+                Detail::NewGeolocation(NewGeolocation {
                     new_country: !seen.countries.contains(&country),
                     country,
                     city,
                     first_ms,
                     events,
-                },
-            );
+                })
+            });
         let networks = networks
             .into_iter()
-            .map(|((asn, as_org), (first_ms, events))| Indicator::NewAso {
-                asn,
-                as_org,
-                first_ms,
-                events,
+            .map(|((asn, as_org), (first_ms, events))| {
+                Detail::NewAso(NewAso {
+                    asn,
+                    as_org,
+                    first_ms,
+                    events,
+                })
             });
         let agents =
             agents
                 .into_iter()
                 .map(|((user_agent, pentest_distribution), (first_ms, events))| {
-                    Indicator::NewUserAgent {
+                    Detail::NewUserAgent(NewUserAgent {
                         user_agent,
                         pentest_distribution,
                         first_ms,
                         events,
-                    }
+                    })
                 });
-        places.chain(networks).chain(agents).collect()
+        places
+            .chain(networks)
+            .chain(agents)
+            .map(indicator)
+            .collect()
     }
 
     /// Consecutive located calls from different places too far apart.
@@ -344,22 +248,36 @@ impl Investigator {
                 continue;
             }
             if let Some(trip) = Trip::between(from, to, self.travel.kmh, self.travel.min_km) {
-                out.push(Indicator::ImpossibleTravel {
-                    from: label(from),
-                    from_ip: from.ip.clone(),
-                    from_event_id: from.event_id.clone(),
-                    from_ms: from.event_time_ms,
-                    to: label(to),
-                    to_ip: to.ip.clone(),
-                    to_event_id: to.event_id.clone(),
-                    to_ms: to.event_time_ms,
+                out.push(indicator(Detail::ImpossibleTravel(ImpossibleTravel {
                     km: trip.km.round() as u64,
                     speed: trip.speed(),
                     between_hosting_networks: from.hosting && to.hosting,
-                });
+                    from: Some(from.clone()),
+                    to: Some(to.clone()),
+                })));
             }
         }
         out
+    }
+}
+
+/// The type of an indicator, as `ListIndicators` filters them.
+pub fn indicator_type(indicator: &Indicator) -> IndicatorType {
+    match indicator.detail {
+        Some(Detail::TtpObserved(_)) => IndicatorType::TtpObserved,
+        Some(Detail::ImpossibleTravel(_)) => IndicatorType::ImpossibleTravel,
+        Some(Detail::FlaggedIpAddress(_)) => IndicatorType::FlaggedIpAddress,
+        Some(Detail::NewGeolocation(_)) => IndicatorType::NewGeolocation,
+        Some(Detail::NewAso(_)) => IndicatorType::NewAso,
+        Some(Detail::NewUserAgent(_)) => IndicatorType::NewUserAgent,
+        Some(Detail::RelatedFinding(_)) => IndicatorType::RelatedFinding,
+        None => IndicatorType::Unspecified,
+    }
+}
+
+fn indicator(detail: Detail) -> Indicator {
+    Indicator {
+        detail: Some(detail),
     }
 }
 
@@ -393,10 +311,12 @@ fn flagged_addresses(events: &[EnrichedEvent]) -> Vec<Indicator> {
     }
     flagged
         .into_iter()
-        .map(|(ip, (flagged_by, events))| Indicator::FlaggedIpAddress {
-            ip,
-            flagged_by,
-            events,
+        .map(|(ip, (flagged_by, events))| {
+            indicator(Detail::FlaggedIpAddress(FlaggedIpAddress {
+                ip,
+                flagged_by,
+                events,
+            }))
         })
         .collect()
 }
@@ -421,16 +341,16 @@ fn ttps(events: &[EnrichedEvent]) -> Vec<Indicator> {
         }
     }
     seen.into_iter()
-        .map(
-            |((tactic, technique, api, ip), (successes, failures))| Indicator::TtpObserved {
+        .map(|((tactic, technique, api, ip), (successes, failures))| {
+            indicator(Detail::TtpObserved(TtpObserved {
                 tactic,
                 technique,
                 api,
                 ip,
                 successes,
                 failures,
-            },
-        )
+            }))
+        })
         .collect()
 }
 
@@ -439,33 +359,28 @@ fn api(event: &EnrichedEvent) -> String {
     format!("{}:{name}", event.service)
 }
 
-fn sessions(events: &[EnrichedEvent]) -> Vec<Session> {
-    let mut sessions: BTreeMap<(String, String), Session> = BTreeMap::new();
+fn sessions(events: &[EnrichedEvent]) -> Vec<InvestigationSession> {
+    let mut sessions: BTreeMap<(String, String), InvestigationSession> = BTreeMap::new();
     for event in events {
         let call = event.event.as_deref().expect("checked when added");
-        let session_name = event
-            .principal
-            .as_ref()
+        let session_name = (event.principal.as_ref())
             .map(|p| p.session_name.clone())
             .unwrap_or_default();
-        let access_key_id = call
-            .user_identity
-            .as_ref()
+        let access_key_id = (call.user_identity.as_ref())
             .map(|u| u.access_key_id.clone())
             .unwrap_or_default();
         let t = call.event_time_ms;
+        // A role session by its name (its keys rotate); a user's by its key.
         let key = if session_name.is_empty() {
             (String::new(), access_key_id.clone())
         } else {
             (session_name.clone(), String::new())
         };
-        let session = sessions.entry(key).or_insert_with(|| Session {
+        let session = sessions.entry(key).or_insert_with(|| InvestigationSession {
             session_name,
-            access_key_ids: Vec::new(),
             first_ms: t,
             last_ms: t,
-            events: 0,
-            source_ips: Vec::new(),
+            ..Default::default()
         });
         session.first_ms = session.first_ms.min(t);
         session.last_ms = session.last_ms.max(t);
@@ -473,7 +388,7 @@ fn sessions(events: &[EnrichedEvent]) -> Vec<Session> {
         add_once(&mut session.access_key_ids, &access_key_id);
         add_once(&mut session.source_ips, &call.source_ip);
     }
-    let mut sessions: Vec<Session> = sessions.into_values().collect();
+    let mut sessions: Vec<InvestigationSession> = sessions.into_values().collect();
     sessions.sort_by_key(|s| s.first_ms);
     sessions
 }
@@ -484,9 +399,9 @@ fn add_once(values: &mut Vec<String>, value: &str) {
     }
 }
 
-fn event_ref(event: &EnrichedEvent) -> EventRef {
+fn event_ref(event: &EnrichedEvent) -> InvestigationEvent {
     let call = event.event.as_deref().expect("checked when added");
-    EventRef {
+    InvestigationEvent {
         event_id: call.event_id.clone(),
         event_time_ms: call.event_time_ms,
         api: api(event),
@@ -502,57 +417,36 @@ fn event_ref(event: &EnrichedEvent) -> EventRef {
 /// against); medium for any other new behaviour; low for ATT&CK-mapped
 /// calls alone; never below the most severe related finding.
 fn severity(indicators: &[Indicator], has_baseline: bool) -> Severity {
-    let new_country = indicators.iter().any(|i| {
-        matches!(
-            i,
-            Indicator::NewGeolocation {
-                new_country: true,
-                ..
-            }
-        )
-    });
-    let new_network = indicators
-        .iter()
-        .any(|i| matches!(i, Indicator::NewAso { .. }));
-    indicators
-        .iter()
-        .map(|indicator| match indicator {
-            Indicator::FlaggedIpAddress { .. } => Severity::Critical,
-            Indicator::ImpossibleTravel {
-                between_hosting_networks: false,
-                ..
-            } => Severity::High,
-            Indicator::ImpossibleTravel { .. } => Severity::Low,
-            Indicator::NewUserAgent {
-                pentest_distribution,
-                ..
-            } if !pentest_distribution.is_empty() => Severity::High,
-            Indicator::NewGeolocation { .. } if has_baseline && new_country && new_network => {
+    let details = || indicators.iter().filter_map(|i| i.detail.as_ref());
+    let new_country = details().any(|d| matches!(d, Detail::NewGeolocation(g) if g.new_country));
+    let new_network = details().any(|d| matches!(d, Detail::NewAso(_)));
+    details()
+        .map(|detail| match detail {
+            Detail::FlaggedIpAddress(_) => Severity::Critical,
+            Detail::ImpossibleTravel(t) if !t.between_hosting_networks => Severity::High,
+            Detail::ImpossibleTravel(_) | Detail::TtpObserved(_) => Severity::Low,
+            Detail::NewUserAgent(u) if !u.pentest_distribution.is_empty() => Severity::High,
+            Detail::NewGeolocation(_) if has_baseline && new_country && new_network => {
                 Severity::High
             }
-            Indicator::NewGeolocation { .. }
-            | Indicator::NewAso { .. }
-            | Indicator::NewUserAgent { .. } => Severity::Medium,
-            Indicator::TtpObserved { .. } => Severity::Low,
-            Indicator::RelatedFinding { severity, .. } => match *severity {
-                "critical" => Severity::Critical,
-                "high" => Severity::High,
-                "medium" => Severity::Medium,
-                "low" => Severity::Low,
-                _ => Severity::Informational,
-            },
+            Detail::NewGeolocation(_) | Detail::NewAso(_) | Detail::NewUserAgent(_) => {
+                Severity::Medium
+            }
+            Detail::RelatedFinding(f) => f.severity(),
         })
         .max()
         .unwrap_or(Severity::Informational)
 }
 
 fn summary(report: &Investigation) -> String {
-    let count = |pred: fn(&Indicator) -> bool| report.indicators.iter().filter(|i| pred(i)).count();
-    let techniques: HashSet<&str> = report
-        .indicators
-        .iter()
-        .filter_map(|i| match i {
-            Indicator::TtpObserved { technique, .. } => Some(technique.as_str()),
+    let count = |kind: IndicatorType| {
+        (report.indicators.iter())
+            .filter(|i| indicator_type(i) == kind)
+            .count()
+    };
+    let techniques: HashSet<&str> = (report.indicators.iter())
+        .filter_map(|i| match &i.detail {
+            Some(Detail::TtpObserved(t)) => Some(t.technique.as_str()),
             _ => None,
         })
         .collect();
@@ -563,13 +457,13 @@ fn summary(report: &Investigation) -> String {
         format_ms(report.scope_end_ms),
         report.events_in_scope,
         report.sessions.len(),
-        count(|i| matches!(i, Indicator::NewGeolocation { .. })),
-        count(|i| matches!(i, Indicator::NewAso { .. })),
-        count(|i| matches!(i, Indicator::NewUserAgent { .. })),
-        count(|i| matches!(i, Indicator::ImpossibleTravel { .. })),
-        count(|i| matches!(i, Indicator::FlaggedIpAddress { .. })),
+        count(IndicatorType::NewGeolocation),
+        count(IndicatorType::NewAso),
+        count(IndicatorType::NewUserAgent),
+        count(IndicatorType::ImpossibleTravel),
+        count(IndicatorType::FlaggedIpAddress),
         techniques.len(),
-        count(|i| matches!(i, Indicator::RelatedFinding { .. })),
+        count(IndicatorType::RelatedFinding),
     );
     if report.baseline_events == 0 && report.events_in_scope > 0 {
         text.push_str(&format!(
@@ -577,6 +471,88 @@ fn summary(report: &Investigation) -> String {
         ));
     }
     text
+}
+
+/// The report as JSON (`trailhound investigate --format json`): the
+/// protobuf fields, severities and indicator types by name.
+pub fn to_json(report: &Investigation) -> serde_json::Value {
+    use serde_json::json;
+    let place = |p: &Option<Place>| {
+        let p = p.clone().unwrap_or_default();
+        json!({
+            "event_id": p.event_id, "event_time_ms": p.event_time_ms, "ip": p.ip,
+            "country": p.country, "city": p.city, "asn": p.asn, "as_org": p.as_org,
+            "hosting": p.hosting,
+        })
+    };
+    let indicators: Vec<serde_json::Value> = (report.indicators.iter())
+        .filter_map(|i| {
+            let kind = indicator_type(i)
+                .as_str_name()
+                .trim_start_matches("INDICATOR_TYPE_");
+            let mut value = match i.detail.as_ref()? {
+                Detail::TtpObserved(t) => json!({
+                    "tactic": t.tactic, "technique": t.technique, "api": t.api, "ip": t.ip,
+                    "successes": t.successes, "failures": t.failures,
+                }),
+                Detail::ImpossibleTravel(t) => json!({
+                    "from": place(&t.from), "to": place(&t.to), "km": t.km, "speed": t.speed,
+                    "between_hosting_networks": t.between_hosting_networks,
+                }),
+                Detail::FlaggedIpAddress(f) => json!({
+                    "ip": f.ip, "flagged_by": f.flagged_by, "events": f.events,
+                }),
+                Detail::NewGeolocation(g) => json!({
+                    "country": g.country, "city": g.city, "new_country": g.new_country,
+                    "first_ms": g.first_ms, "events": g.events,
+                }),
+                Detail::NewAso(a) => json!({
+                    "asn": a.asn, "as_org": a.as_org, "first_ms": a.first_ms, "events": a.events,
+                }),
+                Detail::NewUserAgent(u) => json!({
+                    "user_agent": u.user_agent, "pentest_distribution": u.pentest_distribution,
+                    "first_ms": u.first_ms, "events": u.events,
+                }),
+                Detail::RelatedFinding(f) => json!({
+                    "id": f.id, "detector": f.detector, "title": f.title,
+                    "severity": f.severity().label(), "first_ms": f.first_ms, "last_ms": f.last_ms,
+                }),
+            };
+            value["type"] = kind.into();
+            Some(value)
+        })
+        .collect();
+    let sessions: Vec<serde_json::Value> = (report.sessions.iter())
+        .map(|s| {
+            json!({
+                "session_name": s.session_name, "access_key_ids": s.access_key_ids,
+                "first_ms": s.first_ms, "last_ms": s.last_ms, "events": s.events,
+                "source_ips": s.source_ips,
+            })
+        })
+        .collect();
+    let events: Vec<serde_json::Value> = (report.events.iter())
+        .map(|e| {
+            json!({
+                "event_id": e.event_id, "event_time_ms": e.event_time_ms, "api": e.api,
+                "source_ip": e.source_ip, "error_code": e.error_code, "origin": e.origin,
+            })
+        })
+        .collect();
+    json!({
+        "id": report.id,
+        "account_id": report.account_id,
+        "principal": report.principal,
+        "scope_start_ms": report.scope_start_ms,
+        "scope_end_ms": report.scope_end_ms,
+        "severity": report.severity().label(),
+        "summary": report.summary,
+        "events_in_scope": report.events_in_scope,
+        "baseline_events": report.baseline_events,
+        "sessions": sessions,
+        "indicators": indicators,
+        "events": events,
+    })
 }
 
 #[cfg(test)]
@@ -685,11 +661,10 @@ mod tests {
         investigator
     }
 
-    fn of_type<'a>(report: &'a Investigation, kind: &str) -> Vec<&'a Indicator> {
-        report
-            .indicators
-            .iter()
-            .filter(|i| serde_json::to_value(i).unwrap()["type"] == kind)
+    fn of_type(report: &Investigation, kind: IndicatorType) -> Vec<&Detail> {
+        (report.indicators.iter())
+            .filter(|i| indicator_type(i) == kind)
+            .filter_map(|i| i.detail.as_ref())
             .collect()
     }
 
@@ -704,7 +679,7 @@ mod tests {
             "DescribeInstances",
         ));
         let report = investigation.report();
-        assert_eq!(report.severity, "informational", "{report:#?}");
+        assert_eq!(report.severity(), Severity::Informational, "{report:#?}");
         assert!(report.indicators.is_empty());
         assert_eq!((report.events_in_scope, report.baseline_events), (1, 30));
         assert_eq!(
@@ -757,19 +732,20 @@ mod tests {
         }
         let report = investigation.report();
         assert_eq!(
-            of_type(&report, "NEW_GEOLOCATION"),
-            [&Indicator::NewGeolocation {
+            of_type(&report, IndicatorType::NewGeolocation),
+            [&Detail::NewGeolocation(NewGeolocation {
                 country: "RU".into(),
                 city: "Moscow".into(),
                 new_country: true,
                 first_ms: START + DAY_MS / 2,
                 events: 3,
-            }]
+            })]
         );
-        assert_eq!(of_type(&report, "NEW_ASO").len(), 1);
-        assert_eq!(of_type(&report, "NEW_USER_AGENT").len(), 1);
+        assert_eq!(of_type(&report, IndicatorType::NewAso).len(), 1);
+        assert_eq!(of_type(&report, IndicatorType::NewUserAgent).len(), 1);
         assert_eq!(
-            report.severity, "high",
+            report.severity(),
+            Severity::High,
             "a new country from a new network, Kali"
         );
         assert!(
@@ -817,23 +793,18 @@ mod tests {
             "GetCallerIdentity",
         ));
         let report = investigation.report();
-        let travel = of_type(&report, "IMPOSSIBLE_TRAVEL");
+        let travel = of_type(&report, IndicatorType::ImpossibleTravel);
         assert_eq!(travel.len(), 1, "{travel:#?}");
-        let Indicator::ImpossibleTravel {
-            from,
-            to,
-            between_hosting_networks,
-            ..
-        } = travel[0]
-        else {
+        let Detail::ImpossibleTravel(trip) = travel[0] else {
             unreachable!()
         };
+        let city = |p: &Option<Place>| p.as_ref().unwrap().city.clone();
         assert_eq!(
-            (from.as_str(), to.as_str()),
-            ("Ashburn, US", "Sao Paulo, BR")
+            (city(&trip.from), city(&trip.to)),
+            ("Ashburn".into(), "Sao Paulo".into())
         );
-        assert!(!between_hosting_networks);
-        assert_eq!(report.severity, "high");
+        assert!(!trip.between_hosting_networks);
+        assert_eq!(report.severity(), Severity::High);
     }
 
     #[test]
@@ -878,27 +849,27 @@ mod tests {
         )));
         let report = investigation.report();
         assert_eq!(
-            of_type(&report, "FLAGGED_IP_ADDRESS"),
-            [&Indicator::FlaggedIpAddress {
+            of_type(&report, IndicatorType::FlaggedIpAddress),
+            [&Detail::FlaggedIpAddress(FlaggedIpAddress {
                 ip: HOME.ip.into(),
                 flagged_by: vec!["tor-exits.txt".into()],
                 events: 2,
-            }]
+            })]
         );
         assert_eq!(
-            of_type(&report, "TTP_OBSERVED"),
-            [&Indicator::TtpObserved {
+            of_type(&report, IndicatorType::TtpObserved),
+            [&Detail::TtpObserved(TtpObserved {
                 tactic: "persistence".into(),
                 technique: "T1098.001".into(),
                 api: "iam:CreateAccessKey".into(),
                 ip: HOME.ip.into(),
                 successes: 1,
                 failures: 1,
-            }]
+            })]
         );
-        let related = of_type(&report, "RELATED_FINDING");
+        let related = of_type(&report, IndicatorType::RelatedFinding);
         assert_eq!(related.len(), 1);
-        assert_eq!(report.severity, "critical");
+        assert_eq!(report.severity(), Severity::Critical);
     }
 
     #[test]
@@ -924,6 +895,6 @@ mod tests {
             "{}",
             report.summary
         );
-        assert_eq!(report.severity, "medium");
+        assert_eq!(report.severity(), Severity::Medium);
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use trailhound_cloudtrail::Source;
 use trailhound_enrich::Enricher;
-use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
+use trailhound_query::investigation::{Investigator, Subject, TravelLimits, to_json};
 
 use crate::query::parse_time;
 use crate::{Format, PipelineArgs, default_format, output, run_pipeline};
@@ -90,7 +90,7 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
     }
     let investigation = investigator.report();
     match args.format.unwrap_or_else(default_format) {
-        Format::Json => output::line(&serde_json::to_string_pretty(&investigation)?)?,
+        Format::Json => output::line(&serde_json::to_string_pretty(&to_json(&investigation))?)?,
         _ => output::investigation(&investigation, args.events)?,
     }
     Ok(())

@@ -7,7 +7,9 @@ use std::io::Write;
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_pipeline::ScanReport;
 use trailhound_proto::Finding;
-use trailhound_query::investigation::{BASELINE_DAYS, Indicator, Investigation};
+use trailhound_proto::indicator::Detail;
+use trailhound_proto::{Investigation, Place};
+use trailhound_query::investigation::BASELINE_DAYS;
 use trailhound_state::StateError;
 
 pub fn line(text: &str) -> std::io::Result<()> {
@@ -22,7 +24,15 @@ pub fn note(text: &str) -> std::io::Result<()> {
 /// An investigation as a readable report.
 pub fn investigation(r: &Investigation, events_shown: usize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<13} {}", r.severity.to_uppercase(), r.summary)?;
+    writeln!(
+        out,
+        "{:<13} {}",
+        r.severity().label().to_uppercase(),
+        r.summary
+    )?;
+    if !r.id.is_empty() {
+        writeln!(out, "    id:       {}", r.id)?;
+    }
     writeln!(
         out,
         "    baseline: {} event(s) in the {BASELINE_DAYS} days before the scope",
@@ -43,18 +53,18 @@ pub fn investigation(r: &Investigation, events_shown: usize) -> anyhow::Result<(
             s.source_ips.join(", ")
         )?;
     }
-    for indicator in &r.indicators {
-        writeln!(out, "    {}", describe(indicator))?;
+    for detail in r.indicators.iter().filter_map(|i| i.detail.as_ref()) {
+        writeln!(out, "    {}", describe(detail))?;
     }
     for e in r.events.iter().take(events_shown) {
-        let outcome = if e.error_code.is_empty() {
+        let failed = if e.error_code.is_empty() {
             ""
         } else {
             " failed: "
         };
         writeln!(
             out,
-            "    event:    {} {} {} from {}{outcome}{} ({})",
+            "    event:    {} {} {} from {}{failed}{} ({})",
             format_ms(e.event_time_ms),
             e.event_id,
             e.api,
@@ -64,120 +74,96 @@ pub fn investigation(r: &Investigation, events_shown: usize) -> anyhow::Result<(
         )?;
     }
     if r.events.len() > events_shown {
+        let more = r.events.len() - events_shown;
         writeln!(
             out,
-            "    … {} more event(s) (--events, or --format json)",
-            r.events.len() - events_shown
+            "    … {more} more event(s) (--events, or --format json)"
         )?;
     }
     Ok(())
 }
 
-fn describe(indicator: &Indicator) -> String {
-    match indicator {
-        Indicator::TtpObserved {
-            tactic,
-            technique,
-            api,
-            ip,
-            successes,
-            failures,
-        } => {
-            format!(
-                "ttp:      {tactic} {technique} {api} from {ip}: {successes} succeeded, {failures} failed"
-            )
-        }
-        Indicator::ImpossibleTravel {
-            from,
-            from_ip,
-            from_ms,
-            to,
-            to_ip,
-            to_ms,
-            km,
-            speed,
-            between_hosting_networks,
-            ..
-        } => {
-            let hosting = if *between_hosting_networks {
+fn describe(detail: &Detail) -> String {
+    match detail {
+        Detail::TtpObserved(t) => format!(
+            "ttp:      {} {} {} from {}: {} succeeded, {} failed",
+            t.tactic, t.technique, t.api, t.ip, t.successes, t.failures
+        ),
+        Detail::ImpossibleTravel(t) => {
+            let end = |p: &Option<Place>| {
+                let p = p.clone().unwrap_or_default();
+                let place = if p.city.is_empty() {
+                    p.country.clone()
+                } else {
+                    format!("{}, {}", p.city, p.country)
+                };
+                format!("{place} ({}) at {}", p.ip, format_ms(p.event_time_ms))
+            };
+            let hosting = if t.between_hosting_networks {
                 " (both hosting or VPN networks)"
             } else {
                 ""
             };
             format!(
-                "travel:   {from} ({from_ip}) at {} → {to} ({to_ip}) at {}: {km} km, {speed}{hosting}",
-                format_ms(*from_ms),
-                format_ms(*to_ms)
+                "travel:   {} → {}: {} km, {}{hosting}",
+                end(&t.from),
+                end(&t.to),
+                t.km,
+                t.speed
             )
         }
-        Indicator::FlaggedIpAddress {
-            ip,
-            flagged_by,
-            events,
-        } => {
+        Detail::FlaggedIpAddress(f) => {
             format!(
-                "flagged:  {ip} ({}), {events} event(s)",
-                flagged_by.join(", ")
+                "flagged:  {} ({}), {} event(s)",
+                f.ip,
+                f.flagged_by.join(", "),
+                f.events
             )
         }
-        Indicator::NewGeolocation {
-            country,
-            city,
-            new_country,
-            first_ms,
-            events,
-        } => {
-            let what = if *new_country {
+        Detail::NewGeolocation(g) => {
+            let what = if g.new_country {
                 "new country"
             } else {
                 "new city"
             };
-            let place = if city.is_empty() {
-                country.clone()
+            let place = if g.city.is_empty() {
+                g.country.clone()
             } else {
-                format!("{city}, {country}")
+                format!("{}, {}", g.city, g.country)
             };
             format!(
-                "new geo:  {place} ({what}) from {}, {events} event(s)",
-                format_ms(*first_ms)
+                "new geo:  {place} ({what}) from {}, {} event(s)",
+                format_ms(g.first_ms),
+                g.events
             )
         }
-        Indicator::NewAso {
-            asn,
-            as_org,
-            first_ms,
-            events,
-        } => {
-            format!(
-                "new AS:   AS{asn} {as_org} from {}, {events} event(s)",
-                format_ms(*first_ms)
-            )
-        }
-        Indicator::NewUserAgent {
-            user_agent,
-            pentest_distribution,
-            first_ms,
-            events,
-        } => {
-            let pentest = if pentest_distribution.is_empty() {
+        Detail::NewAso(a) => format!(
+            "new AS:   AS{} {} from {}, {} event(s)",
+            a.asn,
+            a.as_org,
+            format_ms(a.first_ms),
+            a.events
+        ),
+        Detail::NewUserAgent(u) => {
+            let pentest = if u.pentest_distribution.is_empty() {
                 String::new()
             } else {
-                format!(" ({pentest_distribution})")
+                format!(" ({})", u.pentest_distribution)
             };
             format!(
-                "new UA:   {user_agent}{pentest} from {}, {events} event(s)",
-                format_ms(*first_ms)
+                "new UA:   {}{pentest} from {}, {} event(s)",
+                u.user_agent,
+                format_ms(u.first_ms),
+                u.events
             )
         }
-        Indicator::RelatedFinding {
-            id,
-            detector,
-            title,
-            severity,
-            ..
-        } => {
-            format!("finding:  {severity} {detector} {title} ({id})")
-        }
+        Detail::RelatedFinding(f) => format!(
+            "finding:  {} {} {} ({})",
+            f.severity().label(),
+            f.detector,
+            f.title,
+            f.id
+        ),
     }
 }
 
