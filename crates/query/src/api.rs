@@ -1,6 +1,7 @@
-//! The gRPC query service (`trailhound.v1.QueryService`) over a
-//! [`FindingsView`], with server reflection so that `grpcurl` and other
-//! generic clients can call it without the `.proto` files.
+//! The gRPC services of the query side: `trailhound.v1.QueryService` over
+//! a [`FindingsView`] and `trailhound.v1.InvestigationService` over
+//! [`Investigations`], with server reflection so that `grpcurl` and other
+//! generic clients can call them without the `.proto` files.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,10 +9,18 @@ use std::sync::Arc;
 use futures_util::Stream;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
+use trailhound_proto::investigation_service_server::{
+    InvestigationService, InvestigationServiceServer,
+};
 use trailhound_proto::query_service_server::{QueryService, QueryServiceServer};
-use trailhound_proto::{Finding, GetFindingRequest, ListFindingsRequest, ListFindingsResponse};
+use trailhound_proto::{
+    Finding, GetFindingRequest, GetInvestigationRequest, IndicatorType, Investigation,
+    ListFindingsRequest, ListFindingsResponse, ListIndicatorsRequest, ListIndicatorsResponse,
+    StartInvestigationRequest,
+};
 
 use crate::filter::FindingFilter;
+use crate::investigations::{InvestigationError, Investigations};
 use crate::view::{FindingsView, ViewError};
 
 /// Findings changed while a slow watcher had not taken them yet, beyond
@@ -23,22 +32,47 @@ pub const WATCH_BUFFER: usize = 4_096;
 pub struct QueryApi {
     view: FindingsView,
     updates: broadcast::Sender<Arc<Finding>>,
+    investigations: Investigations,
 }
 
 impl QueryApi {
-    pub fn new(view: FindingsView, updates: broadcast::Sender<Arc<Finding>>) -> Self {
-        Self { view, updates }
+    pub fn new(
+        view: FindingsView,
+        updates: broadcast::Sender<Arc<Finding>>,
+        investigations: Investigations,
+    ) -> Self {
+        Self {
+            view,
+            updates,
+            investigations,
+        }
     }
 
-    /// The query service and the reflection service, ready to serve.
+    /// The query, investigation and reflection services, ready to serve.
     pub fn into_router(self) -> tonic::transport::server::Router {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(trailhound_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .expect("the generated descriptor set is valid");
         tonic::transport::Server::builder()
+            .add_service(InvestigationServiceServer::new(self.clone()))
             .add_service(QueryServiceServer::new(self))
             .add_service(reflection)
+    }
+
+    /// Run `work` on the investigations on a blocking thread.
+    async fn investigate<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Investigations) -> Result<T, InvestigationError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let investigations = self.investigations.clone();
+        tokio::task::spawn_blocking(move || work(&investigations))
+            .await
+            .map_err(|e| Status::internal(format!("investigating: {e}")))?
+            .map_err(|e| match e {
+                InvestigationError::BadRequest(_) => Status::invalid_argument(e.to_string()),
+                e => Status::internal(e.to_string()),
+            })
     }
 
     /// Read the view on a blocking thread: RocksDB reads block.
@@ -126,6 +160,64 @@ impl QueryService for QueryApi {
     }
 }
 
+#[tonic::async_trait]
+impl InvestigationService for QueryApi {
+    async fn start_investigation(
+        &self,
+        request: Request<StartInvestigationRequest>,
+    ) -> Result<Response<Investigation>, Status> {
+        let request = request.into_inner();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let report = self.investigate(move |i| i.start(&request, now_ms)).await?;
+        Ok(Response::new(report))
+    }
+
+    async fn get_investigation(
+        &self,
+        request: Request<GetInvestigationRequest>,
+    ) -> Result<Response<Investigation>, Status> {
+        let id = request.into_inner().id;
+        let found = self.investigate({
+            let id = id.clone();
+            move |i| i.get(&id)
+        });
+        match found.await? {
+            Some(report) => Ok(Response::new(report)),
+            None => Err(Status::not_found(format!("no investigation {id}"))),
+        }
+    }
+
+    async fn list_indicators(
+        &self,
+        request: Request<ListIndicatorsRequest>,
+    ) -> Result<Response<ListIndicatorsResponse>, Status> {
+        let request = request.into_inner();
+        let kind = IndicatorType::try_from(request.r#type).map_err(|_| {
+            Status::invalid_argument(format!("unknown indicator type {}", request.r#type))
+        })?;
+        let id = request.investigation_id.clone();
+        let page = self
+            .investigate(move |i| {
+                i.indicators(
+                    &request.investigation_id,
+                    kind,
+                    request.page_size as usize,
+                    &request.page_token,
+                )
+            })
+            .await?;
+        match page {
+            Some((indicators, next_page_token)) => Ok(Response::new(ListIndicatorsResponse {
+                indicators,
+                next_page_token,
+            })),
+            None => Err(Status::not_found(format!("no investigation {id}"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use futures_util::StreamExt as _;
@@ -136,7 +228,13 @@ mod tests {
     use trailhound_state::Store;
 
     use super::*;
-    use crate::view::TABLES;
+    use trailhound_proto::investigation_service_client::InvestigationServiceClient;
+    use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Geo, Network, Principal};
+
+    use crate::events::PrincipalEvents;
+    use crate::investigation::{TravelLimits, indicator_type};
+
+    const DAY_MS: i64 = 86_400_000;
 
     fn finding(id: &str, detector: &str, last_event_ms: i64) -> Finding {
         let mut f = Finding {
@@ -151,28 +249,42 @@ mod tests {
         f
     }
 
-    /// A served view on a loopback port and a client of it.
+    /// The query side over `store` on a loopback port: its endpoint and
+    /// the sender of findings to watch.
+    async fn start(store: Arc<Store>) -> (String, broadcast::Sender<Arc<Finding>>) {
+        let view = FindingsView::new(store.clone());
+        let events = PrincipalEvents::new(store.clone(), 46 * DAY_MS);
+        let travel = TravelLimits {
+            kmh: 900.0,
+            min_km: 500.0,
+        };
+        let investigations = Investigations::new(store, events, view.clone(), travel);
+        let (updates, _) = broadcast::channel(WATCH_BUFFER);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let router = QueryApi::new(view, updates.clone(), investigations).into_router();
+        tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+        (endpoint, updates)
+    }
+
     async fn serve(
-        view: FindingsView,
+        store: Arc<Store>,
     ) -> (
         QueryServiceClient<tonic::transport::Channel>,
         broadcast::Sender<Arc<Finding>>,
     ) {
-        let (updates, _) = broadcast::channel(WATCH_BUFFER);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let router = QueryApi::new(view, updates.clone()).into_router();
-        tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
-        let client = QueryServiceClient::connect(format!("http://{address}"))
-            .await
-            .unwrap();
-        (client, updates)
+        let (endpoint, updates) = start(store).await;
+        (
+            QueryServiceClient::connect(endpoint).await.unwrap(),
+            updates,
+        )
     }
 
     #[tokio::test]
     async fn findings_are_listed_got_and_watched_over_grpc() {
         let dir = tempfile::tempdir().unwrap();
-        let view = FindingsView::new(Store::open(dir.path(), TABLES).unwrap());
+        let store = Store::open(dir.path(), &crate::tables()).unwrap();
+        let view = FindingsView::new(store.clone());
         view.apply(
             vec![
                 (1, finding("a", "TH-002", 5_000)),
@@ -182,7 +294,7 @@ mod tests {
             3,
         )
         .unwrap();
-        let (mut client, updates) = serve(view).await;
+        let (mut client, updates) = serve(store).await;
 
         let request = ListFindingsRequest {
             detector: "TH-002".into(),
@@ -244,8 +356,8 @@ mod tests {
     #[tokio::test]
     async fn a_watcher_that_falls_behind_is_told_so() {
         let dir = tempfile::tempdir().unwrap();
-        let view = FindingsView::new(Store::open(dir.path(), TABLES).unwrap());
-        let (mut client, updates) = serve(view).await;
+        let store = Store::open(dir.path(), &crate::tables()).unwrap();
+        let (mut client, updates) = serve(store).await;
         let mut watched = client
             .watch_findings(ListFindingsRequest::default())
             .await
@@ -269,5 +381,124 @@ mod tests {
         }
         let status = outcome.unwrap_err();
         assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+    }
+
+    fn call(t: i64, country: &str, asn: u32) -> EnrichedEvent {
+        EnrichedEvent {
+            event: Some(Box::new(CloudTrailEvent {
+                event_id: format!("e{t}"),
+                event_time_ms: t,
+                event_name: "ListUsers".into(),
+                ..Default::default()
+            })),
+            principal: Some(Principal {
+                account_id: "111122223333".into(),
+                arn: "arn:aws:iam::111122223333:user/alice".into(),
+                ..Default::default()
+            }),
+            geo: Some(Geo {
+                country: country.into(),
+                ..Default::default()
+            }),
+            network: Some(Network {
+                asn,
+                ..Default::default()
+            }),
+            service: "iam".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn investigations_are_started_got_and_their_indicators_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &crate::tables()).unwrap();
+        let start_ms = 100 * DAY_MS;
+        let mut events: Vec<EnrichedEvent> = (60..100)
+            .map(|day| call(day * DAY_MS, "DE", 3320))
+            .collect();
+        events.push(call(start_ms + 1_000, "RU", 198610));
+        events.push(call(start_ms + 2 * DAY_MS, "BR", 28573)); // after the scope
+        PrincipalEvents::new(store.clone(), 46 * DAY_MS)
+            .apply(&events, 42)
+            .unwrap();
+        let mut related = finding("f1", "TH-015", start_ms + 1_000);
+        related.first_event_ms = start_ms + 1_000;
+        related.account_id = "111122223333".into();
+        FindingsView::new(store.clone())
+            .apply(vec![(1, related)], 1)
+            .unwrap();
+        let (endpoint, _) = start(store).await;
+        let mut client = InvestigationServiceClient::connect(endpoint).await.unwrap();
+
+        let report = client
+            .start_investigation(StartInvestigationRequest {
+                account_id: "111122223333".into(),
+                principal: "arn:aws:iam::111122223333:user/alice".into(),
+                scope_start_ms: start_ms,
+                scope_end_ms: start_ms + DAY_MS,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((report.events_in_scope, report.baseline_events), (1, 40));
+        assert!(!report.id.is_empty());
+        let got = client
+            .get_investigation(GetInvestigationRequest {
+                id: report.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got, report);
+
+        let list =
+            |kind: IndicatorType, page_size: u32, page_token: String| ListIndicatorsRequest {
+                investigation_id: report.id.clone(),
+                r#type: kind as i32,
+                page_size,
+                page_token,
+            };
+        let new_geo = client
+            .list_indicators(list(IndicatorType::NewGeolocation, 0, String::new()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(new_geo.indicators.len(), 1, "RU, not BR after the scope");
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_indicators(list(IndicatorType::Unspecified, 1, token))
+                .await
+                .unwrap()
+                .into_inner();
+            all.extend(page.indicators);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(all, report.indicators, "paged one at a time");
+        assert!(
+            all.iter()
+                .any(|i| indicator_type(i) == IndicatorType::RelatedFinding)
+        );
+
+        let missing = client
+            .get_investigation(GetInvestigationRequest { id: "nope".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        let backwards = client
+            .start_investigation(StartInvestigationRequest {
+                principal: "arn:aws:iam::111122223333:user/alice".into(),
+                scope_start_ms: start_ms,
+                scope_end_ms: start_ms - 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(backwards.code(), Code::InvalidArgument);
     }
 }

@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -8,12 +9,17 @@ use serde::Deserialize;
 pub struct QueryConfig {
     /// Where the query service serves gRPC.
     pub grpc_addr: SocketAddr,
+    /// Event time each principal's events are kept for investigations,
+    /// behind the latest event seen: the 45-day baseline and a day.
+    #[serde(with = "humantime_serde")]
+    pub event_retention: Duration,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            event_retention: Duration::from_secs(46 * 86_400),
         }
     }
 }

@@ -7,15 +7,22 @@
 
 mod api;
 mod config;
+mod events;
 mod filter;
 mod follow;
 pub mod investigation;
+mod investigations;
 mod view;
 
 pub use api::{QueryApi, WATCH_BUFFER};
 pub use config::QueryConfig;
+pub use events::{EventsError, PrincipalEvents};
 pub use filter::{FilterError, FindingFilter};
-pub use follow::follow_alerts;
-pub use view::{
-    DEFAULT_PAGE_SIZE, FindingsView, MAX_EXAMINED, MAX_PAGE_SIZE, Page, TABLES, ViewError,
-};
+pub use follow::{ReadyOnce, follow_alerts, follow_enriched};
+pub use investigations::{InvestigationError, Investigations};
+pub use view::{DEFAULT_PAGE_SIZE, FindingsView, MAX_EXAMINED, MAX_PAGE_SIZE, Page, ViewError};
+
+/// The tables of the query service's store: findings, events, investigations.
+pub fn tables() -> Vec<&'static str> {
+    [view::TABLES, events::TABLES, investigations::TABLES].concat()
+}

@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     fn view(dir: &std::path::Path) -> FindingsView {
-        FindingsView::new(Store::open(dir, TABLES).unwrap())
+        FindingsView::new(Store::open(dir, &crate::tables()).unwrap())
     }
 
     fn finding(id: &str, principal: &str, last_event_ms: i64, count: u64) -> Finding {

@@ -46,8 +46,8 @@ fn take_item<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
     Ok(item)
 }
 
-/// Every item of a payload decoded as `M` (the tests' view of a payload).
-#[cfg(test)]
+/// Every item of a payload decoded as `M`, or why the payload is not
+/// such a batch.
 pub fn decode_all<M: Message + Default>(payload: &[u8]) -> Result<Vec<M>, String> {
     items(payload)
         .enumerate()
