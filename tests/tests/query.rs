@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use trailhound_cloudtrail::time::format_ms;
 use trailhound_e2e::cluster::{
     NatsServer, Pipeline, binary, connect, dead_letters, free_port, ingest, stored_findings,
     wait_for_port, wait_until_settled,
@@ -15,7 +16,7 @@ use trailhound_e2e::cluster::{
 use trailhound_e2e::write_delivery;
 use trailhound_proto::query_service_client::QueryServiceClient;
 use trailhound_proto::{Finding, GetFindingRequest, ListFindingsRequest};
-use trailhound_synth::{HISTORY_START_MS, benign_history, stolen_credentials_episode};
+use trailhound_synth::{DAY_MS, HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
 const SETTLE: Duration = Duration::from_secs(180);
 
@@ -167,6 +168,64 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     let printed = String::from_utf8(output.stdout).unwrap();
     assert_eq!(printed.lines().count(), stored.len(), "{printed}");
 
+    // An investigation from the events the service keeps is the one
+    // `trailhound investigate` makes from the logs.
+    let web_server = "arn:aws:iam::210987654321:role/web-server";
+    let (from, to) = (
+        HISTORY_START_MS + 45 * DAY_MS,
+        HISTORY_START_MS + 46 * DAY_MS,
+    );
+    let scope = [
+        "--principal".to_string(),
+        web_server.to_string(),
+        "--from".to_string(),
+        format_ms(from),
+        "--to".to_string(),
+        format_ms(to),
+    ];
+    let served = trailhound_json(
+        &[
+            "query",
+            "--endpoint",
+            &endpoint,
+            "--format",
+            "json",
+            "investigate",
+        ],
+        &scope,
+    );
+    let logs_arg = logs.path().display().to_string();
+    let geo = enrichment_flags();
+    let mut local_args: Vec<&str> = vec!["investigate", &logs_arg, "--format", "json"];
+    local_args.extend(geo.iter().map(String::as_str));
+    let local = trailhound_json(&local_args, &scope);
+    for field in [
+        "severity",
+        "summary",
+        "events_in_scope",
+        "baseline_events",
+        "sessions",
+        "indicators",
+        "events",
+    ] {
+        assert_eq!(served[field], local[field], "{field}");
+    }
+    assert_eq!(served["severity"], "high", "{served:#}");
+    let id = served["id"].as_str().unwrap().to_string();
+    let again = trailhound_json(
+        &[
+            "query",
+            "--endpoint",
+            &endpoint,
+            "--format",
+            "json",
+            "investigation",
+            &id,
+        ],
+        &[],
+    );
+    assert_eq!(again, served);
+
     // Something that is not an alert goes to the dead letters, once.
     js.publish("th.alerts", "not protobuf at all".into())
         .await
@@ -193,6 +252,34 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
         1,
         "each replica met it; one copy kept"
     );
+}
+
+/// `trailhound` with `args` then `more`, its standard output as JSON.
+fn trailhound_json(args: &[&str], more: &[String]) -> serde_json::Value {
+    let output = Command::new(binary("trailhound"))
+        .args(args)
+        .args(more)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The enrich service's databases, as flags of `trailhound`.
+fn enrichment_flags() -> Vec<String> {
+    let db = |rel: &str| trailhound_e2e::shared(rel).display().to_string();
+    vec![
+        "--geoip-city".into(),
+        db("geoip/dbip-city-lite-2023-04.mmdb.gz"),
+        "--geoip-asn".into(),
+        db("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz"),
+        "--aws-ip-ranges".into(),
+        "builtin".into(),
+    ]
 }
 
 /// The first dead letter, once there is one.

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use trailhound_cloudtrail::Source;
 use trailhound_enrich::Enricher;
-use trailhound_query::investigation::{Investigator, Subject, TravelLimits, to_json};
+use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
 
-use crate::query::parse_time;
-use crate::{Format, PipelineArgs, default_format, output, run_pipeline};
+use crate::query::{investigation_format, parse_time, print_investigation};
+use crate::{Format, PipelineArgs, output, run_pipeline};
 
 #[derive(clap::Args)]
 pub struct InvestigateArgs {
@@ -40,9 +40,7 @@ pub struct InvestigateArgs {
 }
 
 pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
-    if matches!(args.format, Some(Format::Ocsf)) {
-        anyhow::bail!("OCSF is a form of findings; an investigation is table or json");
-    }
+    let format = investigation_format(args.format)?;
     let mut config = args.pipeline.config()?;
     // Related findings come from a scan of the same logs in memory: an
     // investigation changes no state and delivers nothing.
@@ -89,9 +87,5 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
         investigator.add_finding(&finding?);
     }
     let investigation = investigator.report();
-    match args.format.unwrap_or_else(default_format) {
-        Format::Json => output::line(&serde_json::to_string_pretty(&to_json(&investigation))?)?,
-        _ => output::investigation(&investigation, args.events)?,
-    }
-    Ok(())
+    print_investigation(&investigation, format, args.events)
 }

@@ -5,9 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use trailhound_proto::investigation_service_client::InvestigationServiceClient;
 use trailhound_proto::query_service_client::QueryServiceClient;
-use trailhound_proto::{Finding, GetFindingRequest, ListFindingsRequest};
+use trailhound_proto::{
+    Finding, GetFindingRequest, GetInvestigationRequest, Investigation, ListFindingsRequest,
+    StartInvestigationRequest,
+};
 use trailhound_query::MAX_PAGE_SIZE;
+use trailhound_query::investigation::to_json;
 use trailhound_sinks::MinSeverity;
 
 use crate::{Format, default_format, output};
@@ -44,6 +49,31 @@ enum QueryCommand {
     Watch {
         #[command(flatten)]
         filter: FilterArgs,
+    },
+    /// Start an investigation of a principal over a scope, from the events
+    /// and findings the query service keeps, and print it.
+    Investigate {
+        /// The principal as findings name it (a role covers all its sessions).
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        account: Option<String>,
+        /// Scope start: RFC 3339, or a duration ago (`24h`).
+        #[arg(long, value_parser = parse_time)]
+        from: i64,
+        /// Scope end (exclusive): RFC 3339, or a duration ago; default now.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<i64>,
+        /// Events of the scope the table lists.
+        #[arg(long, default_value_t = 20)]
+        events: usize,
+    },
+    /// Print an investigation started earlier, by id.
+    Investigation {
+        id: String,
+        /// Events of the scope the table lists.
+        #[arg(long, default_value_t = 20)]
+        events: usize,
     },
 }
 
@@ -91,6 +121,29 @@ pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
     Ok(chrono::Utc::now().timestamp_millis() - ago.as_millis() as i64)
 }
 
+/// How to print an investigation: a table or JSON (OCSF is a form of findings).
+pub(crate) fn investigation_format(format: Option<Format>) -> anyhow::Result<Format> {
+    match format.unwrap_or_else(default_format) {
+        Format::Ocsf => {
+            anyhow::bail!("OCSF is a form of findings; an investigation is table or json")
+        }
+        format => Ok(format),
+    }
+}
+
+/// An investigation in a format from [`investigation_format`].
+pub(crate) fn print_investigation(
+    report: &Investigation,
+    format: Format,
+    events: usize,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => output::line(&serde_json::to_string_pretty(&to_json(report))?)?,
+        _ => output::investigation(report, events)?,
+    }
+    Ok(())
+}
+
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let format = args.format.unwrap_or_else(default_format);
     let print = |findings: Vec<Finding>| -> anyhow::Result<()> {
@@ -110,6 +163,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             .connect()
             .await
             .with_context(|| format!("no query service at {endpoint}"))?;
+        let mut investigations = InvestigationServiceClient::new(channel.clone());
         let mut client = QueryServiceClient::new(channel);
         let failed = |e: tonic::Status| anyhow::anyhow!("{endpoint}: {}", e.message());
         match args.command {
@@ -141,6 +195,34 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(failed)?;
                 print(vec![finding.into_inner()])?;
+            }
+            QueryCommand::Investigate {
+                principal,
+                account,
+                from,
+                to,
+                events,
+            } => {
+                let request = StartInvestigationRequest {
+                    account_id: account.unwrap_or_default(),
+                    principal,
+                    scope_start_ms: from,
+                    scope_end_ms: to.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+                };
+                let report = investigations
+                    .start_investigation(request)
+                    .await
+                    .map_err(failed)?;
+                let format = investigation_format(args.format)?;
+                print_investigation(&report.into_inner(), format, events)?;
+            }
+            QueryCommand::Investigation { id, events } => {
+                let report = investigations
+                    .get_investigation(GetInvestigationRequest { id })
+                    .await
+                    .map_err(failed)?;
+                let format = investigation_format(args.format)?;
+                print_investigation(&report.into_inner(), format, events)?;
             }
             QueryCommand::Watch { filter } => {
                 let mut stream = client
