@@ -1,5 +1,6 @@
 //! The services' figures on this machine, all in one run with real
-//! processes: nats-server and one replica of every stage (built with the
+//! processes: nats-server and one replica of every stage, the query service
+//! included (built with the
 //! profile this example is: `scripts/bench-services` uses `dist`).
 //!
 //! 1. Sustained throughput: a generated delivery file through
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use prost::Message;
-use trailhound_e2e::cluster::{NatsServer, Pipeline, connect, ingest, wait_until_settled};
+use trailhound_e2e::cluster::{
+    NatsServer, Pipeline, connect, free_port, ingest, wait_until_settled,
+};
 use trailhound_pipeline::nats::{Topic, pack_events};
 use trailhound_proto::{Alert, CloudTrailEvent};
 use trailhound_synth::DAY_MS;
@@ -113,6 +116,10 @@ async fn main() {
 
     let nats = NatsServer::start();
     let mut pipeline = Pipeline::start(&nats.url(), 1);
+    // The query service as the chart deploys it: every alert and every
+    // enriched event into its own store.
+    let grpc = format!("127.0.0.1:{}", free_port());
+    pipeline.start_stage("query", 0, 1, &nats.url(), &["--grpc-addr".into(), grpc]);
     let js = connect(&nats.url()).await;
     let cpu_before = cpu_seconds_by_process();
     let started = Instant::now();

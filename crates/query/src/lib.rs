@@ -1,9 +1,11 @@
-//! The query side of Trailhound (DESIGN.md, "Query"): the findings the
-//! alert stage publishes on `th.alerts`, materialised into the query
-//! service's own RocksDB ([`FindingsView`], kept up to date by
-//! [`follow_alerts`]) and served over gRPC ([`QueryApi`]): list with
-//! filters and paging, get, watch; and [`investigation`]s of a principal
-//! over a scope of time.
+//! The query side of Trailhound (DESIGN.md, "Query" and "Investigations"):
+//! the findings the alert stage publishes on `th.alerts`, materialised into
+//! the query service's own RocksDB ([`FindingsView`], kept up to date by
+//! [`follow_alerts`]), each principal's enriched events of `th.enriched.*`
+//! ([`PrincipalEvents`], [`follow_enriched`]), and the gRPC services over
+//! them ([`QueryApi`]): findings listed with filters and paging, got and
+//! watched; [`investigation`]s of a principal over a scope of time, started,
+//! stored and read back ([`Investigations`]).
 
 mod api;
 mod config;
@@ -20,7 +22,7 @@ pub use events::{EventsError, PrincipalEvents};
 pub use filter::{FilterError, FindingFilter};
 pub use follow::{ReadyOnce, follow_alerts, follow_enriched};
 pub use investigations::{InvestigationError, Investigations};
-pub use view::{DEFAULT_PAGE_SIZE, FindingsView, MAX_EXAMINED, MAX_PAGE_SIZE, Page, ViewError};
+pub use view::{FindingsView, MAX_PAGE_SIZE, Page, ViewError};
 
 /// The tables of the query service's store: findings, events, investigations.
 pub fn tables() -> Vec<&'static str> {

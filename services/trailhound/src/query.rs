@@ -17,6 +17,9 @@ use trailhound_sinks::MinSeverity;
 
 use crate::{Format, default_format, output};
 
+/// The largest investigation the command line takes.
+const MAX_REPORT_BYTES: usize = 256 << 20;
+
 #[derive(clap::Args)]
 pub struct QueryArgs {
     /// The query service's gRPC endpoint.
@@ -163,7 +166,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             .connect()
             .await
             .with_context(|| format!("no query service at {endpoint}"))?;
-        let mut investigations = InvestigationServiceClient::new(channel.clone());
+        // An investigation lists every event of its scope: a busy role's
+        // day can be far over gRPC's default 4 MiB.
+        let mut investigations = InvestigationServiceClient::new(channel.clone())
+            .max_decoding_message_size(MAX_REPORT_BYTES);
         let mut client = QueryServiceClient::new(channel);
         let failed = |e: tonic::Status| anyhow::anyhow!("{endpoint}: {}", e.message());
         match args.command {
