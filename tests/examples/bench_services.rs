@@ -1,7 +1,7 @@
 //! The services' figures on this machine, all in one run with real
 //! processes: nats-server and one replica of every stage, the query service
-//! included (built with the
-//! profile this example is: `scripts/bench-services` uses `dist`).
+//! included (built with the profile this example is: `scripts/bench-services`
+//! uses `dist`).
 //!
 //! 1. Sustained throughput: a generated delivery file through
 //!    `trailhound-ingest` until every event has reached the detectors and
