@@ -19,8 +19,10 @@ use trailhound_telemetry::{HopMetrics, Readiness};
 use crate::events::PrincipalEvents;
 use crate::view::FindingsView;
 
-/// Messages applied in one write batch at most.
+/// Messages applied in one write batch at most, and their bytes (a
+/// `th.enriched` message carries hundreds of events).
 const BATCH: usize = 512;
+const BATCH_BYTES: usize = 8 << 20;
 
 /// One part of a service's readiness, counted once however often its
 /// follower starts again.
@@ -168,11 +170,16 @@ impl<'a> Follower<'a> {
             next = self.messages.next() => next,
         };
         let first = first.ok_or("the stream's consumer ended")??;
+        let mut bytes = first.payload.len();
         let mut batch = vec![first];
         // Whatever else has arrived, without waiting for more.
-        while batch.len() < BATCH {
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
             match self.messages.next().now_or_never() {
-                Some(Some(message)) => batch.push(message?),
+                Some(Some(message)) => {
+                    let message = message?;
+                    bytes += message.payload.len();
+                    batch.push(message);
+                }
                 _ => break,
             }
         }

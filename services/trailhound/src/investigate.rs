@@ -12,11 +12,9 @@ use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
 use crate::query::{investigation_format, parse_time, print_investigation};
 use crate::{Format, PipelineArgs, output, run_pipeline};
 
+/// Who and when to investigate, and how much of it the table shows.
 #[derive(clap::Args)]
-pub struct InvestigateArgs {
-    /// Files or directories with the scope and the 45 days before it.
-    #[arg(required = true)]
-    paths: Vec<PathBuf>,
+pub struct ScopeArgs {
     /// The principal as findings name it (a role covers all its sessions).
     #[arg(long)]
     principal: String,
@@ -29,14 +27,38 @@ pub struct InvestigateArgs {
     /// Scope end (exclusive): RFC 3339, or a duration ago; default now.
     #[arg(long, value_parser = parse_time)]
     to: Option<i64>,
+    /// Events of the scope the table lists (the JSON report has all).
+    #[arg(long, default_value_t = 20)]
+    pub events: usize,
+}
+
+impl ScopeArgs {
+    pub fn subject(&self) -> anyhow::Result<Subject> {
+        let end_ms = self
+            .to
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        anyhow::ensure!(self.from < end_ms, "--from must be before --to");
+        Ok(Subject {
+            account_id: self.account.clone().unwrap_or_default(),
+            principal: self.principal.clone(),
+            start_ms: self.from,
+            end_ms,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct InvestigateArgs {
+    /// Files or directories with the scope and the 45 days before it.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    scope: ScopeArgs,
     #[command(flatten)]
     pipeline: PipelineArgs,
     /// `table` (default on a terminal) or `json` (the whole report).
     #[arg(long, value_enum)]
     format: Option<Format>,
-    /// Events of the scope the table lists (the JSON report has all).
-    #[arg(long, default_value_t = 20)]
-    events: usize,
 }
 
 pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
@@ -52,16 +74,7 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
     }
     config.sink.clear();
     config.dead_letter = None;
-    let end_ms = args
-        .to
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    anyhow::ensure!(args.from < end_ms, "--from must be before --to");
-    let subject = Subject {
-        account_id: args.account.unwrap_or_default(),
-        principal: args.principal,
-        start_ms: args.from,
-        end_ms,
-    };
+    let subject = args.scope.subject()?;
     let travel = TravelLimits {
         kmh: config.detection.impossible_travel_kmh,
         min_km: config.detection.impossible_travel_min_km,
@@ -87,5 +100,5 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
         investigator.add_finding(&finding?);
     }
     let investigation = investigator.report();
-    print_investigation(&investigation, format, args.events)
+    print_investigation(&investigation, format, args.scope.events)
 }

@@ -15,6 +15,7 @@ use trailhound_query::MAX_PAGE_SIZE;
 use trailhound_query::investigation::to_json;
 use trailhound_sinks::MinSeverity;
 
+use crate::investigate::ScopeArgs;
 use crate::{Format, default_format, output};
 
 /// The largest investigation the command line takes.
@@ -55,22 +56,7 @@ enum QueryCommand {
     },
     /// Start an investigation of a principal over a scope, from the events
     /// and findings the query service keeps, and print it.
-    Investigate {
-        /// The principal as findings name it (a role covers all its sessions).
-        #[arg(long)]
-        principal: String,
-        #[arg(long)]
-        account: Option<String>,
-        /// Scope start: RFC 3339, or a duration ago (`24h`).
-        #[arg(long, value_parser = parse_time)]
-        from: i64,
-        /// Scope end (exclusive): RFC 3339, or a duration ago; default now.
-        #[arg(long, value_parser = parse_time)]
-        to: Option<i64>,
-        /// Events of the scope the table lists.
-        #[arg(long, default_value_t = 20)]
-        events: usize,
-    },
+    Investigate(ScopeArgs),
     /// Print an investigation started earlier, by id.
     Investigation {
         id: String,
@@ -202,25 +188,20 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .map_err(failed)?;
                 print(vec![finding.into_inner()])?;
             }
-            QueryCommand::Investigate {
-                principal,
-                account,
-                from,
-                to,
-                events,
-            } => {
+            QueryCommand::Investigate(scope) => {
+                let subject = scope.subject()?;
                 let request = StartInvestigationRequest {
-                    account_id: account.unwrap_or_default(),
-                    principal,
-                    scope_start_ms: from,
-                    scope_end_ms: to.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+                    account_id: subject.account_id,
+                    principal: subject.principal,
+                    scope_start_ms: subject.start_ms,
+                    scope_end_ms: subject.end_ms,
                 };
                 let report = investigations
                     .start_investigation(request)
                     .await
                     .map_err(failed)?;
                 let format = investigation_format(args.format)?;
-                print_investigation(&report.into_inner(), format, events)?;
+                print_investigation(&report.into_inner(), format, scope.events)?;
             }
             QueryCommand::Investigation { id, events } => {
                 let report = investigations
