@@ -1,14 +1,19 @@
 //! State size per principal and per organisation-wide command entry after a
 //! scan: `cargo run --release -p trailhound-e2e --example state_size [DAYS]`
 //! scans a synthesized organisation (DAYS of history, default 46) into a
-//! state directory and prints the encoded size of each table's entries.
+//! state directory and prints the encoded size of each table's entries; and
+//! the size of each event in the query service's store of principals'
+//! events (for investigations).
 
 #![allow(clippy::print_stdout)] // a program whose output is its report
 
+use prost::Message as _;
 use trailhound_detect::baseline::account::AccountProfile;
 use trailhound_detect::baseline::command::CommandProfile;
 use trailhound_detect::baseline::profile::Profile;
 use trailhound_e2e::{scan_config, write_delivery};
+use trailhound_enrich::Enricher;
+use trailhound_query::PrincipalEvents;
 use trailhound_state::Store;
 use trailhound_synth::{HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
@@ -77,4 +82,31 @@ fn main() {
         commands.iter().sum::<usize>() / entries.max(1)
     );
     print("account", &sizes::<AccountProfile>(&store, "accounts"));
+
+    // The query service keeps every enriched event of the retention period.
+    let document = serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap();
+    let mut enricher = Enricher::new(&config.enrich, config.partitions);
+    let mut enriched = Vec::new();
+    trailhound_cloudtrail::parse_document("history", &document, false, &mut |record| {
+        if let Ok(Ok(event)) = record.map(|event| enricher.enrich(event)) {
+            enriched.push(event);
+        }
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &trailhound_query::tables()).unwrap();
+    let events = PrincipalEvents::new(store.clone(), i64::MAX);
+    for chunk in enriched.chunks(10_000) {
+        events.apply(chunk, 0).unwrap();
+    }
+    store.compact().unwrap();
+    let n = enriched.len().max(1);
+    let encoded: usize = enriched.iter().map(|e| e.encoded_len()).sum();
+    println!(
+        "{:<36} {:>6} events, {} B each encoded, {} B each on disk (LZ4, with both indexes)",
+        "query service: principals' events",
+        enriched.len(),
+        encoded / n,
+        store.disk_bytes() as usize / n
+    );
 }
