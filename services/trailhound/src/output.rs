@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use trailhound_cloudtrail::time::format_ms;
+use trailhound_detect::travel::label;
 use trailhound_pipeline::ScanReport;
 use trailhound_proto::Finding;
 use trailhound_proto::indicator::Detail;
@@ -92,12 +93,7 @@ fn describe(detail: &Detail) -> String {
         Detail::ImpossibleTravel(t) => {
             let end = |p: &Option<Place>| {
                 let p = p.clone().unwrap_or_default();
-                let place = if p.city.is_empty() {
-                    p.country.clone()
-                } else {
-                    format!("{}, {}", p.city, p.country)
-                };
-                format!("{place} ({}) at {}", p.ip, format_ms(p.event_time_ms))
+                format!("{} ({}) at {}", label(&p), p.ip, format_ms(p.event_time_ms))
             };
             let hosting = if t.between_hosting_networks {
                 " (both hosting or VPN networks)"
@@ -126,11 +122,11 @@ fn describe(detail: &Detail) -> String {
             } else {
                 "new city"
             };
-            let place = if g.city.is_empty() {
-                g.country.clone()
-            } else {
-                format!("{}, {}", g.city, g.country)
-            };
+            let place = label(&Place {
+                country: g.country.clone(),
+                city: g.city.clone(),
+                ..Default::default()
+            });
             format!(
                 "new geo:  {place} ({what}) from {}, {} event(s)",
                 format_ms(g.first_ms),
