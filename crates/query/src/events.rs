@@ -18,6 +18,7 @@ const BY_TIME: &str = "query_events_by_time";
 pub const TABLES: &[&str] = &[BY_PRINCIPAL, BY_TIME];
 
 const POSITION: &str = "query:enriched-position";
+const DAY_MS: i64 = 86_400_000;
 const LATEST: &str = "query:latest-event-ms";
 
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +61,16 @@ impl PrincipalEvents {
     /// they reach, and expire what fell out of the retention period, in one
     /// write batch. An event stored again overwrites itself.
     pub fn apply(&self, events: &[EnrichedEvent], position: u64) -> Result<(), EventsError> {
+        // Event time moves on with the events, but not past a day after
+        // now: one event stamped years ahead must not expire the others.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| d.as_millis() as i64);
         let mut latest = self.meta_i64(LATEST)?.unwrap_or(i64::MIN);
         for (_, call) in events.iter().filter_map(located) {
-            latest = latest.max(call.event_time_ms);
+            if call.event_time_ms <= now_ms.saturating_add(DAY_MS) {
+                latest = latest.max(call.event_time_ms);
+            }
         }
         let cutoff = latest.saturating_sub(self.retention_ms);
         let mut batch = Batch::default();
@@ -251,5 +259,11 @@ mod tests {
             .apply(&[event(role, "111122223333", DAY, "late")], 6)
             .unwrap();
         assert_eq!(ids(&events, "111122223333", role, 0), ["b", "c"]);
+        // An event stamped far in the future is kept, and expires nothing.
+        let year_3000 = 32_503_680_000_000;
+        events
+            .apply(&[event(role, "111122223333", year_3000, "odd")], 7)
+            .unwrap();
+        assert_eq!(ids(&events, "111122223333", role, 0), ["b", "c", "odd"]);
     }
 }
