@@ -174,24 +174,62 @@ impl Source {
             path: name.clone(),
             source,
         };
-        let mut file = std::fs::File::open(path).map_err(io)?;
+        let file = std::fs::File::open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
         if size <= READ_WHOLE {
-            // Read (and gunzipped) now, on the thread that opens it: an S3
-            // delivery file is a few KiB, and a scan opens the next files
-            // on one thread while it parses on another.
-            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            file.read_to_end(&mut bytes).map_err(io)?;
-            if bytes.starts_with(&GZIP_MAGIC) {
-                let mut plain = Vec::new();
-                if gunzip(&bytes, &mut plain).is_ok() {
-                    bytes = plain;
-                }
-                // else: still gzip, gunzipped again as it is parsed, so that
-                // the records before the break are delivered with the error.
-            }
-            return Self::from_bytes(name, bytes);
+            let bytes = read_whole(file, size).map_err(io)?;
+            return Self::small(name, bytes);
         }
+        Self::large(name, file, size)
+    }
+
+    /// [`Source::open`], with the 128-bit xxh3 of the content as stored,
+    /// which identifies content already scanned. Stdin and small files are
+    /// read once for both; a larger file is hashed in a pass of its own
+    /// before it is read again to be parsed.
+    pub fn open_hashed(path: &Path) -> Result<(u128, Self), InputError> {
+        let name = path.display().to_string();
+        let io = |source| InputError::Io {
+            path: name.clone(),
+            source,
+        };
+        if path.as_os_str() == "-" {
+            let bytes = read_whole(std::io::stdin(), 0).map_err(io)?;
+            return Ok((
+                xxhash_rust::xxh3::xxh3_128(&bytes),
+                Self::from_bytes(name, bytes)?,
+            ));
+        }
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        if size <= READ_WHOLE {
+            let bytes = read_whole(file, size).map_err(io)?;
+            return Ok((
+                xxhash_rust::xxh3::xxh3_128(&bytes),
+                Self::small(name, bytes)?,
+            ));
+        }
+        let hash = stored_hash(path)?;
+        Ok((hash, Self::large(name, file, size)?))
+    }
+
+    /// A small file read whole, and gunzipped now, on the thread that opens
+    /// it: an S3 delivery file is a few KiB, and a scan opens the next files
+    /// on one thread while it parses on another.
+    fn small(name: String, mut bytes: Vec<u8>) -> Result<Self, InputError> {
+        if bytes.starts_with(&GZIP_MAGIC) {
+            let mut plain = Vec::new();
+            if gunzip(&bytes, &mut plain).is_ok() {
+                bytes = plain;
+            }
+            // else: still gzip, gunzipped again as it is parsed, so that
+            // the records before the break are delivered with the error.
+        }
+        Self::from_bytes(name, bytes)
+    }
+
+    /// A file read as it is parsed.
+    fn large(name: String, file: std::fs::File, size: u64) -> Result<Self, InputError> {
         let mut source = Self::new(name, std::io::BufReader::new(file))?;
         if !source.gzip {
             source.size_hint = usize::try_from(size).unwrap_or(0);
@@ -199,8 +237,7 @@ impl Source {
         Ok(source)
     }
 
-    /// A document already in memory (a small file, or stdin read whole to hash
-    /// it first), gunzipped as it is parsed if it is gzip.
+    /// A document already in memory, gunzipped as it is parsed if it is gzip.
     pub fn from_bytes(name: String, bytes: Vec<u8>) -> Result<Self, InputError> {
         Self::new(name, std::io::Cursor::new(bytes))
     }
@@ -307,9 +344,15 @@ impl Source {
     }
 }
 
-/// The 128-bit xxh3 of a file's bytes as stored, read a block at a time:
-/// identifies content already scanned.
-pub fn stored_hash(path: &Path) -> Result<u128, InputError> {
+/// All of `reader`, `size` bytes expected.
+fn read_whole(mut reader: impl Read, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    reader.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The 128-bit xxh3 of a file's bytes as stored, read a block at a time.
+fn stored_hash(path: &Path) -> Result<u128, InputError> {
     let io = |source| InputError::Io {
         path: path.display().to_string(),
         source,

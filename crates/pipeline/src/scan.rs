@@ -3,7 +3,7 @@
 //! so that the next scan continues from the learned baselines. One thread
 //! opens the files, a second parses them, and a third runs the stages.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -351,19 +351,8 @@ fn open(path: &Path, store: Option<&Store>) -> Result<Option<(Option<FileMarks>,
         let source = Source::open(path).map_err(|e| e.to_string())?;
         return Ok(Some((None, source)));
     };
-    // The content must be known before it is read: stdin is read whole.
-    let (hash, source) = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("-: {e}"))?;
-        let hash = xxhash_rust::xxh3::xxh3_128(&bytes);
-        (hash, Source::from_bytes("-".into(), bytes))
-    } else {
-        let hash = trailhound_cloudtrail::stored_hash(path).map_err(|e| e.to_string())?;
-        (hash, Source::open(path))
-    };
-    let source = source.map_err(|e| e.to_string())?;
+    // The content must be known before it is read.
+    let (hash, source) = Source::open_hashed(path).map_err(|e| e.to_string())?;
     Ok(marks_for(store, hash)?.map(|marks| (Some(marks), source)))
 }
 
