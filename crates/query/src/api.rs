@@ -66,28 +66,47 @@ impl QueryApi {
         work: impl FnOnce(&Investigations) -> Result<T, InvestigationError> + Send + 'static,
     ) -> Result<T, Status> {
         let investigations = self.investigations.clone();
-        tokio::task::spawn_blocking(move || work(&investigations))
-            .await
-            .map_err(|e| Status::internal(format!("investigating: {e}")))?
-            .map_err(|e| match e {
-                InvestigationError::BadRequest(_) => Status::invalid_argument(e.to_string()),
-                e => Status::internal(e.to_string()),
-            })
+        blocking(move || work(&investigations)).await
     }
 
-    /// Read the view on a blocking thread: RocksDB reads block.
+    /// Read the view on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&FindingsView) -> Result<T, ViewError> + Send + 'static,
     ) -> Result<T, Status> {
         let view = self.view.clone();
-        tokio::task::spawn_blocking(move || read(&view))
-            .await
-            .map_err(|e| Status::internal(format!("reading findings: {e}")))?
-            .map_err(|e| match e {
-                ViewError::BadToken(_) => Status::invalid_argument(e.to_string()),
-                e => Status::internal(e.to_string()),
-            })
+        blocking(move || read(&view)).await
+    }
+}
+
+/// Run `work` on a blocking thread (RocksDB reads and writes block), its
+/// error as a status.
+async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Status>
+where
+    T: Send + 'static,
+    E: Into<Status> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("query worker: {e}")))?
+        .map_err(Into::into)
+}
+
+impl From<ViewError> for Status {
+    fn from(e: ViewError) -> Self {
+        match e {
+            ViewError::BadToken(_) => Status::invalid_argument(e.to_string()),
+            e => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<InvestigationError> for Status {
+    fn from(e: InvestigationError) -> Self {
+        match e {
+            InvestigationError::BadRequest(_) => Status::invalid_argument(e.to_string()),
+            e => Status::internal(e.to_string()),
+        }
     }
 }
 
