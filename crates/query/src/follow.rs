@@ -12,7 +12,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use prost::Message as _;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use trailhound_pipeline::nats::{REASON_HEADER, Topic, frames, header_value};
+use trailhound_pipeline::nats::{self, Topic, frames};
 use trailhound_proto::{Alert, EnrichedEvent, Finding};
 use trailhound_telemetry::{HopMetrics, Readiness};
 
@@ -211,10 +211,8 @@ async fn dead_letter(
     metrics: &HopMetrics,
 ) -> Result<(), async_nats::Error> {
     tracing::error!(stream, sequence, reason, "dead-lettered");
-    let publish = jetstream::message::PublishMessage::build()
-        .message_id(format!("query:{stream}:{sequence}"))
-        .header(REASON_HEADER, header_value(reason).as_str())
-        .payload(message.payload.clone());
+    let id = format!("query:{stream}:{sequence}");
+    let publish = nats::dead_letter(id, reason, message.payload.clone());
     js.send_publish(Topic::DEAD.subject_of("query"), publish)
         .await?
         .await?;

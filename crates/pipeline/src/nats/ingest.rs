@@ -8,7 +8,7 @@ use trailhound_cloudtrail::Parsed;
 use trailhound_proto::CloudTrailEvent;
 
 use super::frames::{self, Packer};
-use super::{EVENTS_HEADER, REASON_HEADER, Topic, header_value};
+use super::{EVENTS_HEADER, Topic, dead_letter};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestReport {
@@ -116,7 +116,7 @@ async fn publish_records(
                 report.rejected += 1;
                 let reason = rejected.to_string();
                 let raw = rejected.raw.unwrap_or_default().into_bytes();
-                let publish = dead_letter(&rejected.origin, &reason, raw);
+                let publish = dead_letter(format!("rejected:{}", rejected.origin), &reason, raw);
                 acks.push((
                     0,
                     js.send_publish(Topic::DEAD.subject_of("ingest"), publish)
@@ -202,18 +202,11 @@ pub async fn publish_dead_letter(
 ) -> Result<(), async_nats::Error> {
     js.send_publish(
         Topic::DEAD.subject_of("ingest"),
-        dead_letter(origin, reason, payload),
+        dead_letter(format!("rejected:{origin}"), reason, payload),
     )
     .await?
     .await?;
     Ok(())
-}
-
-fn dead_letter(origin: &str, reason: &str, payload: Vec<u8>) -> PublishMessage {
-    PublishMessage::build()
-        .message_id(format!("rejected:{origin}"))
-        .header(REASON_HEADER, header_value(reason).as_str())
-        .payload(payload.into())
 }
 
 #[cfg(test)]

@@ -42,6 +42,19 @@ pub const REASON_HEADER: &str = "Trailhound-Reason";
 /// events can be counted from headers alone.
 pub const EVENTS_HEADER: &str = "Trailhound-Events";
 
+/// A dead letter: `payload` with its reason in a header, under message id
+/// `id` so that publishing it again adds nothing.
+pub fn dead_letter(
+    id: String,
+    reason: &str,
+    payload: impl Into<bytes::Bytes>,
+) -> async_nats::jetstream::message::PublishMessage {
+    async_nats::jetstream::message::PublishMessage::build()
+        .message_id(id)
+        .header(REASON_HEADER, header_value(reason).as_str())
+        .payload(payload.into())
+}
+
 /// A header value on one line (header values cannot hold line breaks).
 pub fn header_value(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
