@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use trailhound_pipeline::scan::Progress;
 use trailhound_pipeline::{ScanConfig, ScanReport};
 use trailhound_proto::Alert;
+use trailhound_state::StateError;
 
 /// mimalloc: every event allocates dozens of small strings on its way through the
 /// stages; glibc's malloc made `scan` ~1.5x slower, and jemalloc needs ~14 % more CPU
@@ -210,6 +211,20 @@ pub(crate) enum Format {
     Ocsf,
 }
 
+impl Format {
+    /// Print `findings` in this format on stdout.
+    pub(crate) fn print(
+        self,
+        findings: impl Iterator<Item = Result<trailhound_proto::Finding, StateError>>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Format::Json => output::json_lines(findings),
+            Format::Table => output::table(findings),
+            Format::Ocsf => output::ocsf_lines(findings),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -267,11 +282,7 @@ fn nats(command: NatsCommand) -> anyhow::Result<()> {
                         .then(a.first_event_ms.cmp(&b.first_event_ms))
                 });
                 let shown = findings.into_iter().map(Ok);
-                match format.unwrap_or_else(default_format) {
-                    Format::Json => output::json_lines(shown)?,
-                    Format::Table => output::table(shown)?,
-                    Format::Ocsf => output::ocsf_lines(shown)?,
-                }
+                format.unwrap_or_else(default_format).print(shown)?;
             }
             NatsCommand::DeadLetters(_) => {
                 for dead in inspect::dead_letters(&js).await.map_err(nats_error)? {
@@ -353,11 +364,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
     let shown = (report.findings.summaries().iter())
         .filter(|f| args.min_severity.admits(f.severity))
         .map(|f| report.findings.read(&f.id));
-    match format {
-        Format::Json => output::json_lines(shown)?,
-        Format::Table => output::table(shown)?,
-        Format::Ocsf => output::ocsf_lines(shown)?,
-    }
+    format.print(shown)?;
     output::summary(&report)?;
     deliver(&config.sink, &report)?;
     if !report.file_errors.is_empty() && report.files_read == 0 {

@@ -135,14 +135,7 @@ pub(crate) fn print_investigation(
 
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let format = args.format.unwrap_or_else(default_format);
-    let print = |findings: Vec<Finding>| -> anyhow::Result<()> {
-        let findings = findings.into_iter().map(Ok);
-        match format {
-            Format::Json => output::json_lines(findings),
-            Format::Table => output::table(findings),
-            Format::Ocsf => output::ocsf_lines(findings),
-        }
-    };
+    let print = |findings: Vec<Finding>| format.print(findings.into_iter().map(Ok));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let endpoint = args.endpoint.clone();
