@@ -164,10 +164,7 @@ impl Investigations {
                 .parse()
                 .map_err(|_| InvestigationError::BadRequest(format!("bad page token {token:?}")))?,
         };
-        let size = match page_size {
-            0 => 100,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let size = crate::view::page_size(page_size);
         let mut matching = report
             .indicators
             .into_iter()

@@ -29,9 +29,17 @@ pub const TABLES: &[&str] = &[FINDINGS, BY_RECENCY, BY_PRINCIPAL];
 /// The last `th.alerts` sequence applied.
 const POSITION: &str = "query:alerts-position";
 
-/// Findings a page holds unless asked otherwise, and at most.
+/// Items a page holds unless asked otherwise, and at most.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1_000;
+
+/// The items a page holds for a request's `page_size` (0: the default).
+pub(crate) fn page_size(requested: usize) -> usize {
+    match requested {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
 /// Index entries one call reads at most: a filter few findings match
 /// returns a short page (with a token to go on) instead of reading the
 /// whole store in one call.
@@ -136,10 +144,7 @@ impl FindingsView {
         page_size: usize,
         page_token: &str,
     ) -> Result<Page, ViewError> {
-        let page_size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let page_size = self::page_size(page_size);
         let (table, prefix) = if filter.principal.is_empty() {
             (BY_RECENCY, Vec::new())
         } else {
