@@ -226,6 +226,31 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     );
     assert_eq!(again, served);
 
+    // So is a profile: the service's from its events, the command's from the logs.
+    let window = [
+        "--principal".to_string(),
+        web_server.to_string(),
+        "--until".to_string(),
+        format_ms(to),
+        "--values".to_string(),
+        "1000".to_string(),
+    ];
+    let served = trailhound_json(
+        &[
+            "query",
+            "--endpoint",
+            &endpoint,
+            "--format",
+            "json",
+            "profile",
+        ],
+        &window,
+    );
+    local_args[0] = "profile";
+    let local = trailhound_json(&local_args, &window);
+    assert_eq!(served, local);
+    assert!(served["events"].as_u64().unwrap() > 1_000, "{served:#}");
+
     // Something that is not an alert goes to the dead letters, once.
     js.publish("th.alerts", "not protobuf at all".into())
         .await

@@ -1,6 +1,7 @@
 //! The gRPC services of the query side: `trailhound.v1.QueryService` over
-//! a [`FindingsView`] and `trailhound.v1.InvestigationService` over
-//! [`Investigations`], with server reflection so that `grpcurl` and other
+//! a [`FindingsView`], `trailhound.v1.InvestigationService` over
+//! [`Investigations`] and `trailhound.v1.ProfileService` over
+//! [`PrincipalEvents`], with server reflection so that `grpcurl` and other
 //! generic clients can call them without the `.proto` files.
 
 use std::pin::Pin;
@@ -12,15 +13,18 @@ use tonic::{Request, Response, Status};
 use trailhound_proto::investigation_service_server::{
     InvestigationService, InvestigationServiceServer,
 };
+use trailhound_proto::profile_service_server::{ProfileService, ProfileServiceServer};
 use trailhound_proto::query_service_server::{QueryService, QueryServiceServer};
 use trailhound_proto::{
-    Finding, GetFindingRequest, GetInvestigationRequest, IndicatorType, Investigation,
-    ListFindingsRequest, ListFindingsResponse, ListIndicatorsRequest, ListIndicatorsResponse,
-    StartInvestigationRequest,
+    Finding, GetFindingRequest, GetInvestigationRequest, GetProfileRequest, IndicatorType,
+    Investigation, ListFindingsRequest, ListFindingsResponse, ListIndicatorsRequest,
+    ListIndicatorsResponse, Profile, StartInvestigationRequest,
 };
 
+use crate::events::{EventsError, PrincipalEvents};
 use crate::filter::FindingFilter;
 use crate::investigations::{InvestigationError, Investigations};
+use crate::profile::{Profiler, requested_values, requested_window};
 use crate::view::{FindingsView, ViewError};
 
 /// Findings changed while a slow watcher had not taken them yet, beyond
@@ -33,6 +37,7 @@ pub struct QueryApi {
     view: FindingsView,
     updates: broadcast::Sender<Arc<Finding>>,
     investigations: Investigations,
+    events: PrincipalEvents,
 }
 
 impl QueryApi {
@@ -40,15 +45,18 @@ impl QueryApi {
         view: FindingsView,
         updates: broadcast::Sender<Arc<Finding>>,
         investigations: Investigations,
+        events: PrincipalEvents,
     ) -> Self {
         Self {
             view,
             updates,
             investigations,
+            events,
         }
     }
 
-    /// The query, investigation and reflection services, ready to serve.
+    /// The query, investigation, profile and reflection services, ready to
+    /// serve.
     pub fn into_router(self) -> tonic::transport::server::Router {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(trailhound_proto::FILE_DESCRIPTOR_SET)
@@ -56,6 +64,7 @@ impl QueryApi {
             .expect("the generated descriptor set is valid");
         tonic::transport::Server::builder()
             .add_service(InvestigationServiceServer::new(self.clone()))
+            .add_service(ProfileServiceServer::new(self.clone()))
             .add_service(QueryServiceServer::new(self))
             .add_service(reflection)
     }
@@ -98,6 +107,12 @@ impl From<ViewError> for Status {
             ViewError::BadToken(_) => Status::invalid_argument(e.to_string()),
             e => Status::internal(e.to_string()),
         }
+    }
+}
+
+impl From<EventsError> for Status {
+    fn from(e: EventsError) -> Self {
+        Status::internal(e.to_string())
     }
 }
 
@@ -186,9 +201,7 @@ impl InvestigationService for QueryApi {
         request: Request<StartInvestigationRequest>,
     ) -> Result<Response<Investigation>, Status> {
         let request = request.into_inner();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = now_ms();
         let report = self.investigate(move |i| i.start(&request, now_ms)).await?;
         Ok(Response::new(report))
     }
@@ -237,6 +250,34 @@ impl InvestigationService for QueryApi {
     }
 }
 
+#[tonic::async_trait]
+impl ProfileService for QueryApi {
+    async fn get_profile(
+        &self,
+        request: Request<GetProfileRequest>,
+    ) -> Result<Response<Profile>, Status> {
+        let request = request.into_inner();
+        let window = requested_window(&request, now_ms()).map_err(Status::invalid_argument)?;
+        let events = self.events.clone();
+        let profile = blocking(move || {
+            let (account, principal) = (window.account_id.clone(), window.principal.clone());
+            let (from_ms, until_ms) = (window.start_ms, window.end_ms);
+            let mut profiler = Profiler::new(window);
+            events.visit_between(&account, &principal, from_ms, until_ms, |event| {
+                profiler.add_event(&event);
+            })?;
+            Ok::<_, EventsError>(profiler.profile(requested_values(&request)))
+        });
+        Ok(Response::new(profile.await?))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use futures_util::StreamExt as _;
@@ -248,6 +289,7 @@ mod tests {
 
     use super::*;
     use trailhound_proto::investigation_service_client::InvestigationServiceClient;
+    use trailhound_proto::profile_service_client::ProfileServiceClient;
     use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Geo, Network, Principal};
 
     use crate::events::PrincipalEvents;
@@ -277,11 +319,11 @@ mod tests {
             kmh: 900.0,
             min_km: 500.0,
         };
-        let investigations = Investigations::new(store, events, view.clone(), travel);
+        let investigations = Investigations::new(store, events.clone(), view.clone(), travel);
         let (updates, _) = broadcast::channel(WATCH_BUFFER);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let router = QueryApi::new(view, updates.clone(), investigations).into_router();
+        let router = QueryApi::new(view, updates.clone(), investigations, events).into_router();
         tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
         (endpoint, updates)
     }
@@ -519,5 +561,58 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(backwards.code(), Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn a_profile_is_served_from_the_stored_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &crate::tables()).unwrap();
+        let end_ms = 100 * DAY_MS;
+        let events: Vec<EnrichedEvent> = (50..100)
+            .map(|day| {
+                let mut e = call(day * DAY_MS, if day < 85 { "DE" } else { "FR" }, 3320);
+                e.network.as_mut().unwrap().is_network_location = true;
+                e
+            })
+            .collect();
+        PrincipalEvents::new(store.clone(), 46 * DAY_MS)
+            .apply(&events, 50)
+            .unwrap();
+        let (endpoint, _) = start(store).await;
+        let mut client = ProfileServiceClient::connect(endpoint).await.unwrap();
+        let request = GetProfileRequest {
+            account_id: "111122223333".into(),
+            principal: "arn:aws:iam::111122223333:user/alice".into(),
+            until_ms: end_ms,
+            days: 20,
+            max_values: 1,
+        };
+        let served = client
+            .get_profile(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+
+        let mut profiler = Profiler::new(requested_window(&request, 0).unwrap());
+        for event in &events {
+            profiler.add_event(event);
+        }
+        assert_eq!(served, profiler.profile(1), "the same as from the events");
+        assert_eq!(served.events, 20, "the 20 days before until_ms");
+        let countries = served
+            .dimensions
+            .iter()
+            .find(|d| d.name == "country")
+            .unwrap();
+        assert_eq!(
+            (countries.distinct, countries.values[0].value.as_str()),
+            (2, "FR")
+        );
+
+        let missing = client
+            .get_profile(GetProfileRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::InvalidArgument);
     }
 }

@@ -114,20 +114,23 @@ impl PrincipalEvents {
     }
 
     /// Each stored event of `principal` (in `account_id`, or any account
-    /// when empty) from `from_ms` on, until `visit` returns false.
-    pub fn visit(
+    /// when empty) with an event time in `[from_ms, until_ms)`, in time
+    /// order within each account.
+    pub fn visit_between(
         &self,
         account_id: &str,
         principal: &str,
         from_ms: i64,
-        mut visit: impl FnMut(EnrichedEvent) -> bool,
+        until_ms: i64,
+        mut visit: impl FnMut(EnrichedEvent),
     ) -> Result<(), EventsError> {
         let mut prefix = principal.as_bytes().to_vec();
         prefix.push(0);
         let mut from = prefix.clone();
         if !account_id.is_empty() {
-            from.extend_from_slice(account_id.as_bytes());
-            from.push(0);
+            prefix.extend_from_slice(account_id.as_bytes());
+            prefix.push(0);
+            from.clone_from(&prefix);
             from.extend_from_slice(&time_bytes(from_ms));
         }
         let mut failure = None;
@@ -136,7 +139,14 @@ impl PrincipalEvents {
                 return false;
             }
             match EnrichedEvent::decode(value) {
-                Ok(event) => visit(event),
+                Ok(event) => {
+                    let t = event.event.as_ref().map_or(0, |c| c.event_time_ms);
+                    if (from_ms..until_ms).contains(&t) {
+                        visit(event);
+                    }
+                    // In one account the rest come later still.
+                    account_id.is_empty() || t < until_ms
+                }
                 Err(e) => {
                     failure = Some(EventsError::Corrupt {
                         key: String::from_utf8_lossy(key).into_owned(),
@@ -206,15 +216,24 @@ mod tests {
     }
 
     fn ids(events: &PrincipalEvents, account: &str, principal: &str, from_ms: i64) -> Vec<String> {
+        between(events, account, principal, from_ms, i64::MAX)
+    }
+
+    fn between(
+        events: &PrincipalEvents,
+        account: &str,
+        principal: &str,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Vec<String> {
         let mut ids = Vec::new();
         events
-            .visit(account, principal, from_ms, |e| {
+            .visit_between(account, principal, from_ms, until_ms, |e| {
                 assert!(
                     e.event.as_ref().unwrap().raw_json.is_empty(),
                     "raw JSON is not kept"
                 );
                 ids.push(e.event.unwrap().event_id);
-                true
             })
             .unwrap();
         ids
@@ -246,6 +265,8 @@ mod tests {
         assert_eq!(ids(&events, "111122223333", role, 0), ["a", "b"]);
         assert_eq!(ids(&events, "111122223333", role, 6 * DAY), ["b"]);
         assert_eq!(ids(&events, "", role, 0), ["a", "b"], "any account");
+        assert_eq!(between(&events, "111122223333", role, 0, 10 * DAY), ["a"]);
+        assert_eq!(between(&events, "", role, 6 * DAY, 11 * DAY), ["b"]);
         assert_eq!(events.position().unwrap(), 4);
 
         // 50 days later, what is older than 46 days before the latest goes.

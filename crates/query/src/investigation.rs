@@ -31,6 +31,13 @@ pub struct Subject {
     pub end_ms: i64,
 }
 
+impl Subject {
+    /// Whether calls of `principal` in `account_id` are the subject's.
+    pub fn covers(&self, account_id: &str, principal: &str) -> bool {
+        principal == self.principal && (self.account_id.is_empty() || account_id == self.account_id)
+    }
+}
+
 /// When two calls are too far apart to be one person (TH-016's settings).
 #[derive(Debug, Clone, Copy)]
 pub struct TravelLimits {
@@ -75,18 +82,13 @@ impl Investigator {
         self.subject.start_ms - BASELINE_DAYS * DAY_MS
     }
 
-    fn is_subject(&self, account_id: &str, principal: &str) -> bool {
-        principal == self.subject.principal
-            && (self.subject.account_id.is_empty() || account_id == self.subject.account_id)
-    }
-
     /// Take an event into account if it is the principal's, in the scope
     /// or the baseline before it; says whether it was.
     pub fn add_event(&mut self, event: &EnrichedEvent) -> bool {
         let (Some(principal), Some(call)) = (&event.principal, &event.event) else {
             return false;
         };
-        if !self.is_subject(&principal.account_id, &principal.arn) {
+        if !self.subject.covers(&principal.account_id, &principal.arn) {
             return false;
         }
         let t = call.event_time_ms;
@@ -115,7 +117,7 @@ impl Investigator {
     pub fn add_finding(&mut self, finding: &Finding) -> bool {
         let active = finding.first_event_ms < self.subject.end_ms
             && finding.last_event_ms >= self.subject.start_ms;
-        let related = active && self.is_subject(&finding.account_id, &finding.principal);
+        let related = active && self.subject.covers(&finding.account_id, &finding.principal);
         if related {
             self.findings.push(finding.clone());
         }

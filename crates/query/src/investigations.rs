@@ -77,16 +77,13 @@ impl Investigations {
             end_ms: request.scope_end_ms,
         };
         let mut investigator = Investigator::new(subject, self.travel);
-        let (account, end) = (&request.account_id, request.scope_end_ms);
-        self.events.visit(
-            account,
+        self.events.visit_between(
+            &request.account_id,
             &request.principal,
             investigator.reads_from_ms(),
+            request.scope_end_ms,
             |event| {
-                let t = event.event.as_ref().map_or(0, |c| c.event_time_ms);
                 investigator.add_event(&event);
-                // In one account the events come in time order.
-                account.is_empty() || t < end
             },
         )?;
         let related = FindingFilter::from_request(&ListFindingsRequest {

@@ -5,7 +5,7 @@
 //! ([`PrincipalEvents`], [`follow_enriched`]), and the gRPC services over
 //! them ([`QueryApi`]): findings listed with filters and paging, got and
 //! watched; [`investigation`]s of a principal over a scope of time, started,
-//! stored and read back ([`Investigations`]).
+//! stored and read back ([`Investigations`]); principals' [`profile`]s.
 
 mod api;
 mod config;
@@ -14,6 +14,7 @@ mod filter;
 mod follow;
 pub mod investigation;
 mod investigations;
+pub mod profile;
 mod view;
 
 pub use api::{QueryApi, WATCH_BUFFER};

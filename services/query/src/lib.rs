@@ -1,9 +1,9 @@
 //! The query service: `th.alerts` followed into its own RocksDB view of the
 //! findings and `th.enriched.*` into each principal's events, served over
-//! gRPC (`trailhound.v1.QueryService` and `InvestigationService`, with
-//! reflection). Every replica reads the whole streams, so each answers
-//! completely; it is ready (`/readyz`) once both have caught up with the
-//! streams as they were when it started.
+//! gRPC (`trailhound.v1.QueryService`, `InvestigationService` and
+//! `ProfileService`, with reflection). Every replica reads the whole
+//! streams, so each answers completely; it is ready (`/readyz`) once both
+//! have caught up with the streams as they were when it started.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,12 +55,17 @@ pub async fn run(
         .await
         .with_context(|| format!("serving gRPC on {address}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving gRPC");
-    let server = QueryApi::new(view.clone(), updates.clone(), investigations)
-        .into_router()
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener),
-            shutdown.clone().cancelled_owned(),
-        );
+    let server = QueryApi::new(
+        view.clone(),
+        updates.clone(),
+        investigations,
+        events.clone(),
+    )
+    .into_router()
+    .serve_with_incoming_shutdown(
+        TcpIncoming::from(listener),
+        shutdown.clone().cancelled_owned(),
+    );
     let server = tokio::spawn(server);
 
     let alerts = {

@@ -9,7 +9,7 @@ use trailhound_cloudtrail::Source;
 use trailhound_enrich::Enricher;
 use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
 
-use crate::query::{investigation_format, parse_time, print_investigation};
+use crate::query::{parse_time, print_investigation, report_format};
 use crate::{Format, PipelineArgs, output, run_pipeline};
 
 /// Who and when to investigate, and how much of it the table shows.
@@ -62,7 +62,7 @@ pub struct InvestigateArgs {
 }
 
 pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
-    let format = investigation_format(args.format)?;
+    let format = report_format(args.format)?;
     let mut config = args.pipeline.config()?;
     // Related findings come from a scan of the same logs in memory: an
     // investigation changes no state and delivers nothing.

@@ -3,6 +3,7 @@
 
 mod investigate;
 mod output;
+mod profile;
 mod query;
 
 use std::io::IsTerminal;
@@ -48,7 +49,10 @@ enum Command {
     /// One principal over a scope of time, from logs: sessions, new behaviour against
     /// the 45 days before, impossible travel, flagged addresses, ATT&CK, related findings.
     Investigate(Box<investigate::InvestigateArgs>),
-    /// List, get or watch the findings a deployment stored, from its query service.
+    /// What one principal normally does, from logs: services by region, places,
+    /// networks, clients, commands, roles, buckets, addresses and sessions.
+    Profile(Box<profile::ProfileLogsArgs>),
+    /// Findings, investigations and profiles from a deployment's query service.
     Query(query::QueryArgs),
     /// Manage the NATS JetStream streams the services use.
     #[command(subcommand)]
@@ -240,6 +244,7 @@ fn main() -> anyhow::Result<()> {
         Command::Nats(command) => nats(command),
         Command::Query(args) => query::run(args),
         Command::Investigate(args) => investigate::run(*args),
+        Command::Profile(args) => profile::run(*args),
         Command::Detectors => {
             for (id, name) in trailhound_detect::Detectors::catalogue() {
                 output::line(&format!("{id}  {name}"))?;

@@ -1,5 +1,5 @@
-//! Findings as JSON lines or a readable table, investigations, and the
-//! summary on stderr.
+//! Findings as JSON lines or a readable table, investigations, profiles,
+//! and the summary on stderr.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,7 +9,7 @@ use trailhound_detect::travel::label;
 use trailhound_pipeline::ScanReport;
 use trailhound_proto::Finding;
 use trailhound_proto::indicator::Detail;
-use trailhound_proto::{Investigation, Place};
+use trailhound_proto::{Investigation, Place, Profile};
 use trailhound_query::investigation::BASELINE_DAYS;
 use trailhound_state::StateError;
 
@@ -80,6 +80,68 @@ pub fn investigation(r: &Investigation, events_shown: usize) -> anyhow::Result<(
             out,
             "    … {more} more event(s) (--events, or --format json)"
         )?;
+    }
+    Ok(())
+}
+
+/// A profile as a readable report: its activity, then each dimension's
+/// values with the most calls first.
+pub fn profile(p: &Profile) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{} ({})", p.principal, p.account_id)?;
+    let window_days =
+        (p.window_end_ms.saturating_sub(p.window_start_ms).max(0) as u64).div_ceil(86_400_000);
+    writeln!(
+        out,
+        "    window:   {} → {} ({window_days} days)",
+        format_ms(p.window_start_ms),
+        format_ms(p.window_end_ms)
+    )?;
+    if p.events == 0 {
+        writeln!(out, "    activity: no calls in the window")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "    activity: {} call(s), {} failed, on {} day(s), {} → {}",
+        p.events,
+        p.failed_events,
+        p.days.len(),
+        format_ms(p.first_ms),
+        format_ms(p.last_ms)
+    )?;
+    let mut hours: Vec<(usize, u64)> = p.events_by_hour.iter().copied().enumerate().collect();
+    hours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let busiest: Vec<String> = (hours.iter().take(3))
+        .filter(|(_, events)| *events > 0)
+        .map(|(hour, events)| format!("{hour:02}h ({events})"))
+        .collect();
+    writeln!(out, "    hours:    busiest (UTC) {}", busiest.join(", "))?;
+    for d in &p.dimensions {
+        if d.distinct == 0 {
+            continue;
+        }
+        writeln!(out, "    {} ({} distinct):", d.name, d.distinct)?;
+        let width = d.values.iter().map(|v| v.value.len()).max().unwrap_or(0);
+        for v in &d.values {
+            let failed = match v.failed_events {
+                0 => String::new(),
+                n => format!(", {n} failed"),
+            };
+            writeln!(
+                out,
+                "        {:<width$}  {} call(s) on {} day(s), {} → {}{failed}",
+                v.value,
+                v.events,
+                v.days,
+                format_ms(v.first_ms),
+                format_ms(v.last_ms)
+            )?;
+        }
+        if d.distinct > d.values.len() as u64 {
+            let more = d.distinct - d.values.len() as u64;
+            writeln!(out, "        … {more} more (--values, or --format json)")?;
+        }
     }
     Ok(())
 }

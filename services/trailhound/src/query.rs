@@ -1,11 +1,12 @@
-//! `trailhound query`: the findings a deployment stored, from its query
-//! service over gRPC.
+//! `trailhound query`: the findings a deployment stored, investigations and
+//! principals' profiles, from its query service over gRPC.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
 use trailhound_proto::investigation_service_client::InvestigationServiceClient;
+use trailhound_proto::profile_service_client::ProfileServiceClient;
 use trailhound_proto::query_service_client::QueryServiceClient;
 use trailhound_proto::{
     Finding, GetFindingRequest, GetInvestigationRequest, Investigation, ListFindingsRequest,
@@ -16,6 +17,7 @@ use trailhound_query::investigation::to_json;
 use trailhound_sinks::MinSeverity;
 
 use crate::investigate::ScopeArgs;
+use crate::profile::{ProfileArgs, print_profile};
 use crate::{Format, default_format, output};
 
 /// The largest investigation the command line takes.
@@ -64,6 +66,9 @@ enum QueryCommand {
         #[arg(long, default_value_t = 20)]
         events: usize,
     },
+    /// What a principal normally does, from the events the query service
+    /// keeps: by default the 45 days before now.
+    Profile(ProfileArgs),
 }
 
 #[derive(clap::Args)]
@@ -110,17 +115,20 @@ pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
     Ok(chrono::Utc::now().timestamp_millis() - ago.as_millis() as i64)
 }
 
-/// How to print an investigation: a table or JSON (OCSF is a form of findings).
-pub(crate) fn investigation_format(format: Option<Format>) -> anyhow::Result<Format> {
+/// How to print an investigation or a profile: a table or JSON (OCSF is a
+/// form of findings).
+pub(crate) fn report_format(format: Option<Format>) -> anyhow::Result<Format> {
     match format.unwrap_or_else(default_format) {
         Format::Ocsf => {
-            anyhow::bail!("OCSF is a form of findings; an investigation is table or json")
+            anyhow::bail!(
+                "OCSF is a form of findings; investigations and profiles are table or json"
+            )
         }
         format => Ok(format),
     }
 }
 
-/// An investigation in a format from [`investigation_format`].
+/// An investigation in a format from [`report_format`].
 pub(crate) fn print_investigation(
     report: &Investigation,
     format: Format,
@@ -149,6 +157,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         // day can be far over gRPC's default 4 MiB.
         let mut investigations = InvestigationServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_REPORT_BYTES);
+        let mut profiles = ProfileServiceClient::new(channel.clone());
         let mut client = QueryServiceClient::new(channel);
         let failed = |e: tonic::Status| anyhow::anyhow!("{endpoint}: {}", e.message());
         match args.command {
@@ -193,7 +202,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .start_investigation(request)
                     .await
                     .map_err(failed)?;
-                let format = investigation_format(args.format)?;
+                let format = report_format(args.format)?;
                 print_investigation(&report.into_inner(), format, scope.events)?;
             }
             QueryCommand::Investigation { id, events } => {
@@ -201,8 +210,15 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .get_investigation(GetInvestigationRequest { id })
                     .await
                     .map_err(failed)?;
-                let format = investigation_format(args.format)?;
+                let format = report_format(args.format)?;
                 print_investigation(&report.into_inner(), format, events)?;
+            }
+            QueryCommand::Profile(profile) => {
+                let found = profiles
+                    .get_profile(profile.request(None))
+                    .await
+                    .map_err(failed)?;
+                print_profile(&found.into_inner(), report_format(args.format)?)?;
             }
             QueryCommand::Watch { filter } => {
                 let mut stream = client

@@ -317,6 +317,82 @@ fn simulate_refuses_bad_options_and_eval_scores_a_dataset_as_json() {
 }
 
 #[test]
+fn profiles_a_role_of_the_examples() {
+    let examples = root().join("examples");
+    let profile = |extra: &[&str]| {
+        let mut args = vec![
+            "profile",
+            examples.to_str().unwrap(),
+            "--principal",
+            "arn:aws:iam::210987654321:role/web-server",
+        ];
+        args.extend_from_slice(extra);
+        trailhound(&args)
+    };
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let values = |profile: &serde_json::Value, name: &str| -> Vec<(String, u64)> {
+        let dimensions = profile["dimensions"].as_array().unwrap();
+        let dimension = dimensions.iter().find(|d| d["name"] == name).unwrap();
+        (dimension["values"].as_array().unwrap().iter())
+            .map(|v| {
+                (
+                    v["value"].as_str().unwrap().to_string(),
+                    v["events"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    // By default the 45 days up to its last call, the attack's day included.
+    let whole = json(profile(&["--format", "json"]));
+    assert_eq!(whole["account_id"], "210987654321");
+    assert_eq!(whole["days"].as_array().unwrap().len(), 45);
+    let countries = values(&whole, "country");
+    assert_eq!(countries[1], ("RU".to_string(), 5), "{countries:?}");
+    assert_eq!(values(&whole, "user_agent")[1].0, "aws-cli/2 kali");
+    assert_eq!(values(&whole, "session").len(), 1, "one instance's session");
+    let events = whole["events"].as_u64().unwrap();
+    let by_hour: u64 = (whole["events_by_hour"].as_array().unwrap().iter())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_hour, events);
+
+    // Up to the day of the attack: what was normal before it.
+    let before = json(profile(&[
+        "--until",
+        "2024-04-15T00:00:00Z",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(values(&before, "country"), [("US".to_string(), 2117)]);
+    assert!(before["events"].as_u64().unwrap() < events);
+
+    let out = profile(&["--values", "1", "--format", "table"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("country (2 distinct):\n        US  "),
+        "{table}"
+    );
+    assert!(
+        table.contains("… 1 more (--values, or --format json)"),
+        "{table}"
+    );
+
+    let out = trailhound(&[
+        "profile",
+        examples.to_str().unwrap(),
+        "--principal",
+        "arn:aws:iam::210987654321:role/nobody",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no calls of arn:aws:iam::210987654321:role/nobody"));
+}
+
+#[test]
 fn investigates_the_stolen_instance_credentials_of_the_examples() {
     let examples = root().join("examples");
     let investigate = |format: &str| {
@@ -387,5 +463,5 @@ fn investigates_the_stolen_instance_credentials_of_the_examples() {
 
     let out = investigate("ocsf");
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("an investigation is table or json"));
+    assert!(text(&out.stderr).contains("investigations and profiles are table or json"));
 }
