@@ -175,25 +175,31 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
         HISTORY_START_MS + 45 * DAY_MS,
         HISTORY_START_MS + 46 * DAY_MS,
     );
-    let scope = [
-        "--principal".to_string(),
-        web_server.to_string(),
-        "--from".to_string(),
-        format_ms(from),
-        "--to".to_string(),
-        format_ms(to),
-    ];
-    let served = trailhound_json(
-        &[
-            "query",
-            "--endpoint",
-            &endpoint,
-            "--format",
-            "json",
-            "investigate",
-        ],
-        &scope,
-    );
+    let between = |from: i64, to: i64| {
+        [
+            "--principal".to_string(),
+            web_server.to_string(),
+            "--from".to_string(),
+            format_ms(from),
+            "--to".to_string(),
+            format_ms(to),
+        ]
+    };
+    let query_json = |command: &str, more: &[String]| {
+        trailhound_json(
+            &[
+                "query",
+                "--endpoint",
+                &endpoint,
+                "--format",
+                "json",
+                command,
+            ],
+            more,
+        )
+    };
+    let scope = between(from, to);
+    let served = query_json("investigate", &scope);
     let logs_arg = logs.path().display().to_string();
     let geo = enrichment_flags();
     let mut local_args: Vec<&str> = vec!["investigate", &logs_arg, "--format", "json"];
@@ -212,19 +218,18 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     }
     assert_eq!(served["severity"], "high", "{served:#}");
     let id = served["id"].as_str().unwrap().to_string();
-    let again = trailhound_json(
-        &[
-            "query",
-            "--endpoint",
-            &endpoint,
-            "--format",
-            "json",
-            "investigation",
-            &id,
-        ],
-        &[],
-    );
+    let again = query_json("investigation", &[id]);
     assert_eq!(again, served);
+
+    // A scope of more events than a report carries: the command line pages
+    // the rest from the service, and prints the same events.
+    let wide = between(HISTORY_START_MS + 10 * DAY_MS, to);
+    let served = query_json("investigate", &wide);
+    let local = trailhound_json(&local_args, &wide);
+    let in_scope = served["events_in_scope"].as_u64().unwrap();
+    assert!(in_scope > 1_000, "{in_scope} events in the wide scope");
+    assert_eq!(served["events"].as_array().unwrap().len() as u64, in_scope);
+    assert_eq!(served["events"], local["events"]);
 
     // So is a profile: the service's from its events, the command's from the logs.
     let window = [
@@ -235,17 +240,7 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
         "--values".to_string(),
         "1000".to_string(),
     ];
-    let served = trailhound_json(
-        &[
-            "query",
-            "--endpoint",
-            &endpoint,
-            "--format",
-            "json",
-            "profile",
-        ],
-        &window,
-    );
+    let served = query_json("profile", &window);
     local_args[0] = "profile";
     let local = trailhound_json(&local_args, &window);
     assert_eq!(served, local);

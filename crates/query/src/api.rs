@@ -18,7 +18,8 @@ use trailhound_proto::query_service_server::{QueryService, QueryServiceServer};
 use trailhound_proto::{
     Finding, GetFindingRequest, GetInvestigationRequest, GetProfileRequest, IndicatorType,
     Investigation, ListFindingsRequest, ListFindingsResponse, ListIndicatorsRequest,
-    ListIndicatorsResponse, Profile, StartInvestigationRequest,
+    ListIndicatorsResponse, ListInvestigationEventsRequest, ListInvestigationEventsResponse,
+    Profile, StartInvestigationRequest,
 };
 
 use crate::events::{EventsError, PrincipalEvents};
@@ -248,6 +249,30 @@ impl InvestigationService for QueryApi {
             None => Err(Status::not_found(format!("no investigation {id}"))),
         }
     }
+
+    async fn list_investigation_events(
+        &self,
+        request: Request<ListInvestigationEventsRequest>,
+    ) -> Result<Response<ListInvestigationEventsResponse>, Status> {
+        let request = request.into_inner();
+        let id = request.investigation_id.clone();
+        let page = self
+            .investigate(move |i| {
+                i.events(
+                    &request.investigation_id,
+                    request.page_size as usize,
+                    &request.page_token,
+                )
+            })
+            .await?;
+        match page {
+            Some((events, next_page_token)) => Ok(Response::new(ListInvestigationEventsResponse {
+                events,
+                next_page_token,
+            })),
+            None => Err(Status::not_found(format!("no investigation {id}"))),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -319,7 +344,8 @@ mod tests {
             kmh: 900.0,
             min_km: 500.0,
         };
-        let investigations = Investigations::new(store, events.clone(), view.clone(), travel);
+        let investigations =
+            Investigations::new(store, events.clone(), view.clone(), travel, 90 * DAY_MS);
         let (updates, _) = broadcast::channel(WATCH_BUFFER);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());

@@ -13,6 +13,9 @@ pub struct QueryConfig {
     /// behind the latest event seen: the 45-day baseline and a day.
     #[serde(with = "humantime_serde")]
     pub event_retention: Duration,
+    /// How long a started investigation is kept.
+    #[serde(with = "humantime_serde")]
+    pub investigation_retention: Duration,
 }
 
 impl Default for QueryConfig {
@@ -20,6 +23,7 @@ impl Default for QueryConfig {
         Self {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             event_retention: Duration::from_secs(46 * 86_400),
+            investigation_retention: Duration::from_secs(90 * 86_400),
         }
     }
 }

@@ -1,13 +1,16 @@
 //! Investigations started over gRPC: built from the principal's events and
-//! findings the query service keeps, stored by id, read back whole or an
-//! indicator type at a time (Detective's StartInvestigation,
-//! GetInvestigation and ListIndicators).
+//! findings the query service keeps, stored by id for a retention period,
+//! read back whole, an indicator type at a time, or their events a page at
+//! a time (Detective's StartInvestigation, GetInvestigation and
+//! ListIndicators, and ListInvestigationEvents: a busy principal's scope can
+//! hold more events than one message should).
 
 use std::sync::Arc;
 
 use prost::Message;
 use trailhound_proto::{
-    Indicator, IndicatorType, Investigation, ListFindingsRequest, StartInvestigationRequest,
+    Indicator, IndicatorType, Investigation, InvestigationEvent, ListFindingsRequest,
+    StartInvestigationRequest,
 };
 use trailhound_state::{Batch, StateError, Store};
 
@@ -16,9 +19,17 @@ use crate::filter::FindingFilter;
 use crate::investigation::{Investigator, Subject, TravelLimits, indicator_type};
 use crate::view::{FindingsView, MAX_PAGE_SIZE, ViewError};
 
-/// Investigation id → the investigation.
+/// Investigation id → the investigation, with its first [`REPORT_EVENTS`] events.
 const INVESTIGATIONS: &str = "query_investigations";
-pub const TABLES: &[&str] = &[INVESTIGATIONS];
+/// Investigation id, 0, the event's index (big-endian u32) → an event of its scope.
+const EVENTS: &str = "query_investigation_events";
+/// Creation time (big-endian), investigation id → nothing: what to expire.
+const BY_CREATION: &str = "query_investigations_by_creation";
+pub const TABLES: &[&str] = &[INVESTIGATIONS, EVENTS, BY_CREATION];
+
+/// Events of the scope a report carries, the earliest; `ListInvestigationEvents`
+/// pages through all of them.
+pub const REPORT_EVENTS: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvestigationError {
@@ -40,24 +51,31 @@ pub struct Investigations {
     events: PrincipalEvents,
     findings: FindingsView,
     travel: TravelLimits,
+    retention_ms: i64,
 }
 
 impl Investigations {
+    /// Investigations of `events` and `findings`, each kept for
+    /// `retention_ms` after it was started.
     pub fn new(
         store: Arc<Store>,
         events: PrincipalEvents,
         findings: FindingsView,
         travel: TravelLimits,
+        retention_ms: i64,
     ) -> Self {
         Self {
             store,
             events,
             findings,
             travel,
+            retention_ms,
         }
     }
 
-    /// Investigate, store the report under a new id and return it.
+    /// Investigate, store the report under a new id (and delete those
+    /// started longer than the retention ago) and return it, with its
+    /// first [`REPORT_EVENTS`] events.
     pub fn start(
         &self,
         request: &StartInvestigationRequest,
@@ -120,7 +138,18 @@ impl Investigations {
                 .as_bytes()
             )
         );
-        let mut batch = Batch::default();
+        let mut batch = self.expired(now_ms)?;
+        for (i, event) in report.events.iter().enumerate() {
+            batch.put(
+                EVENTS,
+                event_key(&report.id, i as u32),
+                event.encode_to_vec(),
+            );
+        }
+        report.events.truncate(REPORT_EVENTS);
+        let mut created = (now_ms as u64).to_be_bytes().to_vec();
+        created.extend_from_slice(report.id.as_bytes());
+        batch.put(BY_CREATION, created, Vec::new());
         batch.put(
             INVESTIGATIONS,
             report.id.as_bytes().to_vec(),
@@ -128,6 +157,86 @@ impl Investigations {
         );
         self.store.commit(batch)?;
         Ok(report)
+    }
+
+    /// A batch deleting every investigation started before the retention.
+    fn expired(&self, now_ms: i64) -> Result<Batch, InvestigationError> {
+        let cutoff = now_ms.saturating_sub(self.retention_ms).max(0) as u64;
+        let mut batch = Batch::default();
+        let mut ids = Vec::new();
+        self.store.visit_from(BY_CREATION, &[], |key, _| {
+            let Some((created, id)) = key.split_first_chunk::<8>() else {
+                return true;
+            };
+            if u64::from_be_bytes(*created) >= cutoff {
+                return false;
+            }
+            batch.delete(BY_CREATION, key.to_vec());
+            ids.push(id.to_vec());
+            true
+        })?;
+        for id in ids {
+            let mut prefix = id.clone();
+            prefix.push(0);
+            self.store.visit_from(EVENTS, &prefix, |key, _| {
+                if !key.starts_with(&prefix) {
+                    return false;
+                }
+                batch.delete(EVENTS, key.to_vec());
+                true
+            })?;
+            batch.delete(INVESTIGATIONS, id);
+        }
+        Ok(batch)
+    }
+
+    /// The events of an investigation's scope, earliest first,
+    /// `page_size` at most (0: 100) from `page_token`; `None` when there is
+    /// no such investigation.
+    pub fn events(
+        &self,
+        id: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<Option<(Vec<InvestigationEvent>, String)>, InvestigationError> {
+        if self.store.get(INVESTIGATIONS, id.as_bytes())?.is_none() {
+            return Ok(None);
+        }
+        let from = offset(page_token)?;
+        let size = crate::view::page_size(page_size);
+        let mut prefix = id.as_bytes().to_vec();
+        prefix.push(0);
+        let (mut page, mut more, mut failure) = (Vec::new(), false, None);
+        let start = event_key(id, u32::try_from(from).unwrap_or(u32::MAX));
+        self.store.visit_from(EVENTS, &start, |key, value| {
+            if !key.starts_with(&prefix) {
+                return false;
+            }
+            if page.len() == size {
+                more = true;
+                return false;
+            }
+            match InvestigationEvent::decode(value) {
+                Ok(event) => page.push(event),
+                Err(e) => {
+                    failure = Some(InvestigationError::Corrupt {
+                        id: id.to_string(),
+                        reason: e.to_string(),
+                    });
+                    return false;
+                }
+            }
+            true
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let next = if more {
+            (from + size).to_string()
+        } else {
+            String::new()
+        };
+        Ok(Some((page, next)))
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Investigation>, InvestigationError> {
@@ -155,12 +264,7 @@ impl Investigations {
         let Some(report) = self.get(id)? else {
             return Ok(None);
         };
-        let skip: usize = match page_token {
-            "" => 0,
-            token => token
-                .parse()
-                .map_err(|_| InvestigationError::BadRequest(format!("bad page token {token:?}")))?,
-        };
+        let skip = offset(page_token)?;
         let size = crate::view::page_size(page_size);
         let mut matching = report
             .indicators
@@ -174,5 +278,135 @@ impl Investigations {
             String::new()
         };
         Ok(Some((page, next)))
+    }
+}
+
+/// The position a page token (an offset) stands for; the empty token is 0.
+fn offset(page_token: &str) -> Result<usize, InvestigationError> {
+    match page_token {
+        "" => Ok(0),
+        token => token
+            .parse()
+            .map_err(|_| InvestigationError::BadRequest(format!("bad page token {token:?}"))),
+    }
+}
+
+fn event_key(id: &str, index: u32) -> Vec<u8> {
+    let mut key = id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Principal};
+
+    use super::*;
+
+    const DAY_MS: i64 = 86_400_000;
+    const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
+
+    fn investigations(dir: &std::path::Path, calls: i64) -> Investigations {
+        let store = Store::open(dir, &crate::tables()).unwrap();
+        let events: Vec<EnrichedEvent> = (0..calls)
+            .map(|i| EnrichedEvent {
+                event: Some(Box::new(CloudTrailEvent {
+                    event_id: format!("e{i:05}"),
+                    event_time_ms: 100 * DAY_MS + i * 1_000,
+                    event_name: "ListUsers".into(),
+                    ..Default::default()
+                })),
+                principal: Some(Principal {
+                    account_id: "111122223333".into(),
+                    arn: ALICE.into(),
+                    ..Default::default()
+                }),
+                service: "iam".into(),
+                ..Default::default()
+            })
+            .collect();
+        let principal_events = PrincipalEvents::new(store.clone(), 46 * DAY_MS);
+        principal_events.apply(&events, 1).unwrap();
+        let travel = TravelLimits {
+            kmh: 900.0,
+            min_km: 500.0,
+        };
+        let findings = FindingsView::new(store.clone());
+        Investigations::new(store, principal_events, findings, travel, 90 * DAY_MS)
+    }
+
+    fn request() -> StartInvestigationRequest {
+        StartInvestigationRequest {
+            principal: ALICE.into(),
+            scope_start_ms: 100 * DAY_MS,
+            scope_end_ms: 101 * DAY_MS,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_report_carries_the_first_events_and_pages_through_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let investigations = investigations(dir.path(), 1_205);
+        let report = investigations.start(&request(), 200 * DAY_MS).unwrap();
+        assert_eq!(report.events_in_scope, 1_205);
+        assert_eq!(report.events.len(), REPORT_EVENTS);
+        assert_eq!(investigations.get(&report.id).unwrap().unwrap(), report);
+
+        let (mut all, mut token) = (Vec::new(), String::new());
+        loop {
+            let (page, next) = investigations
+                .events(&report.id, 0, &token)
+                .unwrap()
+                .unwrap();
+            assert!(page.len() <= 100);
+            all.extend(page);
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        let ids: Vec<String> = all.iter().map(|e| e.event_id.clone()).collect();
+        let expected: Vec<String> = (0..1_205).map(|i| format!("e{i:05}")).collect();
+        assert_eq!(ids, expected, "every event once, earliest first");
+        assert_eq!(all[..REPORT_EVENTS], report.events[..]);
+
+        assert!(investigations.events("nope", 0, "").unwrap().is_none());
+        assert!(matches!(
+            investigations.events(&report.id, 0, "x"),
+            Err(InvestigationError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn investigations_are_deleted_after_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let investigations = investigations(dir.path(), 3);
+        let old = investigations.start(&request(), 200 * DAY_MS).unwrap();
+        let kept = investigations.start(&request(), 250 * DAY_MS).unwrap();
+        assert!(
+            investigations.get(&old.id).unwrap().is_some(),
+            "50 days old"
+        );
+
+        let new = investigations.start(&request(), 291 * DAY_MS).unwrap();
+        assert!(
+            investigations.get(&old.id).unwrap().is_none(),
+            "91 days old"
+        );
+        assert!(investigations.events(&old.id, 0, "").unwrap().is_none());
+        let mut left = 0;
+        investigations
+            .store
+            .visit_from(EVENTS, &[], |_, _| {
+                left += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(left, 6, "the old one's events went with it");
+        for report in [kept, new] {
+            assert_eq!(investigations.get(&report.id).unwrap().unwrap(), report);
+        }
     }
 }

@@ -41,13 +41,19 @@ pub async fn run(
     let js = config.connect().await?;
     let store = config.open_store(&trailhound_query::tables())?;
     let view = FindingsView::new(store.clone());
-    let retention = i64::try_from(config.query.event_retention.as_millis()).unwrap_or(i64::MAX);
-    let events = PrincipalEvents::new(store.clone(), retention);
+    let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let events = PrincipalEvents::new(store.clone(), millis(config.query.event_retention));
     let travel = TravelLimits {
         kmh: config.detection.impossible_travel_kmh,
         min_km: config.detection.impossible_travel_min_km,
     };
-    let investigations = Investigations::new(store, events.clone(), view.clone(), travel);
+    let investigations = Investigations::new(
+        store,
+        events.clone(),
+        view.clone(),
+        travel,
+        millis(config.query.investigation_retention),
+    );
     let (updates, _) = broadcast::channel(WATCH_BUFFER);
 
     let address = config.query.grpc_addr;

@@ -10,7 +10,7 @@ use trailhound_proto::profile_service_client::ProfileServiceClient;
 use trailhound_proto::query_service_client::QueryServiceClient;
 use trailhound_proto::{
     Finding, GetFindingRequest, GetInvestigationRequest, Investigation, ListFindingsRequest,
-    StartInvestigationRequest,
+    ListInvestigationEventsRequest, StartInvestigationRequest,
 };
 use trailhound_query::MAX_PAGE_SIZE;
 use trailhound_query::investigation::to_json;
@@ -203,7 +203,15 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(failed)?;
                 let format = report_format(args.format)?;
-                print_investigation(&report.into_inner(), format, scope.events)?;
+                let report = with_events(
+                    &mut investigations,
+                    report.into_inner(),
+                    format,
+                    scope.events,
+                )
+                .await
+                .map_err(failed)?;
+                print_investigation(&report, format, scope.events)?;
             }
             QueryCommand::Investigation { id, events } => {
                 let report = investigations
@@ -211,7 +219,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(failed)?;
                 let format = report_format(args.format)?;
-                print_investigation(&report.into_inner(), format, events)?;
+                let report = with_events(&mut investigations, report.into_inner(), format, events)
+                    .await
+                    .map_err(failed)?;
+                print_investigation(&report, format, events)?;
             }
             QueryCommand::Profile(profile) => {
                 let found = profiles
@@ -233,4 +244,42 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// The report with as many of its scope's events as `format` prints (all
+/// for JSON, `shown` for the table): the service sends the first 1,000 with
+/// the report, and pages the rest.
+async fn with_events(
+    client: &mut InvestigationServiceClient<tonic::transport::Channel>,
+    mut report: Investigation,
+    format: Format,
+    shown: usize,
+) -> Result<Investigation, tonic::Status> {
+    let in_scope = usize::try_from(report.events_in_scope).unwrap_or(usize::MAX);
+    let wanted = match format {
+        Format::Json => in_scope,
+        _ => shown.min(in_scope),
+    };
+    if report.events.len() >= wanted {
+        return Ok(report);
+    }
+    let mut request = ListInvestigationEventsRequest {
+        investigation_id: report.id.clone(),
+        page_size: MAX_PAGE_SIZE as u32,
+        page_token: String::new(),
+    };
+    let mut events = Vec::new();
+    loop {
+        let page = client
+            .list_investigation_events(request.clone())
+            .await?
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() || events.len() >= wanted {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    report.events = events;
+    Ok(report)
 }
