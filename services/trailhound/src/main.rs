@@ -237,7 +237,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let outcome = match Cli::parse().command {
         Command::Scan(args) => scan(*args),
         Command::Simulate(args) => simulate(args),
         Command::Eval(args) => eval(*args),
@@ -251,7 +251,18 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+    };
+    // A reader that stopped reading (`trailhound scan … | head`) ends the
+    // output; it is not an error to report.
+    match outcome {
+        Err(e) if output_closed(&e) => Ok(()),
+        outcome => outcome,
     }
+}
+
+fn output_closed(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn nats(command: NatsCommand) -> anyhow::Result<()> {

@@ -317,6 +317,29 @@ fn simulate_refuses_bad_options_and_eval_scores_a_dataset_as_json() {
 }
 
 #[test]
+fn a_reader_that_stops_reading_ends_the_output_quietly() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailhound"))
+        .args([
+            "scan",
+            root().join("examples").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // as `| head -0` does
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("Broken pipe"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn profiles_a_role_of_the_examples() {
     let examples = root().join("examples");
     let profile = |extra: &[&str]| {
