@@ -155,10 +155,8 @@ impl QueryService for QueryApi {
             let id = id.clone();
             move |view| view.get(&id)
         });
-        match found.await? {
-            Some(finding) => Ok(Response::new(finding)),
-            None => Err(Status::not_found(format!("no finding {id}"))),
-        }
+        let finding = found.await?.ok_or_else(|| not_found("finding", &id))?;
+        Ok(Response::new(finding))
     }
 
     type WatchFindingsStream = FindingStream;
@@ -216,10 +214,10 @@ impl InvestigationService for QueryApi {
             let id = id.clone();
             move |i| i.get(&id)
         });
-        match found.await? {
-            Some(report) => Ok(Response::new(report)),
-            None => Err(Status::not_found(format!("no investigation {id}"))),
-        }
+        let report = found
+            .await?
+            .ok_or_else(|| not_found("investigation", &id))?;
+        Ok(Response::new(report))
     }
 
     async fn list_indicators(
@@ -241,13 +239,11 @@ impl InvestigationService for QueryApi {
                 )
             })
             .await?;
-        match page {
-            Some((indicators, next_page_token)) => Ok(Response::new(ListIndicatorsResponse {
-                indicators,
-                next_page_token,
-            })),
-            None => Err(Status::not_found(format!("no investigation {id}"))),
-        }
+        let (indicators, next_page_token) = page.ok_or_else(|| not_found("investigation", &id))?;
+        Ok(Response::new(ListIndicatorsResponse {
+            indicators,
+            next_page_token,
+        }))
     }
 
     async fn list_investigation_events(
@@ -265,13 +261,11 @@ impl InvestigationService for QueryApi {
                 )
             })
             .await?;
-        match page {
-            Some((events, next_page_token)) => Ok(Response::new(ListInvestigationEventsResponse {
-                events,
-                next_page_token,
-            })),
-            None => Err(Status::not_found(format!("no investigation {id}"))),
-        }
+        let (events, next_page_token) = page.ok_or_else(|| not_found("investigation", &id))?;
+        Ok(Response::new(ListInvestigationEventsResponse {
+            events,
+            next_page_token,
+        }))
     }
 }
 
@@ -285,16 +279,26 @@ impl ProfileService for QueryApi {
         let window = requested_window(&request, now_ms()).map_err(Status::invalid_argument)?;
         let events = self.events.clone();
         let profile = blocking(move || {
-            let (account, principal) = (window.account_id.clone(), window.principal.clone());
-            let (from_ms, until_ms) = (window.start_ms, window.end_ms);
-            let mut profiler = Profiler::new(window);
-            events.visit_between(&account, &principal, from_ms, until_ms, |event| {
-                profiler.add_event(&event);
-            })?;
+            let mut profiler = Profiler::new(window.clone());
+            let (account, principal) = (&window.account_id, &window.principal);
+            events.visit_between(
+                account,
+                principal,
+                window.start_ms,
+                window.end_ms,
+                |event| {
+                    profiler.add_event(&event);
+                },
+            )?;
             Ok::<_, EventsError>(profiler.profile(requested_values(&request)))
         });
         Ok(Response::new(profile.await?))
     }
+}
+
+/// NOT_FOUND for a `what` (finding, investigation) with `id`.
+fn not_found(what: &str, id: &str) -> Status {
+    Status::not_found(format!("no {what} {id}"))
 }
 
 fn now_ms() -> i64 {
