@@ -170,17 +170,10 @@ impl Source {
         if path.as_os_str() == "-" {
             return Self::new(name, std::io::BufReader::new(std::io::stdin()));
         }
-        let io = |source| InputError::Io {
-            path: name.clone(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        if size <= READ_WHOLE {
-            let bytes = read_whole(file, size).map_err(io)?;
-            return Self::small(name, bytes);
+        match OpenFile::open(path)? {
+            OpenFile::Small(bytes) => Self::small(name, bytes),
+            OpenFile::Large(file, size) => Self::large(name, file, size),
         }
-        Self::large(name, file, size)
     }
 
     /// [`Source::open`], with the 128-bit xxh3 of the content as stored,
@@ -189,28 +182,18 @@ impl Source {
     /// before it is read again to be parsed.
     pub fn open_hashed(path: &Path) -> Result<(u128, Self), InputError> {
         let name = path.display().to_string();
-        let io = |source| InputError::Io {
-            path: name.clone(),
-            source,
-        };
+        let hash = xxhash_rust::xxh3::xxh3_128;
         if path.as_os_str() == "-" {
-            let bytes = read_whole(std::io::stdin(), 0).map_err(io)?;
-            return Ok((
-                xxhash_rust::xxh3::xxh3_128(&bytes),
-                Self::from_bytes(name, bytes)?,
-            ));
+            let bytes = read_whole(std::io::stdin(), 0).map_err(|source| InputError::Io {
+                path: name.clone(),
+                source,
+            })?;
+            return Ok((hash(&bytes), Self::from_bytes(name, bytes)?));
         }
-        let file = std::fs::File::open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        if size <= READ_WHOLE {
-            let bytes = read_whole(file, size).map_err(io)?;
-            return Ok((
-                xxhash_rust::xxh3::xxh3_128(&bytes),
-                Self::small(name, bytes)?,
-            ));
+        match OpenFile::open(path)? {
+            OpenFile::Small(bytes) => Ok((hash(&bytes), Self::small(name, bytes)?)),
+            OpenFile::Large(file, size) => Ok((stored_hash(path)?, Self::large(name, file, size)?)),
         }
-        let hash = stored_hash(path)?;
-        Ok((hash, Self::large(name, file, size)?))
     }
 
     /// A small file read whole, and gunzipped now, on the thread that opens
@@ -341,6 +324,28 @@ impl Source {
                 source,
             }),
         }
+    }
+}
+
+/// A file opened to be read: a small one already read whole.
+enum OpenFile {
+    Small(Vec<u8>),
+    Large(std::fs::File, u64),
+}
+
+impl OpenFile {
+    fn open(path: &Path) -> Result<Self, InputError> {
+        let io = |source| InputError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        Ok(if size <= READ_WHOLE {
+            Self::Small(read_whole(file, size).map_err(io)?)
+        } else {
+            Self::Large(file, size)
+        })
     }
 }
 
