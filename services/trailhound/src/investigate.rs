@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use trailhound_cloudtrail::Source;
 use trailhound_enrich::Enricher;
+use trailhound_pipeline::ScanConfig;
+use trailhound_proto::EnrichedEvent;
 use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
 
 use crate::query::{parse_time, print_investigation, report_format};
@@ -81,24 +83,52 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
     };
     let mut investigator = Investigator::new(subject, travel);
 
-    let mut enricher = Enricher::new(&config.enrich, config.partitions);
-    for file in trailhound_cloudtrail::discover(&args.paths)? {
-        let parsed = Source::open(&file).and_then(|source| {
-            source.parse(false, &mut |record| {
-                // Unusable records are the scan's to report, below.
-                if let Ok(Ok(enriched)) = record.map(|event| enricher.enrich(event)) {
-                    investigator.add_event(&enriched);
-                }
-            })
-        });
-        if let Err(e) = parsed {
-            output::note(&format!("investigate: {e}"))?;
-        }
-    }
+    // Unusable records are the scan's to report, below.
+    visit_enriched(&args.paths, &config, "investigate", false, |enriched| {
+        investigator.add_event(&enriched);
+    })?;
     let report = run_pipeline(&args.paths, &config)?;
     for finding in report.findings.iter() {
         investigator.add_finding(&finding?);
     }
     let investigation = investigator.report();
     print_investigation(&investigation, format, args.scope.events)
+}
+
+/// Every usable record of the logs under `paths`, enriched, to `visit`. A
+/// file that cannot be read is noted on stderr under `command`; so are the
+/// unusable records of each file (how many, and the first) when
+/// `note_unusable`.
+pub(crate) fn visit_enriched(
+    paths: &[PathBuf],
+    config: &ScanConfig,
+    command: &str,
+    note_unusable: bool,
+    mut visit: impl FnMut(EnrichedEvent),
+) -> anyhow::Result<()> {
+    let mut enricher = Enricher::new(&config.enrich, config.partitions);
+    for file in trailhound_cloudtrail::discover(paths)? {
+        let (mut unusable, mut first) = (0u64, None);
+        let parsed = Source::open(&file).and_then(|source| {
+            source.parse(false, &mut |record| {
+                let why = match record.map(|event| enricher.enrich(event)) {
+                    Ok(Ok(enriched)) => return visit(enriched),
+                    Ok(Err(e)) => format!("{} ({}): {e}", e.event.origin, e.event.event_id),
+                    Err(rejected) => rejected.to_string(),
+                };
+                unusable += 1;
+                first.get_or_insert(why);
+            })
+        });
+        if let Err(e) = parsed {
+            output::note(&format!("{command}: {e}"))?;
+        }
+        if let Some(first) = first.filter(|_| note_unusable) {
+            output::note(&format!(
+                "{command}: {unusable} unusable record(s) in {} skipped; the first: {first}",
+                file.display()
+            ))?;
+        }
+    }
+    Ok(())
 }

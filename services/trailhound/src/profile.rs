@@ -5,12 +5,11 @@
 
 use std::path::PathBuf;
 
-use trailhound_cloudtrail::Source;
-use trailhound_enrich::Enricher;
 use trailhound_proto::{GetProfileRequest, Profile};
 use trailhound_query::investigation::{BASELINE_DAYS, Subject};
 use trailhound_query::profile::{Profiler, requested_values, requested_window, to_json};
 
+use crate::investigate::visit_enriched;
 use crate::query::{parse_time, report_format};
 use crate::{Format, PipelineArgs, output};
 
@@ -65,7 +64,6 @@ pub struct ProfileLogsArgs {
 pub fn run(args: ProfileLogsArgs) -> anyhow::Result<()> {
     let format = report_format(args.format)?;
     let config = args.pipeline.config()?;
-    let mut enricher = Enricher::new(&config.enrich, config.partitions);
     // The window ends after the last call unless --until says, so the
     // principal's calls are kept (without their raw JSON) until it is known.
     let principal = Subject {
@@ -75,25 +73,15 @@ pub fn run(args: ProfileLogsArgs) -> anyhow::Result<()> {
         end_ms: i64::MAX,
     };
     let mut calls = Vec::new();
-    for file in trailhound_cloudtrail::discover(&args.paths)? {
-        let parsed = Source::open(&file).and_then(|source| {
-            source.parse(false, &mut |record| {
-                let Ok(Ok(mut enriched)) = record.map(|event| enricher.enrich(event)) else {
-                    return;
-                };
-                let Some(p) = &enriched.principal else { return };
-                if principal.covers(&p.account_id, &p.arn) {
-                    if let Some(call) = enriched.event.as_mut() {
-                        call.raw_json = Vec::new();
-                    }
-                    calls.push(enriched);
-                }
-            })
-        });
-        if let Err(e) = parsed {
-            output::note(&format!("profile: {e}"))?;
+    visit_enriched(&args.paths, &config, "profile", true, |mut enriched| {
+        let Some(p) = &enriched.principal else { return };
+        if principal.covers(&p.account_id, &p.arn) {
+            if let Some(call) = enriched.event.as_mut() {
+                call.raw_json = Vec::new();
+            }
+            calls.push(enriched);
         }
-    }
+    })?;
     let last_ms = calls
         .iter()
         .filter_map(|e| e.event.as_ref().map(|c| c.event_time_ms))

@@ -405,6 +405,19 @@ fn profiles_a_role_of_the_examples() {
         "{table}"
     );
 
+    // An unusable record is reported with where it was, and the rest is read.
+    let bad = tempfile::tempdir().unwrap();
+    let bad_file = bad.path().join("bad.json");
+    std::fs::write(&bad_file, r#"{"Records":[{"eventVersion":"1.08"}]}"#).unwrap();
+    let out = profile(&["--format", "json", bad_file.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("1 unusable record(s) in")
+            && text(&out.stderr).contains("bad.json#Records/0"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(json(out)["events"], whole["events"]);
+
     let out = trailhound(&[
         "profile",
         examples.to_str().unwrap(),
