@@ -3,16 +3,17 @@
 //! behaviour in the 45 days before the scope. Pure: events and findings go
 //! in, in any order, and a report (`trailhound.v1.Investigation`) comes out.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use trailhound_cloudtrail::time::format_ms;
 use trailhound_detect::baseline::place;
 use trailhound_detect::travel::Trip;
 use trailhound_proto::indicator::Detail;
 use trailhound_proto::{
-    EnrichedEvent, Finding, FlaggedIpAddress, ImpossibleTravel, Indicator, IndicatorType,
-    Investigation, InvestigationEvent, InvestigationSession, NewAso, NewGeolocation, NewUserAgent,
-    Place, RelatedFinding, Severity, TtpObserved,
+    CloudTrailEvent, EnrichedEvent, Finding, FlaggedIpAddress, ImpossibleTravel, Indicator,
+    IndicatorType, Investigation, InvestigationEvent, InvestigationSession, NewAso, NewGeolocation,
+    NewUserAgent, Place, RelatedFinding, Severity, TtpObserved,
 };
 
 /// Days before the scope that form the baseline.
@@ -45,14 +46,21 @@ pub struct TravelLimits {
     pub min_km: f64,
 }
 
-/// Builds an investigation from whatever events and findings it is given.
+/// Access keys and source addresses a session lists, the first used first
+/// (the session counts them all).
+pub const SESSION_VALUES: usize = 20;
+
+/// Builds an investigation from whatever events and findings it is given,
+/// in any order. The scope's events are tallied as they come; each keeps
+/// only its reference and where it was placed (impossible travel needs the
+/// calls in time order), so a busy principal's scope stays small.
 #[derive(Debug)]
 pub struct Investigator {
     subject: Subject,
     travel: TravelLimits,
     baseline: Seen,
     baseline_events: u64,
-    in_scope: Vec<EnrichedEvent>,
+    scope: Scope,
     findings: Vec<Finding>,
 }
 
@@ -65,6 +73,47 @@ struct Seen {
     user_agents: HashSet<String>,
 }
 
+/// The scope's calls and what they add up to.
+#[derive(Debug, Default)]
+struct Scope {
+    calls: Vec<ScopeCall>,
+    /// The latest spot of each address, shared by its calls.
+    spots: HashMap<String, Arc<Place>>,
+    places: HashMap<(String, String), FirstCall>,
+    networks: HashMap<(u32, String), FirstCall>,
+    /// Keyed by user agent and penetration-testing distribution.
+    agents: HashMap<(String, String), FirstCall>,
+    flagged: BTreeMap<String, (Vec<String>, u64)>,
+    /// (tactic, technique, api, source address) → (successes, failures).
+    ttps: BTreeMap<(String, String, String, String), (u64, u64)>,
+    /// A role session by its name (its keys rotate), a user's by its key.
+    sessions: HashMap<(String, String), SessionTally>,
+    /// The earliest call's time, id and account.
+    earliest: Option<(i64, String, String)>,
+}
+
+#[derive(Debug)]
+struct ScopeCall {
+    event: InvestigationEvent,
+    /// Where the call came from, without its time and id.
+    spot: Option<Arc<Place>>,
+}
+
+/// The first call with a value, and how many made it.
+#[derive(Debug, Clone, Copy)]
+struct FirstCall {
+    first_ms: i64,
+    events: u64,
+}
+
+#[derive(Debug, Default)]
+struct SessionTally {
+    session: InvestigationSession,
+    /// Each value's first use.
+    access_key_ids: HashMap<String, i64>,
+    source_ips: HashMap<String, i64>,
+}
+
 impl Investigator {
     pub fn new(subject: Subject, travel: TravelLimits) -> Self {
         Self {
@@ -72,7 +121,7 @@ impl Investigator {
             travel,
             baseline: Seen::default(),
             baseline_events: 0,
-            in_scope: Vec::new(),
+            scope: Scope::default(),
             findings: Vec::new(),
         }
     }
@@ -93,7 +142,7 @@ impl Investigator {
         }
         let t = call.event_time_ms;
         if (self.subject.start_ms..self.subject.end_ms).contains(&t) {
-            self.in_scope.push(event.clone());
+            self.scope.add(event, call, &principal.account_id);
         } else if (self.reads_from_ms()..self.subject.start_ms).contains(&t) {
             self.baseline_events += 1;
             let seen = &mut self.baseline;
@@ -126,16 +175,34 @@ impl Investigator {
 
     /// The report, without an id (given when it is stored).
     pub fn report(mut self) -> Investigation {
-        let key = |e: &EnrichedEvent| {
-            let call = e.event.as_deref().expect("checked when added");
-            (call.event_time_ms, call.event_id.clone())
-        };
-        self.in_scope.sort_by_key(key);
+        let scope = &mut self.scope;
+        scope.calls.sort_unstable_by(|a, b| {
+            (a.event.event_time_ms.cmp(&b.event.event_time_ms))
+                .then_with(|| a.event.event_id.cmp(&b.event.event_id))
+        });
         let mut indicators = Vec::new();
         indicators.extend(self.new_behaviour());
         indicators.extend(self.impossible_travel());
-        indicators.extend(flagged_addresses(&self.in_scope));
-        indicators.extend(ttps(&self.in_scope));
+        let scope = std::mem::take(&mut self.scope);
+        indicators.extend(scope.flagged.into_iter().map(|(ip, (flagged_by, events))| {
+            indicator(Detail::FlaggedIpAddress(FlaggedIpAddress {
+                ip,
+                flagged_by,
+                events,
+            }))
+        }));
+        indicators.extend(scope.ttps.into_iter().map(
+            |((tactic, technique, api, ip), (successes, failures))| {
+                indicator(Detail::TtpObserved(TtpObserved {
+                    tactic,
+                    technique,
+                    api,
+                    ip,
+                    successes,
+                    failures,
+                }))
+            },
+        ));
         // Most severe first, then the earliest.
         self.findings.sort_by(|a, b| {
             (b.severity.cmp(&a.severity))
@@ -153,8 +220,8 @@ impl Investigator {
             }))
         }));
         let severity = severity(&indicators, self.baseline_events > 0);
-        let account_id = match self.in_scope.first().and_then(|e| e.principal.as_ref()) {
-            Some(p) if self.subject.account_id.is_empty() => p.account_id.clone(),
+        let account_id = match scope.earliest {
+            Some((_, _, account_id)) if self.subject.account_id.is_empty() => account_id,
             _ => self.subject.account_id.clone(),
         };
         let mut report = Investigation {
@@ -163,11 +230,11 @@ impl Investigator {
             scope_start_ms: self.subject.start_ms,
             scope_end_ms: self.subject.end_ms,
             severity: severity as i32,
-            events_in_scope: self.in_scope.len() as u64,
+            events_in_scope: scope.calls.len() as u64,
             baseline_events: self.baseline_events,
-            sessions: sessions(&self.in_scope),
+            sessions: sessions(scope.sessions),
             indicators,
-            events: self.in_scope.iter().map(event_ref).collect(),
+            events: scope.calls.into_iter().map(|c| c.event).collect(),
             ..Default::default()
         };
         report.summary = summary(&report);
@@ -177,62 +244,38 @@ impl Investigator {
     /// New geolocations, AS organisations and user agents, each with its
     /// first call in the scope and how many calls it made.
     fn new_behaviour(&self) -> Vec<Indicator> {
-        let seen = &self.baseline;
-        // key → (first call, calls); BTreeMap for a stable order.
-        let mut places: BTreeMap<(String, String), (i64, u64)> = BTreeMap::new();
-        let mut networks: BTreeMap<(u32, String), (i64, u64)> = BTreeMap::new();
-        let mut agents: BTreeMap<(String, String), (i64, u64)> = BTreeMap::new();
-        let count = |entry: &mut (i64, u64), t: i64| {
-            entry.0 = entry.0.min(t);
-            entry.1 += 1;
-        };
-        for event in &self.in_scope {
-            let t = event.event.as_deref().map_or(0, |c| c.event_time_ms);
-            if let Some(place) = geolocation(event).filter(|p| !seen.places.contains(p)) {
-                count(places.entry(place).or_insert((t, 0)), t);
-            }
-            if let Some(net) = network(event).filter(|n| !seen.networks.contains(n)) {
-                count(networks.entry(net).or_insert((t, 0)), t);
-            }
-            if let Some(agent) = user_agent(event).filter(|a| !seen.user_agents.contains(a)) {
-                let distribution = (event.user_agent.as_ref())
-                    .map(|u| u.pentest_distribution.clone())
-                    .unwrap_or_default();
-                count(agents.entry((agent, distribution)).or_insert((t, 0)), t);
-            }
-        }
-        let places = places
+        let (seen, scope) = (&self.baseline, &self.scope);
+        let places = unseen(&scope.places, |place| seen.places.contains(place))
             .into_iter()
-            .map(|((country, city), (first_ms, events))| {
+            .map(|((country, city), first)| {
                 Detail::NewGeolocation(NewGeolocation {
                     new_country: !seen.countries.contains(&country),
                     country,
                     city,
-                    first_ms,
-                    events,
+                    first_ms: first.first_ms,
+                    events: first.events,
                 })
             });
-        let networks = networks
+        let networks = unseen(&scope.networks, |network| seen.networks.contains(network))
             .into_iter()
-            .map(|((asn, as_org), (first_ms, events))| {
+            .map(|((asn, as_org), first)| {
                 Detail::NewAso(NewAso {
                     asn,
                     as_org,
-                    first_ms,
-                    events,
+                    first_ms: first.first_ms,
+                    events: first.events,
                 })
             });
-        let agents =
-            agents
-                .into_iter()
-                .map(|((user_agent, pentest_distribution), (first_ms, events))| {
-                    Detail::NewUserAgent(NewUserAgent {
-                        user_agent,
-                        pentest_distribution,
-                        first_ms,
-                        events,
-                    })
-                });
+        let agents = unseen(&scope.agents, |(agent, _)| seen.user_agents.contains(agent))
+            .into_iter()
+            .map(|((user_agent, pentest_distribution), first)| {
+                Detail::NewUserAgent(NewUserAgent {
+                    user_agent,
+                    pentest_distribution,
+                    first_ms: first.first_ms,
+                    events: first.events,
+                })
+            });
         places
             .chain(networks)
             .chain(agents)
@@ -240,26 +283,169 @@ impl Investigator {
             .collect()
     }
 
-    /// Consecutive located calls from different places too far apart.
+    /// Consecutive located calls from different places too far apart
+    /// (the calls sorted by time).
     fn impossible_travel(&self) -> Vec<Indicator> {
-        let located: Vec<Place> = self.in_scope.iter().filter_map(place).collect();
+        let located = (self.scope.calls.iter()).filter_map(|c| Some((&c.event, c.spot.as_ref()?)));
         let mut out = Vec::new();
-        for pair in located.windows(2) {
-            let (from, to) = (&pair[0], &pair[1]);
-            if (from.latitude, from.longitude) == (to.latitude, to.longitude) {
+        let mut previous: Option<(&InvestigationEvent, &Arc<Place>)> = None;
+        for (call, spot) in located {
+            let Some((from_call, from_spot)) = previous.replace((call, spot)) else {
+                continue;
+            };
+            if (from_spot.latitude, from_spot.longitude) == (spot.latitude, spot.longitude) {
                 continue;
             }
-            if let Some(trip) = Trip::between(from, to, self.travel.kmh, self.travel.min_km) {
+            let (from, to) = (placed(from_call, from_spot), placed(call, spot));
+            if let Some(trip) = Trip::between(&from, &to, self.travel.kmh, self.travel.min_km) {
                 out.push(indicator(Detail::ImpossibleTravel(ImpossibleTravel {
                     km: trip.km.round() as u64,
                     speed: trip.speed(),
                     between_hosting_networks: from.hosting && to.hosting,
-                    from: Some(from.clone()),
-                    to: Some(to.clone()),
+                    from: Some(from),
+                    to: Some(to),
                 })));
             }
         }
         out
+    }
+}
+
+impl Scope {
+    fn add(&mut self, event: &EnrichedEvent, call: &CloudTrailEvent, account_id: &str) {
+        let t = call.event_time_ms;
+        if (self.earliest.as_ref()).is_none_or(|(time, id, _)| (t, &call.event_id) < (*time, id)) {
+            self.earliest = Some((t, call.event_id.clone(), account_id.to_string()));
+        }
+        if let Some(place) = geolocation(event) {
+            count(&mut self.places, place, t);
+        }
+        if let Some(network) = network(event) {
+            count(&mut self.networks, network, t);
+        }
+        if let Some(agent) = user_agent(event) {
+            let distribution = (event.user_agent.as_ref())
+                .map(|u| u.pentest_distribution.clone())
+                .unwrap_or_default();
+            count(&mut self.agents, (agent, distribution), t);
+        }
+        if let Some(network) = event.network.as_ref().filter(|n| !n.flagged_by.is_empty()) {
+            let entry = (self.flagged.entry(network.ip.clone()))
+                .or_insert_with(|| (network.flagged_by.clone(), 0));
+            entry.1 += 1;
+        }
+        if let Some(attack) = &event.attack {
+            let key = (
+                attack.tactic.clone(),
+                attack.technique.clone(),
+                api(event),
+                call.source_ip.clone(),
+            );
+            let counts = self.ttps.entry(key).or_default();
+            if event.failed {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+        self.add_to_session(event, call);
+        let spot = place(event).map(|place| self.spot(place));
+        self.calls.push(ScopeCall {
+            event: InvestigationEvent {
+                event_id: call.event_id.clone(),
+                event_time_ms: t,
+                api: api(event),
+                source_ip: call.source_ip.clone(),
+                error_code: call.error_code.clone(),
+                origin: call.origin.clone(),
+            },
+            spot,
+        });
+    }
+
+    /// The shared spot of `place`: its address's, unless that was placed
+    /// elsewhere (the databases may change under a service).
+    fn spot(&mut self, mut place: Place) -> Arc<Place> {
+        place.event_time_ms = 0;
+        place.event_id.clear();
+        match self.spots.get(&place.ip) {
+            Some(spot) if **spot == place => spot.clone(),
+            _ => {
+                let spot = Arc::new(place);
+                self.spots.insert(spot.ip.clone(), spot.clone());
+                spot
+            }
+        }
+    }
+
+    fn add_to_session(&mut self, event: &EnrichedEvent, call: &CloudTrailEvent) {
+        let session_name = event.principal.as_ref().map_or("", |p| &p.session_name);
+        let access_key_id = call.user_identity.as_ref().map_or("", |u| &u.access_key_id);
+        let t = call.event_time_ms;
+        // A role session by its name (its keys rotate); a user's by its key.
+        let key = if session_name.is_empty() {
+            (String::new(), access_key_id.to_string())
+        } else {
+            (session_name.to_string(), String::new())
+        };
+        let tally = self.sessions.entry(key).or_insert_with(|| SessionTally {
+            session: InvestigationSession {
+                session_name: session_name.to_string(),
+                first_ms: t,
+                last_ms: t,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let session = &mut tally.session;
+        session.first_ms = session.first_ms.min(t);
+        session.last_ms = session.last_ms.max(t);
+        session.events += 1;
+        first_use(&mut tally.access_key_ids, access_key_id, t);
+        first_use(&mut tally.source_ips, &call.source_ip, t);
+    }
+}
+
+fn count<K: std::hash::Hash + Eq>(values: &mut HashMap<K, FirstCall>, value: K, t: i64) {
+    let first = values.entry(value).or_insert(FirstCall {
+        first_ms: t,
+        events: 0,
+    });
+    first.first_ms = first.first_ms.min(t);
+    first.events += 1;
+}
+
+/// The values not `known`, in value order (stable across runs).
+fn unseen<K: Ord + Clone>(
+    values: &HashMap<K, FirstCall>,
+    known: impl Fn(&K) -> bool,
+) -> Vec<(K, FirstCall)> {
+    let mut new: Vec<(K, FirstCall)> = (values.iter())
+        .filter(|(value, _)| !known(value))
+        .map(|(value, first)| (value.clone(), *first))
+        .collect();
+    new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    new
+}
+
+fn first_use(values: &mut HashMap<String, i64>, value: &str, t: i64) {
+    if value.is_empty() {
+        return;
+    }
+    match values.get_mut(value) {
+        Some(first) => *first = (*first).min(t),
+        None => {
+            values.insert(value.to_string(), t);
+        }
+    }
+}
+
+/// A call's place: its spot with its time and id.
+fn placed(call: &InvestigationEvent, spot: &Place) -> Place {
+    Place {
+        event_time_ms: call.event_time_ms,
+        event_id: call.event_id.clone(),
+        ..spot.clone()
     }
 }
 
@@ -300,117 +486,33 @@ fn user_agent(event: &EnrichedEvent) -> Option<String> {
     Some(agent.major.clone())
 }
 
-fn flagged_addresses(events: &[EnrichedEvent]) -> Vec<Indicator> {
-    let mut flagged: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
-    for network in events.iter().filter_map(|e| e.network.as_ref()) {
-        if network.flagged_by.is_empty() {
-            continue;
-        }
-        let entry = flagged
-            .entry(network.ip.clone())
-            .or_insert_with(|| (network.flagged_by.clone(), 0));
-        entry.1 += 1;
-    }
-    flagged
-        .into_iter()
-        .map(|(ip, (flagged_by, events))| {
-            indicator(Detail::FlaggedIpAddress(FlaggedIpAddress {
-                ip,
-                flagged_by,
-                events,
-            }))
-        })
-        .collect()
-}
-
-fn ttps(events: &[EnrichedEvent]) -> Vec<Indicator> {
-    let mut seen: BTreeMap<(String, String, String, String), (u64, u64)> = BTreeMap::new();
-    for event in events {
-        let (Some(attack), Some(call)) = (&event.attack, event.event.as_deref()) else {
-            continue;
-        };
-        let key = (
-            attack.tactic.clone(),
-            attack.technique.clone(),
-            api(event),
-            call.source_ip.clone(),
-        );
-        let counts = seen.entry(key).or_default();
-        if event.failed {
-            counts.1 += 1;
-        } else {
-            counts.0 += 1;
-        }
-    }
-    seen.into_iter()
-        .map(|((tactic, technique, api, ip), (successes, failures))| {
-            indicator(Detail::TtpObserved(TtpObserved {
-                tactic,
-                technique,
-                api,
-                ip,
-                successes,
-                failures,
-            }))
-        })
-        .collect()
-}
-
 fn api(event: &EnrichedEvent) -> String {
     let name = event.event.as_deref().map_or("", |c| c.event_name.as_str());
     format!("{}:{name}", event.service)
 }
 
-fn sessions(events: &[EnrichedEvent]) -> Vec<InvestigationSession> {
-    let mut sessions: BTreeMap<(String, String), InvestigationSession> = BTreeMap::new();
-    for event in events {
-        let call = event.event.as_deref().expect("checked when added");
-        let session_name = (event.principal.as_ref())
-            .map(|p| p.session_name.clone())
-            .unwrap_or_default();
-        let access_key_id = (call.user_identity.as_ref())
-            .map(|u| u.access_key_id.clone())
-            .unwrap_or_default();
-        let t = call.event_time_ms;
-        // A role session by its name (its keys rotate); a user's by its key.
-        let key = if session_name.is_empty() {
-            (String::new(), access_key_id.clone())
-        } else {
-            (session_name.clone(), String::new())
-        };
-        let session = sessions.entry(key).or_insert_with(|| InvestigationSession {
-            session_name,
-            first_ms: t,
-            last_ms: t,
-            ..Default::default()
-        });
-        session.first_ms = session.first_ms.min(t);
-        session.last_ms = session.last_ms.max(t);
-        session.events += 1;
-        add_once(&mut session.access_key_ids, &access_key_id);
-        add_once(&mut session.source_ips, &call.source_ip);
-    }
-    let mut sessions: Vec<InvestigationSession> = sessions.into_values().collect();
-    sessions.sort_by_key(|s| s.first_ms);
+/// Sessions by their first call; each lists its first [`SESSION_VALUES`]
+/// access keys and addresses and counts them all.
+fn sessions(tallies: HashMap<(String, String), SessionTally>) -> Vec<InvestigationSession> {
+    let first_used = |values: HashMap<String, i64>| {
+        let mut values: Vec<(String, i64)> = values.into_iter().collect();
+        values.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let count = values.len() as u64;
+        let listed = values.into_iter().take(SESSION_VALUES).map(|(v, _)| v);
+        (listed.collect(), count)
+    };
+    let mut sessions: Vec<InvestigationSession> = (tallies.into_values())
+        .map(|tally| {
+            let mut session = tally.session;
+            (session.access_key_ids, session.access_key_count) = first_used(tally.access_key_ids);
+            (session.source_ips, session.source_ip_count) = first_used(tally.source_ips);
+            session
+        })
+        .collect();
+    sessions.sort_by(|a, b| {
+        (a.first_ms.cmp(&b.first_ms)).then_with(|| a.session_name.cmp(&b.session_name))
+    });
     sessions
-}
-
-fn add_once(values: &mut Vec<String>, value: &str) {
-    if !value.is_empty() && !values.iter().any(|v| v == value) {
-        values.push(value.to_string());
-    }
-}
-
-fn event_ref(event: &EnrichedEvent) -> InvestigationEvent {
-    let call = event.event.as_deref().expect("checked when added");
-    InvestigationEvent {
-        event_id: call.event_id.clone(),
-        event_time_ms: call.event_time_ms,
-        api: api(event),
-        source_ip: call.source_ip.clone(),
-        error_code: call.error_code.clone(),
-        origin: call.origin.clone(),
-    }
 }
 
 /// Critical for a flagged address; high for impossible travel between
@@ -475,9 +577,63 @@ fn summary(report: &Investigation) -> String {
     text
 }
 
-/// The report as JSON (`trailhound investigate --format json`): the
-/// protobuf fields, severities and indicator types by name.
-pub fn to_json(report: &Investigation) -> serde_json::Value {
+/// The report as JSON (`--format json`): the protobuf fields, severities
+/// and indicator types by name. Serialised as it is written, an event at a
+/// time: a busy principal's scope holds millions.
+pub struct ReportJson<'a>(pub &'a Investigation);
+
+impl serde::Serialize for ReportJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let report = self.0;
+        let sessions: Vec<serde_json::Value> = report.sessions.iter().map(session_json).collect();
+        let indicators: Vec<serde_json::Value> = report
+            .indicators
+            .iter()
+            .filter_map(indicator_json)
+            .collect();
+        let events = EventsJson(&report.events);
+        // In name order, as the rest of the JSON output.
+        let mut map = serializer.serialize_map(Some(12))?;
+        map.serialize_entry("account_id", &report.account_id)?;
+        map.serialize_entry("baseline_events", &report.baseline_events)?;
+        map.serialize_entry("events", &events)?;
+        map.serialize_entry("events_in_scope", &report.events_in_scope)?;
+        map.serialize_entry("id", &report.id)?;
+        map.serialize_entry("indicators", &indicators)?;
+        map.serialize_entry("principal", &report.principal)?;
+        map.serialize_entry("scope_end_ms", &report.scope_end_ms)?;
+        map.serialize_entry("scope_start_ms", &report.scope_start_ms)?;
+        map.serialize_entry("sessions", &sessions)?;
+        map.serialize_entry("severity", report.severity().label())?;
+        map.serialize_entry("summary", &report.summary)?;
+        map.end()
+    }
+}
+
+struct EventsJson<'a>(&'a [InvestigationEvent]);
+
+impl serde::Serialize for EventsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|e| {
+            serde_json::json!({
+                "event_id": e.event_id, "event_time_ms": e.event_time_ms, "api": e.api,
+                "source_ip": e.source_ip, "error_code": e.error_code, "origin": e.origin,
+            })
+        }))
+    }
+}
+
+fn session_json(s: &InvestigationSession) -> serde_json::Value {
+    serde_json::json!({
+        "session_name": s.session_name, "access_key_ids": s.access_key_ids,
+        "access_key_count": s.access_key_count, "first_ms": s.first_ms,
+        "last_ms": s.last_ms, "events": s.events, "source_ips": s.source_ips,
+        "source_ip_count": s.source_ip_count,
+    })
+}
+
+fn indicator_json(i: &Indicator) -> Option<serde_json::Value> {
     use serde_json::json;
     let place = |p: &Option<Place>| {
         let p = p.clone().unwrap_or_default();
@@ -487,74 +643,39 @@ pub fn to_json(report: &Investigation) -> serde_json::Value {
             "hosting": p.hosting,
         })
     };
-    let indicators: Vec<serde_json::Value> = (report.indicators.iter())
-        .filter_map(|i| {
-            let kind = indicator_type(i)
-                .as_str_name()
-                .trim_start_matches("INDICATOR_TYPE_");
-            let mut value = match i.detail.as_ref()? {
-                Detail::TtpObserved(t) => json!({
-                    "tactic": t.tactic, "technique": t.technique, "api": t.api, "ip": t.ip,
-                    "successes": t.successes, "failures": t.failures,
-                }),
-                Detail::ImpossibleTravel(t) => json!({
-                    "from": place(&t.from), "to": place(&t.to), "km": t.km, "speed": t.speed,
-                    "between_hosting_networks": t.between_hosting_networks,
-                }),
-                Detail::FlaggedIpAddress(f) => json!({
-                    "ip": f.ip, "flagged_by": f.flagged_by, "events": f.events,
-                }),
-                Detail::NewGeolocation(g) => json!({
-                    "country": g.country, "city": g.city, "new_country": g.new_country,
-                    "first_ms": g.first_ms, "events": g.events,
-                }),
-                Detail::NewAso(a) => json!({
-                    "asn": a.asn, "as_org": a.as_org, "first_ms": a.first_ms, "events": a.events,
-                }),
-                Detail::NewUserAgent(u) => json!({
-                    "user_agent": u.user_agent, "pentest_distribution": u.pentest_distribution,
-                    "first_ms": u.first_ms, "events": u.events,
-                }),
-                Detail::RelatedFinding(f) => json!({
-                    "id": f.id, "detector": f.detector, "title": f.title,
-                    "severity": f.severity().label(), "first_ms": f.first_ms, "last_ms": f.last_ms,
-                }),
-            };
-            value["type"] = kind.into();
-            Some(value)
-        })
-        .collect();
-    let sessions: Vec<serde_json::Value> = (report.sessions.iter())
-        .map(|s| {
-            json!({
-                "session_name": s.session_name, "access_key_ids": s.access_key_ids,
-                "first_ms": s.first_ms, "last_ms": s.last_ms, "events": s.events,
-                "source_ips": s.source_ips,
-            })
-        })
-        .collect();
-    let events: Vec<serde_json::Value> = (report.events.iter())
-        .map(|e| {
-            json!({
-                "event_id": e.event_id, "event_time_ms": e.event_time_ms, "api": e.api,
-                "source_ip": e.source_ip, "error_code": e.error_code, "origin": e.origin,
-            })
-        })
-        .collect();
-    json!({
-        "id": report.id,
-        "account_id": report.account_id,
-        "principal": report.principal,
-        "scope_start_ms": report.scope_start_ms,
-        "scope_end_ms": report.scope_end_ms,
-        "severity": report.severity().label(),
-        "summary": report.summary,
-        "events_in_scope": report.events_in_scope,
-        "baseline_events": report.baseline_events,
-        "sessions": sessions,
-        "indicators": indicators,
-        "events": events,
-    })
+    let kind = indicator_type(i)
+        .as_str_name()
+        .trim_start_matches("INDICATOR_TYPE_");
+    let mut value = match i.detail.as_ref()? {
+        Detail::TtpObserved(t) => json!({
+            "tactic": t.tactic, "technique": t.technique, "api": t.api, "ip": t.ip,
+            "successes": t.successes, "failures": t.failures,
+        }),
+        Detail::ImpossibleTravel(t) => json!({
+            "from": place(&t.from), "to": place(&t.to), "km": t.km, "speed": t.speed,
+            "between_hosting_networks": t.between_hosting_networks,
+        }),
+        Detail::FlaggedIpAddress(f) => json!({
+            "ip": f.ip, "flagged_by": f.flagged_by, "events": f.events,
+        }),
+        Detail::NewGeolocation(g) => json!({
+            "country": g.country, "city": g.city, "new_country": g.new_country,
+            "first_ms": g.first_ms, "events": g.events,
+        }),
+        Detail::NewAso(a) => json!({
+            "asn": a.asn, "as_org": a.as_org, "first_ms": a.first_ms, "events": a.events,
+        }),
+        Detail::NewUserAgent(u) => json!({
+            "user_agent": u.user_agent, "pentest_distribution": u.pentest_distribution,
+            "first_ms": u.first_ms, "events": u.events,
+        }),
+        Detail::RelatedFinding(f) => json!({
+            "id": f.id, "detector": f.detector, "title": f.title,
+            "severity": f.severity().label(), "first_ms": f.first_ms, "last_ms": f.last_ms,
+        }),
+    };
+    value["type"] = kind.into();
+    Some(value)
 }
 
 #[cfg(test)]
@@ -568,6 +689,7 @@ mod tests {
     const ROLE: &str = "arn:aws:iam::111122223333:role/web-server";
     const START: i64 = 100 * DAY_MS;
 
+    #[derive(Clone, Copy)]
     struct Call {
         t: i64,
         ip: &'static str,
@@ -588,6 +710,18 @@ mod tests {
         lon: -77.5,
         asn: 14618,
         agent: "aws-cli/2",
+    };
+
+    /// An attacker's spot.
+    const MOSCOW: Call = Call {
+        ip: "45.146.164.10",
+        country: "RU",
+        city: "Moscow",
+        lat: 55.75,
+        lon: 37.6,
+        asn: 198610,
+        agent: "aws-cli/2 kali",
+        ..HOME
     };
 
     fn event(call: &Call, name: &str) -> EnrichedEvent {
@@ -694,20 +828,10 @@ mod tests {
     fn new_places_networks_and_clients_are_judged_against_the_45_days_before() {
         let mut investigation = investigator();
         // Seen from Moscow long ago: older than the baseline, so still new.
-        let moscow = Call {
-            ip: "45.146.164.10",
-            country: "RU",
-            city: "Moscow",
-            lat: 55.75,
-            lon: 37.6,
-            asn: 198610,
-            agent: "aws-cli/2 kali",
-            ..HOME
-        };
         assert!(!investigation.add_event(&event(
             &Call {
                 t: START - 50 * DAY_MS,
-                ..moscow
+                ..MOSCOW
             },
             "ListUsers"
         )));
@@ -719,7 +843,7 @@ mod tests {
             ..event(
                 &Call {
                     t: START + 1,
-                    ..moscow
+                    ..MOSCOW
                 },
                 "ListUsers",
             )
@@ -728,7 +852,7 @@ mod tests {
         for minute in 0..3 {
             let call = Call {
                 t: START + DAY_MS / 2 + minute * 60_000,
-                ..moscow
+                ..MOSCOW
             };
             assert!(investigation.add_event(&event(&call, "ListUsers")));
         }
@@ -805,8 +929,83 @@ mod tests {
             (city(&trip.from), city(&trip.to)),
             ("Ashburn".into(), "Sao Paulo".into())
         );
+        let to = trip.to.as_ref().unwrap();
+        assert_eq!(
+            (to.event_time_ms, to.event_id.as_str()),
+            (START + 3_600_000, "GetCallerIdentity-8643600000")
+        );
         assert!(!trip.between_hosting_networks);
         assert_eq!(report.severity(), Severity::High);
+    }
+
+    #[test]
+    fn the_order_events_arrive_in_does_not_change_the_report() {
+        let mut events = Vec::new();
+        for (i, call) in [HOME, MOSCOW, HOME, MOSCOW].iter().enumerate() {
+            let t = START + i as i64 * 3_600_000;
+            let mut e = event(&Call { t, ..*call }, "CreateAccessKey");
+            e.attack = Some(Attack {
+                tactic: "persistence".into(),
+                technique: "T1098.001".into(),
+            });
+            e.event.as_mut().unwrap().user_identity = Some(UserIdentity {
+                access_key_id: format!("ASIA{i}"),
+                ..Default::default()
+            });
+            events.push(e);
+            events.push(event(
+                &Call {
+                    t: t - 10 * DAY_MS,
+                    ..*call
+                },
+                "ListUsers",
+            ));
+        }
+        let report = |events: &mut dyn Iterator<Item = &EnrichedEvent>| {
+            let mut investigation = investigator();
+            for e in events {
+                assert!(investigation.add_event(e));
+            }
+            investigation.report()
+        };
+        let in_order = report(&mut events.iter());
+        assert_eq!(in_order, report(&mut events.iter().rev()));
+        assert_eq!(of_type(&in_order, IndicatorType::ImpossibleTravel).len(), 3);
+        assert_eq!(
+            in_order.sessions[0].access_key_ids,
+            ["ASIA0", "ASIA1", "ASIA2", "ASIA3"]
+        );
+    }
+
+    #[test]
+    fn a_session_lists_its_first_keys_and_addresses_and_counts_them_all() {
+        let mut investigation = investigator();
+        for i in (0..30).rev() {
+            let mut e = event(
+                &Call {
+                    t: START + i,
+                    ..HOME
+                },
+                "GetObject",
+            );
+            let call = e.event.as_mut().unwrap();
+            call.source_ip = format!("198.51.100.{i}");
+            call.user_identity.as_mut().unwrap().access_key_id = format!("ASIA{i:02}");
+            investigation.add_event(&e);
+        }
+        let report = investigation.report();
+        let session = &report.sessions[0];
+        assert_eq!(
+            (
+                session.events,
+                session.access_key_count,
+                session.source_ip_count
+            ),
+            (30, 30, 30)
+        );
+        assert_eq!(session.access_key_ids.len(), SESSION_VALUES);
+        assert_eq!(session.access_key_ids[..2], ["ASIA00", "ASIA01"]);
+        assert_eq!(session.source_ips[19], "198.51.100.19");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use trailhound_cloudtrail::Source;
 use trailhound_enrich::Enricher;
 use trailhound_pipeline::ScanConfig;
-use trailhound_proto::EnrichedEvent;
+use trailhound_proto::{CloudTrailEvent, EnrichedEvent};
 use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
 
 use crate::query::{parse_time, print_investigation, report_format};
@@ -107,13 +107,30 @@ pub(crate) fn visit_enriched(
     mut visit: impl FnMut(EnrichedEvent),
 ) -> anyhow::Result<()> {
     let mut enricher = Enricher::new(&config.enrich, config.partitions);
+    visit_records(paths, command, note_unusable, |event| {
+        match enricher.enrich(event) {
+            Ok(enriched) => visit(enriched),
+            Err(e) => return Err(format!("{} ({}): {e}", e.event.origin, e.event.event_id)),
+        }
+        Ok(())
+    })
+}
+
+/// Every record of the logs under `paths` that parses, to `visit`, which
+/// says why one is unusable; notes as [`visit_enriched`].
+pub(crate) fn visit_records(
+    paths: &[PathBuf],
+    command: &str,
+    note_unusable: bool,
+    mut visit: impl FnMut(Box<CloudTrailEvent>) -> Result<(), String>,
+) -> anyhow::Result<()> {
     for file in trailhound_cloudtrail::discover(paths)? {
         let (mut unusable, mut first) = (0u64, None);
         let parsed = Source::open(&file).and_then(|source| {
             source.parse(false, &mut |record| {
-                let why = match record.map(|event| enricher.enrich(event)) {
-                    Ok(Ok(enriched)) => return visit(enriched),
-                    Ok(Err(e)) => format!("{} ({}): {e}", e.event.origin, e.event.event_id),
+                let why = match record.map(&mut visit) {
+                    Ok(Ok(())) => return,
+                    Ok(Err(why)) => why,
                     Err(rejected) => rejected.to_string(),
                 };
                 unusable += 1;

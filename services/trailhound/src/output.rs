@@ -17,6 +17,14 @@ pub fn line(text: &str) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")
 }
 
+/// `value` as pretty JSON on stdout, written as it is serialised.
+pub fn json(value: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()
+}
+
 /// A line on stderr, beside the output.
 pub fn note(text: &str) -> std::io::Result<()> {
     writeln!(std::io::stderr().lock(), "{text}")
@@ -43,11 +51,16 @@ pub fn investigation(r: &Investigation, events_shown: usize) -> anyhow::Result<(
         let name = match (s.session_name.as_str(), s.access_key_ids.as_slice()) {
             ("", [key]) => key.clone(),
             ("", _) => "(no access key)".to_string(),
-            (name, keys) => format!("{name} ({} access key(s))", keys.len()),
+            (name, _) => format!("{name} ({} access key(s))", s.access_key_count),
+        };
+        let more = s.source_ip_count.saturating_sub(s.source_ips.len() as u64);
+        let more = match more {
+            0 => String::new(),
+            n => format!(" and {n} more"),
         };
         writeln!(
             out,
-            "    session:  {name}: {} → {}, {} event(s) from {}",
+            "    session:  {name}: {} → {}, {} event(s) from {}{more}",
             format_ms(s.first_ms),
             format_ms(s.last_ms),
             s.events,

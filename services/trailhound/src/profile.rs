@@ -5,11 +5,12 @@
 
 use std::path::PathBuf;
 
-use trailhound_proto::{GetProfileRequest, Profile};
+use trailhound_cloudtrail::normalise_into;
+use trailhound_proto::{GetProfileRequest, Principal, Profile};
 use trailhound_query::investigation::{BASELINE_DAYS, Subject};
 use trailhound_query::profile::{Profiler, requested_values, requested_window, to_json};
 
-use crate::investigate::visit_enriched;
+use crate::investigate::{visit_enriched, visit_records};
 use crate::query::{parse_time, report_format};
 use crate::{Format, PipelineArgs, output};
 
@@ -64,44 +65,54 @@ pub struct ProfileLogsArgs {
 pub fn run(args: ProfileLogsArgs) -> anyhow::Result<()> {
     let format = report_format(args.format)?;
     let config = args.pipeline.config()?;
-    // The window ends after the last call unless --until says, so the
-    // principal's calls are kept (without their raw JSON) until it is known.
     let principal = Subject {
         account_id: args.profile.account.clone().unwrap_or_default(),
         principal: args.profile.principal.clone(),
         start_ms: i64::MIN,
         end_ms: i64::MAX,
     };
-    let mut calls = Vec::new();
-    visit_enriched(&args.paths, &config, "profile", true, |mut enriched| {
-        let Some(p) = &enriched.principal else { return };
-        if principal.covers(&p.account_id, &p.arn) {
-            if let Some(call) = enriched.event.as_mut() {
-                call.raw_json = Vec::new();
-            }
-            calls.push(enriched);
-        }
-    })?;
-    let last_ms = calls
-        .iter()
-        .filter_map(|e| e.event.as_ref().map(|c| c.event_time_ms))
-        .max();
-    let Some(last_ms) = last_ms else {
-        anyhow::bail!("no calls of {} in the logs", principal.principal);
+    // The window ends after the last call unless --until says: a first
+    // pass finds it, so that no call need be kept.
+    let until_ms = match args.profile.until {
+        Some(until_ms) => until_ms,
+        None => match last_call(&args.paths, &principal, config.partitions)? {
+            Some(last_ms) => last_ms + 1,
+            None => anyhow::bail!("no calls of {} in the logs", principal.principal),
+        },
     };
-    let request = args.profile.request(Some(last_ms + 1));
+    let request = args.profile.request(Some(until_ms));
     let window = requested_window(&request, 0).map_err(anyhow::Error::msg)?;
     let mut profiler = Profiler::new(window);
-    for call in &calls {
-        profiler.add_event(call);
-    }
+    visit_enriched(&args.paths, &config, "profile", true, |enriched| {
+        profiler.add_event(&enriched);
+    })?;
     print_profile(&profiler.profile(requested_values(&request)), format)
+}
+
+/// The time of the principal's last call in the logs under `paths`.
+fn last_call(
+    paths: &[PathBuf],
+    principal: &Subject,
+    partitions: u32,
+) -> anyhow::Result<Option<i64>> {
+    let mut last_ms = None;
+    let mut caller = Principal::default();
+    // Unusable records are noted by the pass that profiles.
+    visit_records(paths, "profile", false, |event| {
+        let covered = normalise_into(&event, partitions, &mut caller)
+            && principal.covers(&caller.account_id, &caller.arn);
+        if covered {
+            last_ms = last_ms.max(Some(event.event_time_ms));
+        }
+        Ok(())
+    })?;
+    Ok(last_ms)
 }
 
 /// A profile as a table or JSON (from [`report_format`]).
 pub fn print_profile(profile: &Profile, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => output::line(&serde_json::to_string_pretty(&to_json(profile))?)?,
+        Format::Json => output::json(&to_json(profile))?,
         _ => output::profile(profile)?,
     }
     Ok(())

@@ -13,7 +13,7 @@ use trailhound_proto::{
     ListInvestigationEventsRequest, StartInvestigationRequest,
 };
 use trailhound_query::MAX_PAGE_SIZE;
-use trailhound_query::investigation::to_json;
+use trailhound_query::investigation::ReportJson;
 use trailhound_sinks::MinSeverity;
 
 use crate::investigate::ScopeArgs;
@@ -135,7 +135,7 @@ pub(crate) fn print_investigation(
     events: usize,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => output::line(&serde_json::to_string_pretty(&to_json(report))?)?,
+        Format::Json => output::json(&ReportJson(report))?,
         _ => output::investigation(report, events)?,
     }
     Ok(())
