@@ -7,7 +7,7 @@
 //!   commits their state in one batch.
 //! - [`nats`]: the NATS JetStream bus: the same stages as hops between
 //!   streams, run by the services, with checkpoints, dead letters and exactly-once publishing.
-//! - [`scan`]: `trailhound scan`: read logs, run every stage, report;
+//! - [`scan`](mod@scan): `trailhound scan`: read logs, run every stage, report;
 //!   [`findings`]: the findings it reports, read back from the state.
 
 pub mod bus;

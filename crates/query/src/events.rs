@@ -36,7 +36,7 @@ pub struct PrincipalEvents {
 }
 
 impl PrincipalEvents {
-    /// Events in `store` (opened with [`TABLES`]), kept `retention_ms` of
+    /// Events in `store` (opened with [`tables`](crate::tables)), kept `retention_ms` of
     /// event time behind the latest.
     pub fn new(store: Arc<Store>, retention_ms: i64) -> Self {
         Self {

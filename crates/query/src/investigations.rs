@@ -75,7 +75,7 @@ impl Investigations {
 
     /// Investigate, store the report under a new id (and delete those
     /// started longer than the retention ago) and return it, with its
-    /// first [`REPORT_EVENTS`] events.
+    /// first `REPORT_EVENTS` (1,000) events.
     pub fn start(
         &self,
         request: &StartInvestigationRequest,

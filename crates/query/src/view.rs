@@ -69,7 +69,7 @@ pub struct FindingsView {
 }
 
 impl FindingsView {
-    /// A view in `store`, which must have been opened with [`TABLES`].
+    /// A view in `store`, which must have been opened with [`tables`](crate::tables).
     pub fn new(store: Arc<Store>) -> Self {
         Self { store }
     }

@@ -1,6 +1,6 @@
 //! Realistic, deterministic CloudTrail for tests, examples and benchmarks.
 //!
-//! An [`Org`] is a set of [`Actor`]s, each with the identity, networks,
+//! An [`Org`](simulate::Org) is a set of [`Actor`]s, each with the identity, networks,
 //! client and daily repertoire of API calls a real one has. Source
 //! addresses are real networks, so the GeoIP and ASN databases resolve
 //! them. Every actor calls its whole repertoire on its first day, so

@@ -1,6 +1,6 @@
 //! The detector catalogue. A detector is one file: what it keys on, when it
 //! fires, its severity rules and guidance, and its tests. To add one, write
-//! the file and add one line to [`catalogue`].
+//! the file and add one line to `catalogue()` below.
 
 use std::sync::Arc;
 
