@@ -203,9 +203,14 @@ pub fn principal_context(
         date(f.first_seen_ms)
     )];
     if !f.known_countries.is_empty() {
+        // Facts stored before the count was kept have only the list.
+        let count = (f.known_country_count as usize).max(f.known_countries.len());
+        let more = match count - f.known_countries.len() {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
         facts.push(format!(
-            "{} known countries: {}",
-            f.known_countries.len(),
+            "{count} known countries: {}{more}",
             f.known_countries.join(", ")
         ));
     }

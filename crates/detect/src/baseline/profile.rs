@@ -27,6 +27,9 @@ use crate::travel::Places;
 /// The tables the profile hop keeps.
 pub const TABLES: &[&str] = &["profiles"];
 
+/// Known countries a principal's facts name (they count them all).
+const KNOWN_COUNTRIES_LISTED: usize = 10;
+
 /// Sessions remembered per compute role, most recent kept.
 const MAX_SESSIONS: usize = 512;
 
@@ -353,7 +356,7 @@ fn write_facts(profile: &Profile, t: i64, config: &DetectionConfig, facts: &mut 
     }
     countries.truncate(n);
     countries.sort();
-    countries.truncate(10);
+    countries.truncate(KNOWN_COUNTRIES_LISTED);
     *facts = PrincipalFacts {
         first_seen_ms: profile.activity.map_or(t, |a| a.first_ms),
         active_days: profile
@@ -361,6 +364,7 @@ fn write_facts(profile: &Profile, t: i64, config: &DetectionConfig, facts: &mut 
             .map_or(0, |a| a.days_through(day(t), window_days)),
         data_start_ms: 0,
         known_countries: countries,
+        known_country_count: n as u32,
         known_asos: known_before(&profile.asos, settled, t, window).count() as u32,
         known_user_agents: known_before(&profile.user_agents, settled, t, window).count() as u32,
         new_principal: false,

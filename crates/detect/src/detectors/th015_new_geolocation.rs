@@ -95,6 +95,31 @@ mod tests {
     }
 
     #[test]
+    fn the_known_countries_are_counted_past_the_ten_named() {
+        let mut h = Harness::new(config());
+        let countries = [
+            "AT", "BE", "CH", "DE", "DK", "ES", "FI", "FR", "IE", "IT", "NL", "SE",
+        ];
+        h.history(12, |d| {
+            (countries.iter())
+                .map(|c| ev(d, "DescribeInstances").from(c, "Capital", 3320, "Telekom"))
+                .collect()
+        });
+        let f = h.run(
+            ev(12, "DescribeInstances").from("RU", "Moscow", 3320, "Telekom"),
+            "TH-015",
+        );
+        assert!(
+            f[0].baseline_facts
+                .iter()
+                .any(|x| x
+                    == "12 known countries: AT, BE, CH, DE, DK, ES, FI, FR, IE, IT and 2 more"),
+            "{:?}",
+            f[0].baseline_facts
+        );
+    }
+
+    #[test]
     fn silent_when_seen_during_training_or_not_a_network_location() {
         let mut h = trained();
         assert!(h.run(ev(12, "DescribeInstances"), "TH-015").is_empty());
