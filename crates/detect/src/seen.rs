@@ -135,15 +135,31 @@ pub fn record_in(
     window_ms: i64,
     window_days: u32,
 ) -> Sighting {
+    record_change(map, key, t, window_ms, window_days).0
+}
+
+/// [`record_in`], also giving the value's entry before (`None` when new)
+/// and after.
+pub fn record_change(
+    map: &mut SeenMap,
+    key: &str,
+    t: i64,
+    window_ms: i64,
+    window_days: u32,
+) -> (Sighting, Option<Seen>, Seen) {
     match map.get_mut(key) {
-        Some(seen) => seen.record(t, window_ms, window_days),
+        Some(seen) => {
+            let before = *seen;
+            (seen.record(t, window_ms, window_days), Some(before), *seen)
+        }
         None => {
             map.insert(key.into(), Seen::new(t));
-            Sighting {
+            let sighting = Sighting {
                 is_new: true,
                 first_ms: t,
                 days_seen: 0,
-            }
+            };
+            (sighting, None, Seen::new(t))
         }
     }
 }

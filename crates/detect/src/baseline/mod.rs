@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod command;
+mod known;
 pub mod profile;
 pub mod values;
 

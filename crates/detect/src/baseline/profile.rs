@@ -14,6 +14,7 @@ use trailhound_proto::{
     RateKind,
 };
 
+use super::known::KnownValues;
 use super::values::write_value;
 use super::{located_call, principal_key, region_of};
 use trailhound_state::{Batch, StateError, Store, Table};
@@ -21,7 +22,7 @@ use trailhound_state::{Batch, StateError, Store, Table};
 use crate::config::{DetectionConfig, SurgeSettings};
 use crate::finding::encode_origin;
 use crate::rates::{Rates, Sample};
-use crate::seen::{Seen, SeenMap, day, record_in};
+use crate::seen::{Seen, SeenMap, day, record_change};
 use crate::travel::Places;
 
 /// The tables the profile hop keeps.
@@ -55,6 +56,9 @@ pub struct Profile {
     /// All sessions of the role together, when a session has too few calls.
     pub role_regions: HashMap<String, u32>,
     pub pruned_day: i64,
+    /// Counted again when needed, not stored.
+    #[serde(skip)]
+    known: KnownValues,
 }
 
 #[derive(Debug)]
@@ -148,7 +152,16 @@ impl ProfileBaseline {
             (NoveltyKind::S3Bucket, &mut profile.s3_buckets),
         ] {
             if write_value(kind, enriched, &mut self.value) {
-                let s = record_in(seen, &self.value, t, window, window_days);
+                let (s, before, after) = record_change(seen, &self.value, t, window, window_days);
+                if matches!(
+                    kind,
+                    NoveltyKind::Country | NoveltyKind::Aso | NoveltyKind::UserAgent
+                ) {
+                    let reorder = self.config.reorder_ms();
+                    profile
+                        .known
+                        .changed(before.as_ref(), &after, reorder, window);
+                }
                 novelties.push(s.novelty(kind));
             }
         }
@@ -231,6 +244,7 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
     ] {
         map.retain(|_, s| s.live(t, window));
     }
+    profile.known = KnownValues::default();
     profile.sessions.retain(|_, (last, _)| t - *last <= window);
 }
 
@@ -339,24 +353,30 @@ fn record_rates(
 
 /// What the principal's profile says at time `t`, into `facts` (reusing
 /// its strings): how long it has been active, and the countries, networks
-/// and clients it was known from. "Known" means seen before the reorder
-/// window: what arrived inside it depends on delivery order, what is older
-/// does not.
-fn write_facts(profile: &Profile, t: i64, config: &DetectionConfig, facts: &mut PrincipalFacts) {
+/// and clients it was known from (see `known`: seen before the reorder
+/// window, since what arrived inside it depends on delivery order).
+fn write_facts(
+    profile: &mut Profile,
+    t: i64,
+    config: &DetectionConfig,
+    facts: &mut PrincipalFacts,
+) {
     let (window, window_days) = (config.window_ms(), config.window_days());
-    let settled = t - config.reorder_ms();
-    let mut countries = std::mem::take(&mut facts.known_countries);
-    let mut n = 0;
-    for country in known_before(&profile.countries, settled, t, window) {
-        match countries.get_mut(n) {
-            Some(reused) => country.clone_into(reused),
-            None => countries.push(country.to_string()),
-        }
-        n += 1;
+    if !profile.known.hold_at(t) {
+        let reuse = std::mem::take(&mut profile.known.countries);
+        let maps = [&profile.countries, &profile.asos, &profile.user_agents];
+        profile.known = KnownValues::count(maps, t, config.reorder_ms(), window, reuse);
     }
-    countries.truncate(n);
-    countries.sort();
-    countries.truncate(KNOWN_COUNTRIES_LISTED);
+    let known = &profile.known;
+    let listed = &known.countries[..known.countries.len().min(KNOWN_COUNTRIES_LISTED)];
+    let mut countries = std::mem::take(&mut facts.known_countries);
+    countries.truncate(listed.len());
+    for (i, country) in listed.iter().enumerate() {
+        match countries.get_mut(i) {
+            Some(reused) => country.clone_into(reused),
+            None => countries.push(country.clone()),
+        }
+    }
     *facts = PrincipalFacts {
         first_seen_ms: profile.activity.map_or(t, |a| a.first_ms),
         active_days: profile
@@ -364,19 +384,11 @@ fn write_facts(profile: &Profile, t: i64, config: &DetectionConfig, facts: &mut 
             .map_or(0, |a| a.days_through(day(t), window_days)),
         data_start_ms: 0,
         known_countries: countries,
-        known_country_count: n as u32,
-        known_asos: known_before(&profile.asos, settled, t, window).count() as u32,
-        known_user_agents: known_before(&profile.user_agents, settled, t, window).count() as u32,
+        known_country_count: known.countries.len() as u32,
+        known_asos: known.asos,
+        known_user_agents: known.user_agents,
         new_principal: false,
     };
-}
-
-/// Values first seen before `before` and still in the window at `t`: what
-/// an event at `t` is compared with, whatever order events arrive in.
-fn known_before(map: &SeenMap, before: i64, t: i64, window: i64) -> impl Iterator<Item = &str> {
-    map.iter()
-        .filter(move |(_, s)| s.first_ms < before && s.live(t, window))
-        .map(|(k, _)| k.as_str())
 }
 
 /// The home region of a compute session from its own calls, or its role's
