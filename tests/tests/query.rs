@@ -87,6 +87,22 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     let logs = tempfile::tempdir().unwrap();
     let mut records = benign_history(42, HISTORY_START_MS, 46);
     records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
+    // The web server's role lists users from 1,100 addresses on its last
+    // day: an indicator for each, more than a report carries.
+    let template = (records.iter().rev())
+        .find(|r| (r["userIdentity"]["arn"].as_str()).is_some_and(|a| a.contains("/web-server/")))
+        .unwrap()
+        .clone();
+    for i in 0..1_100 {
+        let mut record = template.clone();
+        record["eventID"] = format!("00000000-0000-4000-8000-{i:012}").into();
+        record["eventTime"] =
+            format_ms(HISTORY_START_MS + 45 * DAY_MS + 43_200_000 + i * 1_000).into();
+        record["eventSource"] = "iam.amazonaws.com".into();
+        record["eventName"] = "ListUsers".into();
+        record["sourceIPAddress"] = format!("100.64.{}.{}", i / 256, i % 256).into();
+        records.push(record);
+    }
     let events = records.len() as u64;
     write_delivery(logs.path(), &records);
 
@@ -230,6 +246,12 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     assert!(in_scope > 1_000, "{in_scope} events in the wide scope");
     assert_eq!(served["events"].as_array().unwrap().len() as u64, in_scope);
     assert_eq!(served["events"], local["events"]);
+    let indicators = served["indicators"].as_array().unwrap().len();
+    assert!(
+        indicators > 1_100,
+        "{indicators} indicators in the wide scope"
+    );
+    assert_eq!(served["indicators"], local["indicators"]);
 
     // So is a profile: the service's from its events, the command's from the logs.
     let window = [

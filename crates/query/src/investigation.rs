@@ -233,6 +233,7 @@ impl Investigator {
             events_in_scope: scope.calls.len() as u64,
             baseline_events: self.baseline_events,
             sessions: sessions(scope.sessions),
+            indicator_count: indicators.len() as u64,
             indicators,
             events: scope.calls.into_iter().map(|c| c.event).collect(),
             ..Default::default()

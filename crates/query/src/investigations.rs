@@ -1,9 +1,10 @@
 //! Investigations started over gRPC: built from the principal's events and
 //! findings the query service keeps, stored by id for a retention period,
-//! read back whole, an indicator type at a time, or their events a page at
-//! a time (Detective's StartInvestigation, GetInvestigation and
-//! ListIndicators, and ListInvestigationEvents: a busy principal's scope can
-//! hold more events than one message should).
+//! read back whole, their indicators (of a type) or events a page at a time
+//! (Detective's StartInvestigation, GetInvestigation and ListIndicators, and
+//! ListInvestigationEvents). A report carries the first [`REPORT_EVENTS`]
+//! events and [`REPORT_INDICATORS`] indicators: a busy principal's scope can
+//! hold more than one message should.
 
 use std::sync::Arc;
 
@@ -19,17 +20,23 @@ use crate::filter::FindingFilter;
 use crate::investigation::{Investigator, Subject, TravelLimits, indicator_type};
 use crate::view::{FindingsView, MAX_PAGE_SIZE, ViewError};
 
-/// Investigation id → the investigation, with its first [`REPORT_EVENTS`] events.
+/// Investigation id → the investigation, with its first [`REPORT_EVENTS`]
+/// events and [`REPORT_INDICATORS`] indicators.
 const INVESTIGATIONS: &str = "query_investigations";
 /// Investigation id, 0, the event's index (big-endian u32) → an event of its scope.
 const EVENTS: &str = "query_investigation_events";
+/// Investigation id, 0, the indicator's index (big-endian u32) → an
+/// indicator, for reports with more than [`REPORT_INDICATORS`].
+const INDICATORS: &str = "query_investigation_indicators";
 /// Creation time (big-endian), investigation id → nothing: what to expire.
 const BY_CREATION: &str = "query_investigations_by_creation";
-pub const TABLES: &[&str] = &[INVESTIGATIONS, EVENTS, BY_CREATION];
+pub const TABLES: &[&str] = &[INVESTIGATIONS, EVENTS, INDICATORS, BY_CREATION];
 
 /// Events of the scope a report carries, the earliest; `ListInvestigationEvents`
 /// pages through all of them.
 pub const REPORT_EVENTS: usize = 1_000;
+/// Indicators a report carries, the first; `ListIndicators` pages through all.
+pub const REPORT_INDICATORS: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvestigationError {
@@ -140,13 +147,19 @@ impl Investigations {
         );
         let mut batch = self.expired(now_ms)?;
         for (i, event) in report.events.iter().enumerate() {
-            batch.put(
-                EVENTS,
-                event_key(&report.id, i as u32),
-                event.encode_to_vec(),
-            );
+            batch.put(EVENTS, item_key(&report.id, i), event.encode_to_vec());
         }
         report.events.truncate(REPORT_EVENTS);
+        if report.indicators.len() > REPORT_INDICATORS {
+            for (i, indicator) in report.indicators.iter().enumerate() {
+                batch.put(
+                    INDICATORS,
+                    item_key(&report.id, i),
+                    indicator.encode_to_vec(),
+                );
+            }
+            report.indicators.truncate(REPORT_INDICATORS);
+        }
         let mut created = (now_ms as u64).to_be_bytes().to_vec();
         created.extend_from_slice(report.id.as_bytes());
         batch.put(BY_CREATION, created, Vec::new());
@@ -178,13 +191,15 @@ impl Investigations {
         for id in ids {
             let mut prefix = id.clone();
             prefix.push(0);
-            self.store.visit_from(EVENTS, &prefix, |key, _| {
-                if !key.starts_with(&prefix) {
-                    return false;
-                }
-                batch.delete(EVENTS, key.to_vec());
-                true
-            })?;
+            for table in [EVENTS, INDICATORS] {
+                self.store.visit_from(table, &prefix, |key, _| {
+                    if !key.starts_with(&prefix) {
+                        return false;
+                    }
+                    batch.delete(table, key.to_vec());
+                    true
+                })?;
+            }
             batch.delete(INVESTIGATIONS, id);
         }
         Ok(batch)
@@ -204,39 +219,52 @@ impl Investigations {
         }
         let from = offset(page_token)?;
         let size = crate::view::page_size(page_size);
-        let mut prefix = id.as_bytes().to_vec();
-        prefix.push(0);
-        let (mut page, mut more, mut failure) = (Vec::new(), false, None);
-        let start = event_key(id, u32::try_from(from).unwrap_or(u32::MAX));
-        self.store.visit_from(EVENTS, &start, |key, value| {
-            if !key.starts_with(&prefix) {
-                return false;
-            }
+        let (mut page, mut more) = (Vec::new(), false);
+        self.visit_stored(EVENTS, id, from, |event| {
             if page.len() == size {
                 more = true;
                 return false;
             }
-            match InvestigationEvent::decode(value) {
-                Ok(event) => page.push(event),
-                Err(e) => {
-                    failure = Some(InvestigationError::Corrupt {
-                        id: id.to_string(),
-                        reason: e.to_string(),
-                    });
-                    return false;
-                }
-            }
+            page.push(event);
             true
         })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         let next = if more {
             (from + size).to_string()
         } else {
             String::new()
         };
         Ok(Some((page, next)))
+    }
+
+    /// Each item an investigation keeps in `table`, from the `from`th on,
+    /// to `visit` while it returns true.
+    fn visit_stored<M: Message + Default>(
+        &self,
+        table: &str,
+        id: &str,
+        from: usize,
+        mut visit: impl FnMut(M) -> bool,
+    ) -> Result<(), InvestigationError> {
+        let mut prefix = id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut failure = None;
+        self.store
+            .visit_from(table, &item_key(id, from), |key, value| {
+                if !key.starts_with(&prefix) {
+                    return false;
+                }
+                match M::decode(value) {
+                    Ok(item) => visit(item),
+                    Err(e) => {
+                        failure = Some(InvestigationError::Corrupt {
+                            id: id.to_string(),
+                            reason: e.to_string(),
+                        });
+                        false
+                    }
+                }
+            })?;
+        failure.map_or(Ok(()), Err)
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Investigation>, InvestigationError> {
@@ -266,13 +294,31 @@ impl Investigations {
         };
         let skip = offset(page_token)?;
         let size = crate::view::page_size(page_size);
-        let mut matching = report
-            .indicators
-            .into_iter()
-            .filter(|i| kind == IndicatorType::Unspecified || indicator_type(i) == kind)
-            .skip(skip);
-        let page: Vec<Indicator> = matching.by_ref().take(size).collect();
-        let next = if matching.next().is_some() {
+        let wanted =
+            |i: &Indicator| kind == IndicatorType::Unspecified || indicator_type(i) == kind;
+        // One more than the page, to know whether there is a next.
+        let mut page: Vec<Indicator> = Vec::new();
+        let mut matched = 0;
+        let mut take = |indicator: Indicator| {
+            if wanted(&indicator) {
+                matched += 1;
+                if matched > skip {
+                    page.push(indicator);
+                }
+            }
+            page.len() <= size
+        };
+        if report.indicators.len() as u64 >= report.indicator_count {
+            for indicator in report.indicators {
+                if !take(indicator) {
+                    break;
+                }
+            }
+        } else {
+            self.visit_stored(INDICATORS, id, 0, take)?;
+        }
+        let next = if page.len() > size {
+            page.truncate(size);
             (skip + size).to_string()
         } else {
             String::new()
@@ -291,22 +337,25 @@ fn offset(page_token: &str) -> Result<usize, InvestigationError> {
     }
 }
 
-fn event_key(id: &str, index: u32) -> Vec<u8> {
+/// The key of an investigation's `index`th event or indicator.
+fn item_key(id: &str, index: usize) -> Vec<u8> {
     let mut key = id.as_bytes().to_vec();
     key.push(0);
-    key.extend_from_slice(&index.to_be_bytes());
+    key.extend_from_slice(&u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes());
     key
 }
 
 #[cfg(test)]
 mod tests {
-    use trailhound_proto::{CloudTrailEvent, EnrichedEvent, Principal};
+    use trailhound_proto::{Attack, CloudTrailEvent, EnrichedEvent, Geo, Principal};
 
     use super::*;
 
     const DAY_MS: i64 = 86_400_000;
     const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
 
+    /// Alice's `calls`, each an ATT&CK-mapped call from an address of its
+    /// own (so an indicator each), and every 100th from a city of its own.
     fn investigations(dir: &std::path::Path, calls: i64) -> Investigations {
         let store = Store::open(dir, &crate::tables()).unwrap();
         let events: Vec<EnrichedEvent> = (0..calls)
@@ -315,8 +364,18 @@ mod tests {
                     event_id: format!("e{i:05}"),
                     event_time_ms: 100 * DAY_MS + i * 1_000,
                     event_name: "ListUsers".into(),
+                    source_ip: format!("198.51.{}.{}", i / 256, i % 256),
                     ..Default::default()
                 })),
+                attack: Some(Attack {
+                    tactic: "discovery".into(),
+                    technique: "T1087.004".into(),
+                }),
+                geo: (i % 100 == 0).then(|| Geo {
+                    country: "US".into(),
+                    city: format!("City {i}"),
+                    ..Default::default()
+                }),
                 principal: Some(Principal {
                     account_id: "111122223333".into(),
                     arn: ALICE.into(),
@@ -372,6 +431,30 @@ mod tests {
         assert_eq!(ids, expected, "every event once, earliest first");
         assert_eq!(all[..REPORT_EVENTS], report.events[..]);
 
+        // An indicator for each call's address, and one for each city.
+        assert_eq!(report.indicator_count, 1_205 + 13);
+        assert_eq!(report.indicators.len(), REPORT_INDICATORS);
+        let list = |kind, size| {
+            let (mut all, mut token) = (Vec::new(), String::new());
+            loop {
+                let (page, next) = (investigations.indicators(&report.id, kind, size, &token))
+                    .unwrap()
+                    .unwrap();
+                assert!(page.len() <= size);
+                all.extend(page);
+                if next.is_empty() {
+                    return all;
+                }
+                token = next;
+            }
+        };
+        let all = list(IndicatorType::Unspecified, 1_000);
+        assert_eq!(all.len(), 1_218);
+        assert_eq!(all[..REPORT_INDICATORS], report.indicators[..]);
+        let ttps = list(IndicatorType::TtpObserved, 100);
+        assert_eq!(ttps.len(), 1_205);
+        assert_eq!(ttps[..], all[13..], "the cities' come first");
+
         assert!(investigations.events("nope", 0, "").unwrap().is_none());
         assert!(matches!(
             investigations.events(&report.id, 0, "x"),
@@ -382,7 +465,7 @@ mod tests {
     #[test]
     fn investigations_are_deleted_after_the_retention() {
         let dir = tempfile::tempdir().unwrap();
-        let investigations = investigations(dir.path(), 3);
+        let investigations = investigations(dir.path(), 1_001);
         let old = investigations.start(&request(), 200 * DAY_MS).unwrap();
         let kept = investigations.start(&request(), 250 * DAY_MS).unwrap();
         assert!(
@@ -396,15 +479,18 @@ mod tests {
             "91 days old"
         );
         assert!(investigations.events(&old.id, 0, "").unwrap().is_none());
-        let mut left = 0;
-        investigations
-            .store
-            .visit_from(EVENTS, &[], |_, _| {
-                left += 1;
-                true
-            })
-            .unwrap();
-        assert_eq!(left, 6, "the old one's events went with it");
+        // 1,001 events, 1,012 indicators (an address each, 11 cities).
+        for (table, each) in [(EVENTS, 1_001), (INDICATORS, 1_012)] {
+            let mut left = 0;
+            investigations
+                .store
+                .visit_from(table, &[], |_, _| {
+                    left += 1;
+                    true
+                })
+                .unwrap();
+            assert_eq!(left, 2 * each, "the old one's went with it from {table}");
+        }
         for report in [kept, new] {
             assert_eq!(investigations.get(&report.id).unwrap().unwrap(), report);
         }

@@ -9,8 +9,9 @@ use trailhound_proto::investigation_service_client::InvestigationServiceClient;
 use trailhound_proto::profile_service_client::ProfileServiceClient;
 use trailhound_proto::query_service_client::QueryServiceClient;
 use trailhound_proto::{
-    Finding, GetFindingRequest, GetInvestigationRequest, Investigation, ListFindingsRequest,
-    ListInvestigationEventsRequest, StartInvestigationRequest,
+    Finding, GetFindingRequest, GetInvestigationRequest, IndicatorType, Investigation,
+    ListFindingsRequest, ListIndicatorsRequest, ListInvestigationEventsRequest,
+    StartInvestigationRequest,
 };
 use trailhound_query::MAX_PAGE_SIZE;
 use trailhound_query::investigation::ReportJson;
@@ -203,7 +204,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(failed)?;
                 let format = report_format(args.format)?;
-                let report = with_events(
+                let report = completed(
                     &mut investigations,
                     report.into_inner(),
                     format,
@@ -219,7 +220,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(failed)?;
                 let format = report_format(args.format)?;
-                let report = with_events(&mut investigations, report.into_inner(), format, events)
+                let report = completed(&mut investigations, report.into_inner(), format, events)
                     .await
                     .map_err(failed)?;
                 print_investigation(&report, format, events)?;
@@ -246,15 +247,32 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The report with as many of its scope's events as `format` prints (all
-/// for JSON, `shown` for the table): the service sends the first 1,000 with
-/// the report, and pages the rest.
-async fn with_events(
+/// The report with all its indicators and as many of its scope's events as
+/// `format` prints (all for JSON, `shown` for the table): the service sends
+/// the first 1,000 of each with the report, and pages the rest.
+async fn completed(
     client: &mut InvestigationServiceClient<tonic::transport::Channel>,
     mut report: Investigation,
     format: Format,
     shown: usize,
 ) -> Result<Investigation, tonic::Status> {
+    if (report.indicators.len() as u64) < report.indicator_count {
+        let mut request = ListIndicatorsRequest {
+            investigation_id: report.id.clone(),
+            r#type: IndicatorType::Unspecified as i32,
+            page_size: MAX_PAGE_SIZE as u32,
+            page_token: String::new(),
+        };
+        report.indicators.clear();
+        loop {
+            let page = client.list_indicators(request.clone()).await?.into_inner();
+            report.indicators.extend(page.indicators);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
     let in_scope = usize::try_from(report.events_in_scope).unwrap_or(usize::MAX);
     let wanted = match format {
         Format::Json => in_scope,
