@@ -80,22 +80,23 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
                 source,
             };
             for entry in std::fs::read_dir(&dir).map_err(io)? {
-                let entry = entry.map_err(io)?.path();
-                if entry
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                {
+                let entry = entry.map_err(io)?;
+                if entry.file_name().as_encoded_bytes().starts_with(b".") {
                     continue;
                 }
-                if entry.is_dir() {
-                    stack.push(entry)
+                // The directory listing's type, not a stat of each of
+                // hundreds of thousands of delivery files; links followed.
+                let file_type = entry.file_type().map_err(io)?;
+                let path = entry.path();
+                if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
+                    stack.push(path)
                 } else {
-                    found.push(entry)
+                    found.push((delivery_time(&path), path))
                 }
             }
         }
-        found.sort_by_cached_key(|p| (delivery_time(p).map(str::to_string), p.clone()));
-        files.extend(found);
+        found.sort_unstable();
+        files.extend(found.into_iter().map(|(_, path)| path));
     }
     Ok(files)
 }
@@ -103,15 +104,13 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
 /// The delivery time in a CloudTrail file name
 /// (`{account}_CloudTrail_{region}_{YYYYMMDDTHHMMZ}_{unique}.json.gz`);
 /// the name's text sorts chronologically.
-fn delivery_time(path: &Path) -> Option<&str> {
+fn delivery_time(path: &Path) -> Option<[u8; 14]> {
     let name = path.file_name()?.to_str()?;
     let (_, after) = name.split_once("_CloudTrail_")?;
-    after.split('_').find(|part| {
-        let b = part.as_bytes();
-        b.len() == 14
-            && b[8] == b'T'
-            && b[13] == b'Z'
-            && b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit)
+    after.split('_').find_map(|part| {
+        let b: [u8; 14] = part.as_bytes().try_into().ok()?;
+        let digits = b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit);
+        (digits && b[8] == b'T' && b[13] == b'Z').then_some(b)
     })
 }
 
@@ -919,12 +918,19 @@ mod tests {
             "AWSLogs/1/CloudTrail/us-east-1/2024/03/01/1_CloudTrail_us-east-1_20240301T2355Z_a.json.gz",
             "AWSLogs/1/CloudTrail/eu-west-1/2024/03/02/1_CloudTrail_eu-west-1_20240302T0000Z_c.json.gz",
             "other/events.jsonl",
+            "other/.partial.jsonl",
+            ".cache/1_CloudTrail_us-east-1_20240301T0000Z_h.json.gz",
         ];
         for name in names {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, "").unwrap();
         }
+        // A linked directory is followed like a real one.
+        let synced = tempfile::tempdir().unwrap();
+        let linked = "1_CloudTrail_us-east-1_20240302T0010Z_d.json.gz";
+        std::fs::write(synced.path().join(linked), "").unwrap();
+        std::os::unix::fs::symlink(synced.path(), dir.path().join("synced")).unwrap();
         let order: Vec<String> = discover(&[dir.path().to_path_buf()])
             .unwrap()
             .iter()
@@ -937,6 +943,7 @@ mod tests {
                 "1_CloudTrail_us-east-1_20240301T2355Z_a.json.gz",
                 "1_CloudTrail_eu-west-1_20240302T0000Z_c.json.gz",
                 "1_CloudTrail_ap-northeast-1_20240302T0005Z_b.json.gz",
+                linked,
             ]
         );
     }
