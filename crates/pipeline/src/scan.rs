@@ -1,7 +1,7 @@
 //! `trailhound scan`: every stage in one process over log files, with no
 //! server to start. State lives in memory, or in RocksDB under `state_dir`
-//! so that the next scan continues from the learned baselines. One thread
-//! opens the files, a second parses them, and a third runs the stages.
+//! so that the next scan continues from the learned baselines. Two threads
+//! open the files, another parses them, and another runs the stages.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -250,7 +250,7 @@ type Spent = Vec<Box<CloudTrailEvent>>;
 
 /// Read and parse `files` in order, sending their records in batches and
 /// freeing the events the stages have finished with; stops when the
-/// receiver is gone. Files are opened ahead on a thread of their own:
+/// receiver is gone. Files are opened ahead on threads of their own:
 /// hashed with a store, and small ones read and gunzipped whole, which for
 /// S3 delivery files is most of the reading.
 fn read_files(
@@ -260,23 +260,34 @@ fn read_files(
     tx: SyncSender<Vec<Input>>,
     spent: Receiver<Spent>,
 ) {
-    // In chunks, so that the threads do not wake each other for every file.
-    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(2);
+    // Files are opened (and small ones gunzipped) on threads of their own,
+    // in chunks so that the threads do not wake each other for every file:
+    // opener k takes chunks k, k + OPENERS, …, and they are taken back in
+    // turn, so in file order.
     std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for chunk in files.chunks(OPEN_AHEAD) {
-                let opened: Vec<_> = chunk.iter().map(|path| (path, open(path, store))).collect();
-                if opened_tx.send(opened).is_err() {
-                    return;
-                }
-            }
-        });
+        let openers: Vec<_> = (0..OPENERS)
+            .map(|k| {
+                let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(2);
+                let chunks = files.chunks(OPEN_AHEAD).skip(k).step_by(OPENERS);
+                scope.spawn(move || {
+                    for chunk in chunks {
+                        let opened: Vec<_> =
+                            chunk.iter().map(|path| (path, open(path, store))).collect();
+                        if opened_tx.send(opened).is_err() {
+                            return;
+                        }
+                    }
+                });
+                opened_rx
+            })
+            .collect();
+        let opened_rx = openers.iter().cycle().map_while(|rx| rx.recv().ok());
         let mut outbox = Outbox {
             tx,
             pending: Vec::new(),
             records: 0,
         };
-        for (path, opened) in opened_rx.into_iter().flatten() {
+        for (path, opened) in opened_rx.flatten() {
             let (marks, source) = match opened {
                 Ok(Some(opened)) => opened,
                 Ok(None) => {
@@ -310,11 +321,15 @@ fn read_files(
     });
 }
 
-/// Files opened at a time ahead of the ones being parsed, up to four such
-/// chunks (a small file is read whole: at most about 1 MiB of JSON once
+/// Files opened at a time ahead of the ones being parsed, up to three such
+/// chunks per opener (a small file is read whole: at most about 1 MiB of JSON once
 /// gunzipped, most S3 delivery files a few KiB). 16 at a time woke the
 /// threads often enough to cost a tenth of the wall time on delivery files.
 const OPEN_AHEAD: usize = 32;
+
+/// Threads opening files: with 400,000 S3 delivery files, opening and
+/// gunzipping them is over half of a scan's work.
+const OPENERS: usize = 2;
 
 /// What the reader has for the stages, sent a batch's worth of records (or
 /// of files) at a time: an S3 delivery file holds a few events, and one
