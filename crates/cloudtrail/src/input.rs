@@ -195,6 +195,11 @@ impl Source {
         }
     }
 
+    /// The file's path as shown in errors and record origins.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A small file read whole, and gunzipped now, on the thread that opens
     /// it: an S3 delivery file is a few KiB, and a scan opens the next files
     /// on one thread while it parses on another.

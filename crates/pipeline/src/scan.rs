@@ -271,8 +271,7 @@ fn read_files(
                 let chunks = files.chunks(OPEN_AHEAD).skip(k).step_by(OPENERS);
                 scope.spawn(move || {
                     for chunk in chunks {
-                        let opened: Vec<_> =
-                            chunk.iter().map(|path| (path, open(path, store))).collect();
+                        let opened: Vec<_> = chunk.iter().map(|path| open(path, store)).collect();
                         if opened_tx.send(opened).is_err() {
                             return;
                         }
@@ -287,7 +286,7 @@ fn read_files(
             pending: Vec::new(),
             records: 0,
         };
-        for (path, opened) in opened_rx.flatten() {
+        for opened in opened_rx.flatten() {
             let (marks, source) = match opened {
                 Ok(Some(opened)) => opened,
                 Ok(None) => {
@@ -303,7 +302,7 @@ fn read_files(
                     continue;
                 }
             };
-            if !outbox.push(Input::Start(path.display().to_string(), marks)) {
+            if !outbox.push(Input::Start(source.name().to_string(), marks)) {
                 return;
             }
             let mut gone = false;
