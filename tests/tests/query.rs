@@ -87,8 +87,9 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
     let logs = tempfile::tempdir().unwrap();
     let mut records = benign_history(42, HISTORY_START_MS, 46);
     records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
-    // The web server's role lists users from 1,100 addresses on its last
-    // day: an indicator for each, more than a report carries.
+    // The web server's role lists users from 1,100 addresses and instances
+    // on its last day: an indicator and a session for each, more than a
+    // report carries.
     let template = (records.iter().rev())
         .find(|r| (r["userIdentity"]["arn"].as_str()).is_some_and(|a| a.contains("/web-server/")))
         .unwrap()
@@ -101,6 +102,9 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
         record["eventSource"] = "iam.amazonaws.com".into();
         record["eventName"] = "ListUsers".into();
         record["sourceIPAddress"] = format!("100.64.{}.{}", i / 256, i % 256).into();
+        let arn = record["userIdentity"]["arn"].as_str().unwrap();
+        let (role, _) = arn.rsplit_once('/').unwrap();
+        record["userIdentity"]["arn"] = format!("{role}/i-{i:017x}").into();
         records.push(record);
     }
     let events = records.len() as u64;
@@ -252,6 +256,9 @@ async fn the_query_service_serves_what_the_alert_service_stored() {
         "{indicators} indicators in the wide scope"
     );
     assert_eq!(served["indicators"], local["indicators"]);
+    let sessions = served["sessions"].as_array().unwrap().len();
+    assert!(sessions > 1_100, "{sessions} sessions in the wide scope");
+    assert_eq!(served["sessions"], local["sessions"]);
 
     // So is a profile: the service's from its events, the command's from the logs.
     let window = [

@@ -19,7 +19,8 @@ use trailhound_proto::{
     Finding, GetFindingRequest, GetInvestigationRequest, GetProfileRequest, IndicatorType,
     Investigation, ListFindingsRequest, ListFindingsResponse, ListIndicatorsRequest,
     ListIndicatorsResponse, ListInvestigationEventsRequest, ListInvestigationEventsResponse,
-    Profile, StartInvestigationRequest,
+    ListInvestigationSessionsRequest, ListInvestigationSessionsResponse, Profile,
+    StartInvestigationRequest,
 };
 
 use crate::events::{EventsError, PrincipalEvents};
@@ -264,6 +265,28 @@ impl InvestigationService for QueryApi {
         let (events, next_page_token) = page.ok_or_else(|| not_found("investigation", &id))?;
         Ok(Response::new(ListInvestigationEventsResponse {
             events,
+            next_page_token,
+        }))
+    }
+
+    async fn list_investigation_sessions(
+        &self,
+        request: Request<ListInvestigationSessionsRequest>,
+    ) -> Result<Response<ListInvestigationSessionsResponse>, Status> {
+        let request = request.into_inner();
+        let id = request.investigation_id.clone();
+        let page = self
+            .investigate(move |i| {
+                i.sessions(
+                    &request.investigation_id,
+                    request.page_size as usize,
+                    &request.page_token,
+                )
+            })
+            .await?;
+        let (sessions, next_page_token) = page.ok_or_else(|| not_found("investigation", &id))?;
+        Ok(Response::new(ListInvestigationSessionsResponse {
+            sessions,
             next_page_token,
         }))
     }
@@ -575,9 +598,30 @@ mod tests {
             all.iter()
                 .any(|i| indicator_type(i) == IndicatorType::RelatedFinding)
         );
+        let sessions = client
+            .list_investigation_sessions(ListInvestigationSessionsRequest {
+                investigation_id: report.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(sessions.sessions, report.sessions);
+        assert_eq!(
+            (report.session_count, sessions.next_page_token),
+            (1, "".into())
+        );
 
         let missing = client
             .get_investigation(GetInvestigationRequest { id: "nope".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        let missing = client
+            .list_investigation_sessions(ListInvestigationSessionsRequest {
+                investigation_id: "nope".into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(missing.code(), Code::NotFound);

@@ -232,6 +232,7 @@ impl Investigator {
             severity: severity as i32,
             events_in_scope: scope.calls.len() as u64,
             baseline_events: self.baseline_events,
+            session_count: scope.sessions.len() as u64,
             sessions: sessions(scope.sessions),
             indicator_count: indicators.len() as u64,
             indicators,

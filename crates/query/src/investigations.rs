@@ -1,17 +1,17 @@
 //! Investigations started over gRPC: built from the principal's events and
 //! findings the query service keeps, stored by id for a retention period,
-//! read back whole, their indicators (of a type) or events a page at a time
-//! (Detective's StartInvestigation, GetInvestigation and ListIndicators, and
-//! ListInvestigationEvents). A report carries the first [`REPORT_EVENTS`]
-//! events and [`REPORT_INDICATORS`] indicators: a busy principal's scope can
-//! hold more than one message should.
+//! read back whole, their indicators (of a type), events or sessions a page
+//! at a time (Detective's StartInvestigation, GetInvestigation and
+//! ListIndicators, and ListInvestigationEvents and ListInvestigationSessions).
+//! A report carries the first [`REPORT_ITEMS`] events, indicators and
+//! sessions: a busy principal's scope can hold more than one message should.
 
 use std::sync::Arc;
 
 use prost::Message;
 use trailhound_proto::{
-    Indicator, IndicatorType, Investigation, InvestigationEvent, ListFindingsRequest,
-    StartInvestigationRequest,
+    Indicator, IndicatorType, Investigation, InvestigationEvent, InvestigationSession,
+    ListFindingsRequest, StartInvestigationRequest,
 };
 use trailhound_state::{Batch, StateError, Store};
 
@@ -20,23 +20,25 @@ use crate::filter::FindingFilter;
 use crate::investigation::{Investigator, Subject, TravelLimits, indicator_type};
 use crate::view::{FindingsView, MAX_PAGE_SIZE, ViewError};
 
-/// Investigation id → the investigation, with its first [`REPORT_EVENTS`]
-/// events and [`REPORT_INDICATORS`] indicators.
+/// Investigation id → the investigation, with its first [`REPORT_ITEMS`]
+/// events, indicators and sessions.
 const INVESTIGATIONS: &str = "query_investigations";
 /// Investigation id, 0, the event's index (big-endian u32) → an event of its scope.
 const EVENTS: &str = "query_investigation_events";
 /// Investigation id, 0, the indicator's index (big-endian u32) → an
-/// indicator, for reports with more than [`REPORT_INDICATORS`].
+/// indicator, for reports with more than [`REPORT_ITEMS`].
 const INDICATORS: &str = "query_investigation_indicators";
+/// Investigation id, 0, the session's index (big-endian u32) → a session,
+/// for reports with more than [`REPORT_ITEMS`].
+const SESSIONS: &str = "query_investigation_sessions";
 /// Creation time (big-endian), investigation id → nothing: what to expire.
 const BY_CREATION: &str = "query_investigations_by_creation";
-pub const TABLES: &[&str] = &[INVESTIGATIONS, EVENTS, INDICATORS, BY_CREATION];
+pub const TABLES: &[&str] = &[INVESTIGATIONS, EVENTS, INDICATORS, SESSIONS, BY_CREATION];
 
-/// Events of the scope a report carries, the earliest; `ListInvestigationEvents`
-/// pages through all of them.
-pub const REPORT_EVENTS: usize = 1_000;
-/// Indicators a report carries, the first; `ListIndicators` pages through all.
-pub const REPORT_INDICATORS: usize = 1_000;
+/// Events of the scope, indicators and sessions a report carries, the first
+/// of each; `ListInvestigationEvents`, `ListIndicators` and
+/// `ListInvestigationSessions` page through all of them.
+pub const REPORT_ITEMS: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvestigationError {
@@ -82,7 +84,7 @@ impl Investigations {
 
     /// Investigate, store the report under a new id (and delete those
     /// started longer than the retention ago) and return it, with its
-    /// first `REPORT_EVENTS` (1,000) events.
+    /// first [`REPORT_ITEMS`] (1,000) events, indicators and sessions.
     pub fn start(
         &self,
         request: &StartInvestigationRequest,
@@ -149,17 +151,10 @@ impl Investigations {
         for (i, event) in report.events.iter().enumerate() {
             batch.put(EVENTS, item_key(&report.id, i), event.encode_to_vec());
         }
-        report.events.truncate(REPORT_EVENTS);
-        if report.indicators.len() > REPORT_INDICATORS {
-            for (i, indicator) in report.indicators.iter().enumerate() {
-                batch.put(
-                    INDICATORS,
-                    item_key(&report.id, i),
-                    indicator.encode_to_vec(),
-                );
-            }
-            report.indicators.truncate(REPORT_INDICATORS);
-        }
+        report.events.truncate(REPORT_ITEMS);
+        let id = report.id.clone();
+        keep_beyond_report(&mut batch, INDICATORS, &id, &mut report.indicators);
+        keep_beyond_report(&mut batch, SESSIONS, &id, &mut report.sessions);
         let mut created = (now_ms as u64).to_be_bytes().to_vec();
         created.extend_from_slice(report.id.as_bytes());
         batch.put(BY_CREATION, created, Vec::new());
@@ -191,7 +186,7 @@ impl Investigations {
         for id in ids {
             let mut prefix = id.clone();
             prefix.push(0);
-            for table in [EVENTS, INDICATORS] {
+            for table in [EVENTS, INDICATORS, SESSIONS] {
                 self.store.visit_from(table, &prefix, |key, _| {
                     if !key.starts_with(&prefix) {
                         return false;
@@ -219,21 +214,38 @@ impl Investigations {
         }
         let from = offset(page_token)?;
         let size = crate::view::page_size(page_size);
-        let (mut page, mut more) = (Vec::new(), false);
+        let mut page = Vec::new();
         self.visit_stored(EVENTS, id, from, |event| {
-            if page.len() == size {
-                more = true;
-                return false;
-            }
             page.push(event);
-            true
+            page.len() <= size
         })?;
-        let next = if more {
-            (from + size).to_string()
-        } else {
-            String::new()
+        Ok(Some(paged(page, from, size)))
+    }
+
+    /// The sessions of an investigation by their first call, `page_size` at
+    /// most (0: 100) from `page_token`; `None` when there is no such
+    /// investigation.
+    pub fn sessions(
+        &self,
+        id: &str,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<Option<(Vec<InvestigationSession>, String)>, InvestigationError> {
+        let Some(report) = self.get(id)? else {
+            return Ok(None);
         };
-        Ok(Some((page, next)))
+        let from = offset(page_token)?;
+        let size = crate::view::page_size(page_size);
+        let mut page = Vec::new();
+        if report.sessions.len() as u64 >= report.session_count {
+            page.extend(report.sessions.into_iter().skip(from).take(size + 1));
+        } else {
+            self.visit_stored(SESSIONS, id, from, |session| {
+                page.push(session);
+                page.len() <= size
+            })?;
+        }
+        Ok(Some(paged(page, from, size)))
     }
 
     /// Each item an investigation keeps in `table`, from the `from`th on,
@@ -317,13 +329,34 @@ impl Investigations {
         } else {
             self.visit_stored(INDICATORS, id, 0, take)?;
         }
-        let next = if page.len() > size {
-            page.truncate(size);
-            (skip + size).to_string()
-        } else {
-            String::new()
-        };
-        Ok(Some((page, next)))
+        Ok(Some(paged(page, skip, size)))
+    }
+}
+
+/// A page of up to `size` items from the `from`th, given one more item when
+/// there is a next page, and the token of the next page.
+fn paged<M>(mut items: Vec<M>, from: usize, size: usize) -> (Vec<M>, String) {
+    if items.len() > size {
+        items.truncate(size);
+        (items, (from + size).to_string())
+    } else {
+        (items, String::new())
+    }
+}
+
+/// Keep every one of `items` in `table` when there are more than a report
+/// carries, and only the first [`REPORT_ITEMS`] in the report.
+fn keep_beyond_report<M: Message>(
+    batch: &mut Batch,
+    table: &'static str,
+    id: &str,
+    items: &mut Vec<M>,
+) {
+    if items.len() > REPORT_ITEMS {
+        for (i, item) in items.iter().enumerate() {
+            batch.put(table, item_key(id, i), item.encode_to_vec());
+        }
+        items.truncate(REPORT_ITEMS);
     }
 }
 
@@ -337,7 +370,7 @@ fn offset(page_token: &str) -> Result<usize, InvestigationError> {
     }
 }
 
-/// The key of an investigation's `index`th event or indicator.
+/// The key of an investigation's `index`th event, indicator or session.
 fn item_key(id: &str, index: usize) -> Vec<u8> {
     let mut key = id.as_bytes().to_vec();
     key.push(0);
@@ -347,15 +380,16 @@ fn item_key(id: &str, index: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use trailhound_proto::{Attack, CloudTrailEvent, EnrichedEvent, Geo, Principal};
+    use trailhound_proto::{Attack, CloudTrailEvent, EnrichedEvent, Geo, Principal, UserIdentity};
 
     use super::*;
 
     const DAY_MS: i64 = 86_400_000;
     const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
 
-    /// Alice's `calls`, each an ATT&CK-mapped call from an address of its
-    /// own (so an indicator each), and every 100th from a city of its own.
+    /// Alice's `calls`, each an ATT&CK-mapped call with an access key (so a
+    /// session) and from an address of its own (so an indicator each), and
+    /// every 100th from a city of its own.
     fn investigations(dir: &std::path::Path, calls: i64) -> Investigations {
         let store = Store::open(dir, &crate::tables()).unwrap();
         let events: Vec<EnrichedEvent> = (0..calls)
@@ -365,6 +399,10 @@ mod tests {
                     event_time_ms: 100 * DAY_MS + i * 1_000,
                     event_name: "ListUsers".into(),
                     source_ip: format!("198.51.{}.{}", i / 256, i % 256),
+                    user_identity: Some(UserIdentity {
+                        access_key_id: format!("AKIA{i:016}"),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })),
                 attack: Some(Attack {
@@ -410,7 +448,7 @@ mod tests {
         let investigations = investigations(dir.path(), 1_205);
         let report = investigations.start(&request(), 200 * DAY_MS).unwrap();
         assert_eq!(report.events_in_scope, 1_205);
-        assert_eq!(report.events.len(), REPORT_EVENTS);
+        assert_eq!(report.events.len(), REPORT_ITEMS);
         assert_eq!(investigations.get(&report.id).unwrap().unwrap(), report);
 
         let (mut all, mut token) = (Vec::new(), String::new());
@@ -429,11 +467,11 @@ mod tests {
         let ids: Vec<String> = all.iter().map(|e| e.event_id.clone()).collect();
         let expected: Vec<String> = (0..1_205).map(|i| format!("e{i:05}")).collect();
         assert_eq!(ids, expected, "every event once, earliest first");
-        assert_eq!(all[..REPORT_EVENTS], report.events[..]);
+        assert_eq!(all[..REPORT_ITEMS], report.events[..]);
 
         // An indicator for each call's address, and one for each city.
         assert_eq!(report.indicator_count, 1_205 + 13);
-        assert_eq!(report.indicators.len(), REPORT_INDICATORS);
+        assert_eq!(report.indicators.len(), REPORT_ITEMS);
         let list = |kind, size| {
             let (mut all, mut token) = (Vec::new(), String::new());
             loop {
@@ -450,10 +488,40 @@ mod tests {
         };
         let all = list(IndicatorType::Unspecified, 1_000);
         assert_eq!(all.len(), 1_218);
-        assert_eq!(all[..REPORT_INDICATORS], report.indicators[..]);
+        assert_eq!(all[..REPORT_ITEMS], report.indicators[..]);
         let ttps = list(IndicatorType::TtpObserved, 100);
         assert_eq!(ttps.len(), 1_205);
         assert_eq!(ttps[..], all[13..], "the cities' come first");
+
+        // A session for each call's access key, by first call.
+        assert_eq!(report.session_count, 1_205);
+        assert_eq!(report.sessions.len(), REPORT_ITEMS);
+        let sessions = |id: &str, size| {
+            let (mut all, mut token) = (Vec::new(), String::new());
+            loop {
+                let (page, next) = investigations.sessions(id, size, &token).unwrap().unwrap();
+                assert!(page.len() <= size);
+                all.extend(page);
+                if next.is_empty() {
+                    return all;
+                }
+                token = next;
+            }
+        };
+        let all = sessions(&report.id, 1_000);
+        let keys: Vec<&str> = all.iter().map(|s| s.access_key_ids[0].as_str()).collect();
+        let expected: Vec<String> = (0..1_205).map(|i| format!("AKIA{i:016}")).collect();
+        assert_eq!(keys, expected);
+        assert_eq!(all[..REPORT_ITEMS], report.sessions[..]);
+        // A report that carries all its sessions pages through them itself.
+        let first_five = StartInvestigationRequest {
+            scope_end_ms: 100 * DAY_MS + 5_000,
+            ..request()
+        };
+        let small = investigations.start(&first_five, 200 * DAY_MS).unwrap();
+        assert_eq!(small.session_count, 5);
+        assert_eq!(sessions(&small.id, 2), small.sessions);
+        assert!(investigations.sessions("nope", 0, "").unwrap().is_none());
 
         assert!(investigations.events("nope", 0, "").unwrap().is_none());
         assert!(matches!(
@@ -479,8 +547,9 @@ mod tests {
             "91 days old"
         );
         assert!(investigations.events(&old.id, 0, "").unwrap().is_none());
-        // 1,001 events, 1,012 indicators (an address each, 11 cities).
-        for (table, each) in [(EVENTS, 1_001), (INDICATORS, 1_012)] {
+        // 1,001 events, 1,012 indicators (an address each, 11 cities),
+        // 1,001 sessions (an access key each).
+        for (table, each) in [(EVENTS, 1_001), (INDICATORS, 1_012), (SESSIONS, 1_001)] {
             let mut left = 0;
             investigations
                 .store

@@ -11,7 +11,7 @@ use trailhound_proto::query_service_client::QueryServiceClient;
 use trailhound_proto::{
     Finding, GetFindingRequest, GetInvestigationRequest, IndicatorType, Investigation,
     ListFindingsRequest, ListIndicatorsRequest, ListInvestigationEventsRequest,
-    StartInvestigationRequest,
+    ListInvestigationSessionsRequest, StartInvestigationRequest,
 };
 use trailhound_query::MAX_PAGE_SIZE;
 use trailhound_query::investigation::ReportJson;
@@ -247,9 +247,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The report with all its indicators and as many of its scope's events as
-/// `format` prints (all for JSON, `shown` for the table): the service sends
-/// the first 1,000 of each with the report, and pages the rest.
+/// The report with all its indicators and sessions, and as many of its
+/// scope's events as `format` prints (all for JSON, `shown` for the table):
+/// the service sends the first 1,000 of each with the report, and pages the
+/// rest.
 async fn completed(
     client: &mut InvestigationServiceClient<tonic::transport::Channel>,
     mut report: Investigation,
@@ -267,6 +268,25 @@ async fn completed(
         loop {
             let page = client.list_indicators(request.clone()).await?.into_inner();
             report.indicators.extend(page.indicators);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
+    if (report.sessions.len() as u64) < report.session_count {
+        let mut request = ListInvestigationSessionsRequest {
+            investigation_id: report.id.clone(),
+            page_size: MAX_PAGE_SIZE as u32,
+            page_token: String::new(),
+        };
+        report.sessions.clear();
+        loop {
+            let page = client
+                .list_investigation_sessions(request.clone())
+                .await?
+                .into_inner();
+            report.sessions.extend(page.sessions);
             if page.next_page_token.is_empty() {
                 break;
             }
