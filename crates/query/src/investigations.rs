@@ -84,7 +84,7 @@ impl Investigations {
 
     /// Investigate, store the report under a new id (and delete those
     /// started longer than the retention ago) and return it, with its
-    /// first [`REPORT_ITEMS`] (1,000) events, indicators and sessions.
+    /// first `REPORT_ITEMS` (1,000) events, indicators and sessions.
     pub fn start(
         &self,
         request: &StartInvestigationRequest,
