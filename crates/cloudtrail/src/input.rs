@@ -169,17 +169,15 @@ impl Source {
         if path.as_os_str() == "-" {
             return Self::new(name, std::io::BufReader::new(std::io::stdin()));
         }
-        match OpenFile::open(path)? {
-            OpenFile::Small(bytes) => Self::small(name, bytes),
-            OpenFile::Large(file, size) => Self::large(name, file, size),
-        }
+        OpenFile::open(path)?.into_source(name)
     }
 
-    /// [`Source::open`], with the 128-bit xxh3 of the content as stored,
-    /// which identifies content already scanned. Stdin and small files are
-    /// read once for both; a larger file is hashed in a pass of its own
-    /// before it is read again to be parsed.
-    pub fn open_hashed(path: &Path) -> Result<(u128, Self), InputError> {
+    /// A file or stdin for `-`, with the 128-bit xxh3 of its content as
+    /// stored, which identifies content already scanned: made a [`Source`]
+    /// (gunzipped, when small) only if [`Hashed::into_source`] is called.
+    /// Stdin and small files are read once for both; a larger file is
+    /// hashed in a pass of its own before it is read again to be parsed.
+    pub fn open_hashed(path: &Path) -> Result<Hashed, InputError> {
         let name = path.display().to_string();
         let hash = xxhash_rust::xxh3::xxh3_128;
         if path.as_os_str() == "-" {
@@ -187,12 +185,21 @@ impl Source {
                 path: name.clone(),
                 source,
             })?;
-            return Ok((hash(&bytes), Self::from_bytes(name, bytes)?));
+            return Ok(Hashed {
+                hash: hash(&bytes),
+                name,
+                content: Unparsed::Stdin(bytes),
+            });
         }
-        match OpenFile::open(path)? {
-            OpenFile::Small(bytes) => Ok((hash(&bytes), Self::small(name, bytes)?)),
-            OpenFile::Large(file, size) => Ok((stored_hash(path)?, Self::large(name, file, size)?)),
-        }
+        let (hash, content) = match OpenFile::open(path)? {
+            OpenFile::Small(bytes) => (hash(&bytes), Unparsed::File(OpenFile::Small(bytes))),
+            large => (stored_hash(path)?, Unparsed::File(large)),
+        };
+        Ok(Hashed {
+            hash,
+            name,
+            content,
+        })
     }
 
     /// The file's path as shown in errors and record origins.
@@ -337,6 +344,29 @@ enum OpenFile {
     Large(std::fs::File, u64),
 }
 
+/// A file or stdin opened by [`Source::open_hashed`]: its hash is known,
+/// its content not yet gunzipped or parsed.
+pub struct Hashed {
+    pub hash: u128,
+    name: String,
+    content: Unparsed,
+}
+
+enum Unparsed {
+    File(OpenFile),
+    /// Read whole, gunzipped as it is parsed.
+    Stdin(Vec<u8>),
+}
+
+impl Hashed {
+    pub fn into_source(self) -> Result<Source, InputError> {
+        match self.content {
+            Unparsed::File(file) => file.into_source(self.name),
+            Unparsed::Stdin(bytes) => Source::from_bytes(self.name, bytes),
+        }
+    }
+}
+
 impl OpenFile {
     fn open(path: &Path) -> Result<Self, InputError> {
         let io = |source| InputError::Io {
@@ -350,6 +380,13 @@ impl OpenFile {
         } else {
             Self::Large(file, size)
         })
+    }
+
+    fn into_source(self, name: String) -> Result<Source, InputError> {
+        match self {
+            Self::Small(bytes) => Source::small(name, bytes),
+            Self::Large(file, size) => Source::large(name, file, size),
+        }
     }
 }
 
@@ -832,6 +869,22 @@ mod tests {
                 "{shown}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_hashed_file_is_hashed_as_stored_and_parsed_only_when_asked() {
+        let doc = format!(r#"{{"Records":[{EVENT},{EVENT}]}}"#);
+        let bytes = gzip(doc.as_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.json.gz");
+        std::fs::write(&path, &bytes).unwrap();
+        let hashed = Source::open_hashed(&path).unwrap();
+        assert_eq!(hashed.hash, xxhash_rust::xxh3::xxh3_128(&bytes));
+        let mut events = 0;
+        (hashed.into_source().unwrap())
+            .parse(false, &mut |p| events += usize::from(p.is_ok()))
+            .unwrap();
+        assert_eq!(events, 2);
     }
 
     #[test]

@@ -14,5 +14,7 @@ pub mod principal;
 pub mod record;
 pub mod time;
 
-pub use input::{InputError, Parsed, Rejected, Source, decompress, discover, parse_document};
+pub use input::{
+    Hashed, InputError, Parsed, Rejected, Source, decompress, discover, parse_document,
+};
 pub use principal::{normalise, normalise_into, partition_of};

@@ -365,9 +365,14 @@ fn open(path: &Path, store: Option<&Store>) -> Result<Option<(Option<FileMarks>,
         let source = Source::open(path).map_err(|e| e.to_string())?;
         return Ok(Some((None, source)));
     };
-    // The content must be known before it is read.
-    let (hash, source) = Source::open_hashed(path).map_err(|e| e.to_string())?;
-    Ok(marks_for(store, hash)?.map(|marks| (Some(marks), source)))
+    // The content must be known before it is read; content scanned before
+    // is not gunzipped again.
+    let hashed = Source::open_hashed(path).map_err(|e| e.to_string())?;
+    let Some(marks) = marks_for(store, hashed.hash)? else {
+        return Ok(None);
+    };
+    let source = hashed.into_source().map_err(|e| e.to_string())?;
+    Ok(Some((Some(marks), source)))
 }
 
 /// A file's checkpoint marks, or `None` when its content was scanned before.
