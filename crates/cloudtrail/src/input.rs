@@ -538,10 +538,10 @@ fn each_in_array(
     })
 }
 
-/// Run `parse` (sonic-rs: it skips over each record with SIMD to find its
-/// end, twice as fast as serde_json) on `text`, which sonic-rs must be
-/// given as valid UTF-8: invalid bytes end the document there, after the
-/// records before them are parsed.
+/// Run `parse` (sonic-rs, which finds each record's end with SIMD, faster
+/// than serde_json) on `text`, which sonic-rs must be given as valid UTF-8
+/// (given bytes, release builds hand back invalid UTF-8 as `&str`): invalid
+/// bytes end the document there, after the records before them are parsed.
 fn parse_utf8_prefix(
     name: &str,
     text: &[u8],
