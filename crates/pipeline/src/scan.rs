@@ -191,7 +191,9 @@ enum Input {
     /// The end of the file's records, and whether its structure was whole
     /// (a truncated gzip or broken JSON is an error after the good records).
     End(Result<(), String>),
-    AlreadyScanned,
+    /// A file scanned before; with the mark to keep that it has not changed
+    /// since, when it was recognised by its content.
+    AlreadyScanned(Option<String>),
     Unreadable(String),
 }
 
@@ -288,9 +290,9 @@ fn read_files(
         };
         for opened in opened_rx.flatten() {
             let (marks, source) = match opened {
-                Ok(Some(opened)) => opened,
-                Ok(None) => {
-                    if !outbox.push(Input::AlreadyScanned) {
+                Ok(Opened::ToRead(marks, source)) => (marks, source),
+                Ok(Opened::AlreadyScanned(unchanged)) => {
+                    if !outbox.push(Input::AlreadyScanned(unchanged)) {
                         return;
                     }
                     continue;
@@ -358,21 +360,40 @@ impl Outbox {
     }
 }
 
-/// A file to read, with its checkpoint marks when there is a store; `None`
-/// when its content was scanned before.
-fn open(path: &Path, store: Option<&Store>) -> Result<Option<(Option<FileMarks>, Source)>, String> {
+/// What opening a file found: content for the stages, or a file the state
+/// holds already.
+enum Opened {
+    /// With its checkpoint marks when there is a store.
+    ToRead(Option<FileMarks>, Source),
+    /// The file or its content was scanned before; the key of
+    /// [`unchanged_key`] to keep when it was known by its content only.
+    AlreadyScanned(Option<String>),
+}
+
+fn open(path: &Path, store: Option<&Store>) -> Result<Opened, String> {
     let Some(store) = store else {
         let source = Source::open(path).map_err(|e| e.to_string())?;
-        return Ok(Some((None, source)));
+        return Ok(Opened::ToRead(None, source));
     };
-    // The content must be known before it is read; content scanned before
-    // is not gunzipped again.
+    // A file scanned before at this path with the same size and time of
+    // modification is not read again (a directory synced from S3 keeps
+    // every day's files); taken before the content is read, so a change
+    // while it is read shows next time.
+    let unchanged = unchanged_key(path);
+    if let Some(key) = &unchanged
+        && store.meta(key).map_err(|e| e.to_string())?.is_some()
+    {
+        return Ok(Opened::AlreadyScanned(None));
+    }
+    // Otherwise the content must be known before it is read; content
+    // scanned before is not gunzipped again.
     let hashed = Source::open_hashed(path).map_err(|e| e.to_string())?;
-    let Some(marks) = marks_for(store, hashed.hash)? else {
-        return Ok(None);
+    let Some(mut marks) = marks_for(store, hashed.hash)? else {
+        return Ok(Opened::AlreadyScanned(unchanged));
     };
+    marks.unchanged = unchanged;
     let source = hashed.into_source().map_err(|e| e.to_string())?;
-    Ok(Some((Some(marks), source)))
+    Ok(Opened::ToRead(Some(marks), source))
 }
 
 /// A file's checkpoint marks, or `None` when its content was scanned before.
@@ -391,18 +412,42 @@ fn marks_for(store: &Store, hash: u128) -> Result<Option<FileMarks>, String> {
     Ok(Some(FileMarks {
         scanned,
         scanning,
+        unchanged: None,
         seen: 0,
         committed_before,
     }))
 }
 
+/// `unchanged-file:<hash>`, the 128-bit xxh3 of the file's absolute path,
+/// size and time of modification (ns since the epoch); `None` for stdin or
+/// a file whose metadata cannot be read.
+fn unchanged_key(path: &Path) -> Option<String> {
+    if path.as_os_str() == "-" {
+        return None;
+    }
+    let metadata = std::fs::metadata(path).ok()?;
+    let modified = metadata.modified().ok()?;
+    let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let mut identity = std::path::absolute(path)
+        .ok()?
+        .into_os_string()
+        .into_encoded_bytes();
+    identity.push(0);
+    identity.extend_from_slice(&metadata.len().to_le_bytes());
+    identity.extend_from_slice(&since_epoch.as_nanos().to_le_bytes());
+    let hash = xxhash_rust::xxh3::xxh3_128(&identity);
+    Some(format!("unchanged-file:{hash:032x}"))
+}
+
 /// Where a file being read stands, with a store: its content is marked
-/// `scanned-file:<hash>` once all of it is committed, and
-/// `scanning-file:<hash>` = records committed so far while it is read, so a
-/// scan stopped in the middle of a large file resumes after them.
+/// `scanned-file:<hash>` (and the file itself [`unchanged_key`]) once all
+/// of it is committed, and `scanning-file:<hash>` = records committed so
+/// far while it is read, so a scan stopped in the middle of a large file
+/// resumes after them.
 struct FileMarks {
     scanned: String,
     scanning: String,
+    unchanged: Option<String>,
     /// Records of the file seen so far, and how many an earlier scan committed.
     seen: u64,
     committed_before: u64,
@@ -444,8 +489,11 @@ impl Run<'_> {
                     self.report.file_errors.push(e);
                     self.file_done()?;
                 }
-                Input::AlreadyScanned => {
+                Input::AlreadyScanned(unchanged) => {
                     self.report.files_skipped += 1;
+                    if let Some(key) = unchanged {
+                        self.marks.push((key, Some(Vec::new())));
+                    }
                     self.file_done()?;
                 }
                 Input::Start(name, marks) => {
@@ -488,6 +536,9 @@ impl Run<'_> {
                         (None, Err(e)) => self.report.file_errors.push(e),
                         (None, Ok(())) => {
                             if let Some(m) = marks {
+                                if let Some(unchanged) = m.unchanged {
+                                    self.marks.push((unchanged, Some(Vec::new())));
+                                }
                                 self.marks.push((m.scanned, Some(name.into_bytes())));
                                 self.marks.push((m.scanning, None));
                             }
@@ -683,5 +734,46 @@ mod tests {
         drop(resumed);
         let again = scan_file(&config("b"));
         assert_eq!((again.events_read, again.files_skipped), (0, 1));
+    }
+
+    #[test]
+    fn a_file_unchanged_since_it_was_scanned_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        std::fs::write(&file, lines(10)).unwrap();
+        let config = ScanConfig {
+            state_dir: Some(dir.path().join("state")),
+            ..ScanConfig::default()
+        };
+        let scan_file = || {
+            let report = scan(std::slice::from_ref(&file), &config, &mut |_| {}).unwrap();
+            (report.events_read, report.files_skipped)
+        };
+        let set_modified = |time| {
+            let f = std::fs::File::options().write(true).open(&file).unwrap();
+            f.set_modified(time).unwrap();
+        };
+        assert_eq!(scan_file(), (10, 0));
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+
+        // Other content of the same size and time: taken as unchanged, not read.
+        std::fs::write(&file, lines(10).replace("alice", "bobby")).unwrap();
+        set_modified(modified);
+        assert_eq!(scan_file(), (0, 1));
+        // Modified later: read, and new content.
+        set_modified(modified + Duration::from_secs(1));
+        assert_eq!(scan_file(), (10, 0));
+        // Touched only: read again, but its content was scanned; then
+        // known as unchanged.
+        set_modified(modified + Duration::from_secs(2));
+        let unchanged = unchanged_key(&file).unwrap();
+        let is_marked = || {
+            let store = Store::open(config.state_dir.as_ref().unwrap(), &all_tables()).unwrap();
+            store.meta(&unchanged).unwrap().is_some()
+        };
+        assert!(!is_marked());
+        assert_eq!(scan_file(), (0, 1));
+        assert!(is_marked());
+        assert_eq!(scan_file(), (0, 1));
     }
 }
