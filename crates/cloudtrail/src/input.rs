@@ -64,7 +64,8 @@ pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
 /// files recursively, CloudTrail delivery files in the order of the
 /// delivery time in their names (S3's layout groups them by account and
 /// region first, which would replay one region's weeks before another's),
-/// other files in path order. `-` stands for stdin. Hidden files are skipped.
+/// other files in path order. `-` stands for stdin. Hidden files are
+/// skipped, and a file named twice (`logs/ logs/2024/`) is read once.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut files = Vec::new();
     for path in paths {
@@ -97,6 +98,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
         }
         found.sort_unstable();
         files.extend(found.into_iter().map(|(_, path)| path));
+    }
+    if paths.len() > 1 {
+        let mut named = std::collections::HashSet::new();
+        files.retain(|path| named.insert(path.clone()));
     }
     Ok(files)
 }
@@ -1059,7 +1064,8 @@ mod tests {
         let linked = "1_CloudTrail_us-east-1_20240302T0010Z_d.json.gz";
         std::fs::write(synced.path().join(linked), "").unwrap();
         std::os::unix::fs::symlink(synced.path(), dir.path().join("synced")).unwrap();
-        let order: Vec<String> = discover(&[dir.path().to_path_buf()])
+        let root = dir.path().to_path_buf();
+        let order: Vec<String> = discover(&[root.clone(), root.join("other"), root])
             .unwrap()
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
