@@ -179,7 +179,9 @@ pub(crate) struct PipelineArgs {
     /// TOML configuration file (see docs/configuration.md); flags override it.
     #[arg(long, env = "TRAILHOUND_CONFIG")]
     config: Option<PathBuf>,
-    /// Keep baselines and findings in this RocksDB directory across scans.
+    /// Keep baselines and findings in this RocksDB directory across scans;
+    /// files scanned into it before (the same path, size and modification
+    /// time, or the same content) are skipped.
     #[arg(long, env = "TRAILHOUND_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Write every rejected record, with its origin and reason, to this file.
