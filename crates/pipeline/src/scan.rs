@@ -323,9 +323,10 @@ fn read_files(
 }
 
 /// Files opened at a time ahead of the ones being parsed, up to three such
-/// chunks per opener (a small file is read whole: at most about 1 MiB of JSON once
-/// gunzipped, most S3 delivery files a few KiB). 16 at a time woke the
-/// threads often enough to cost a tenth of the wall time on delivery files.
+/// chunks per opener (a small file is read whole: at most about 1 MiB of
+/// JSON once gunzipped, most S3 delivery files a few KiB). 16 at a time
+/// woke the threads often enough to cost a tenth of the wall time on
+/// delivery files.
 const OPEN_AHEAD: usize = 32;
 
 /// Threads opening files: with 400,000 S3 delivery files, opening and

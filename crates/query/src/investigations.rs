@@ -214,11 +214,7 @@ impl Investigations {
         }
         let from = offset(page_token)?;
         let size = crate::view::page_size(page_size);
-        let mut page = Vec::new();
-        self.visit_stored(EVENTS, id, from, |event| {
-            page.push(event);
-            page.len() <= size
-        })?;
+        let page = self.stored_page(EVENTS, id, from, size)?;
         Ok(Some(paged(page, from, size)))
     }
 
@@ -236,16 +232,35 @@ impl Investigations {
         };
         let from = offset(page_token)?;
         let size = crate::view::page_size(page_size);
-        let mut page = Vec::new();
-        if report.sessions.len() as u64 >= report.session_count {
-            page.extend(report.sessions.into_iter().skip(from).take(size + 1));
+        let page = if report.sessions.len() as u64 >= report.session_count {
+            report
+                .sessions
+                .into_iter()
+                .skip(from)
+                .take(size + 1)
+                .collect()
         } else {
-            self.visit_stored(SESSIONS, id, from, |session| {
-                page.push(session);
-                page.len() <= size
-            })?;
-        }
+            self.stored_page(SESSIONS, id, from, size)?
+        };
         Ok(Some(paged(page, from, size)))
+    }
+
+    /// Up to `size` + 1 of the items an investigation keeps in `table`,
+    /// from the `from`th: one more than a page, to know whether there is a
+    /// next.
+    fn stored_page<M: Message + Default>(
+        &self,
+        table: &str,
+        id: &str,
+        from: usize,
+        size: usize,
+    ) -> Result<Vec<M>, InvestigationError> {
+        let mut page = Vec::new();
+        self.visit_stored(table, id, from, |item| {
+            page.push(item);
+            page.len() <= size
+        })?;
+        Ok(page)
     }
 
     /// Each item an investigation keeps in `table`, from the `from`th on,

@@ -257,67 +257,68 @@ async fn completed(
     format: Format,
     shown: usize,
 ) -> Result<Investigation, tonic::Status> {
+    let id = report.id.clone();
+    let page_size = MAX_PAGE_SIZE as u32;
     if (report.indicators.len() as u64) < report.indicator_count {
-        let mut request = ListIndicatorsRequest {
-            investigation_id: report.id.clone(),
+        let request = |page_token| ListIndicatorsRequest {
+            investigation_id: id.clone(),
             r#type: IndicatorType::Unspecified as i32,
-            page_size: MAX_PAGE_SIZE as u32,
-            page_token: String::new(),
+            page_size,
+            page_token,
         };
-        report.indicators.clear();
-        loop {
-            let page = client.list_indicators(request.clone()).await?.into_inner();
-            report.indicators.extend(page.indicators);
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            request.page_token = page.next_page_token;
-        }
+        report.indicators = all_pages(usize::MAX, async |token| {
+            let page = client.list_indicators(request(token)).await?.into_inner();
+            Ok((page.indicators, page.next_page_token))
+        })
+        .await?;
     }
     if (report.sessions.len() as u64) < report.session_count {
-        let mut request = ListInvestigationSessionsRequest {
-            investigation_id: report.id.clone(),
-            page_size: MAX_PAGE_SIZE as u32,
-            page_token: String::new(),
+        let request = |page_token| ListInvestigationSessionsRequest {
+            investigation_id: id.clone(),
+            page_size,
+            page_token,
         };
-        report.sessions.clear();
-        loop {
-            let page = client
-                .list_investigation_sessions(request.clone())
-                .await?
-                .into_inner();
-            report.sessions.extend(page.sessions);
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            request.page_token = page.next_page_token;
-        }
+        report.sessions = all_pages(usize::MAX, async |token| {
+            let page = client.list_investigation_sessions(request(token)).await?;
+            let page = page.into_inner();
+            Ok((page.sessions, page.next_page_token))
+        })
+        .await?;
     }
     let in_scope = usize::try_from(report.events_in_scope).unwrap_or(usize::MAX);
     let wanted = match format {
         Format::Json => in_scope,
         _ => shown.min(in_scope),
     };
-    if report.events.len() >= wanted {
-        return Ok(report);
+    if report.events.len() < wanted {
+        let request = |page_token| ListInvestigationEventsRequest {
+            investigation_id: id.clone(),
+            page_size,
+            page_token,
+        };
+        report.events = all_pages(wanted, async |token| {
+            let page = client.list_investigation_events(request(token)).await?;
+            let page = page.into_inner();
+            Ok((page.events, page.next_page_token))
+        })
+        .await?;
     }
-    let mut request = ListInvestigationEventsRequest {
-        investigation_id: report.id.clone(),
-        page_size: MAX_PAGE_SIZE as u32,
-        page_token: String::new(),
-    };
-    let mut events = Vec::new();
-    loop {
-        let page = client
-            .list_investigation_events(request.clone())
-            .await?
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() || events.len() >= wanted {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
-    report.events = events;
     Ok(report)
+}
+
+/// Items from `page` (a page token → the page's items and the next token),
+/// from the first page until the last or until there are `wanted`.
+async fn all_pages<T>(
+    wanted: usize,
+    mut page: impl AsyncFnMut(String) -> Result<(Vec<T>, String), tonic::Status>,
+) -> Result<Vec<T>, tonic::Status> {
+    let (mut items, mut token) = (Vec::new(), String::new());
+    loop {
+        let (more, next) = page(token).await?;
+        items.extend(more);
+        if next.is_empty() || items.len() >= wanted {
+            return Ok(items);
+        }
+        token = next;
+    }
 }
