@@ -118,6 +118,38 @@ fn findings_do_not_depend_on_delivery_order_across_accounts_and_regions() {
 }
 
 #[test]
+fn a_second_trail_recording_the_same_events_changes_no_finding() {
+    // An organisation trail and an account's own trail record the same
+    // calls into two buckets; read together, each event comes twice,
+    // minutes apart in delivery order.
+    let dir = tempfile::tempdir().unwrap();
+    let events = dataset(dir.path());
+    let trail = logs_dir(dir.path());
+    let second = dir.path().join("account-trail");
+    for file in trailhound_cloudtrail::discover(std::slice::from_ref(&trail)).unwrap() {
+        let copy = second.join(file.strip_prefix(&trail).unwrap());
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(&file, copy).unwrap();
+    }
+    let from_one = scanned_findings(&trail);
+    let report = trailhound_pipeline::scan(&[trail, second], &scan_config(), &mut |_| {}).unwrap();
+    assert_eq!(
+        (
+            report.events_read,
+            report.events_used,
+            report.events_duplicate
+        ),
+        (2 * events, events, events)
+    );
+    let mut from_both = report.findings.to_vec().unwrap();
+    from_both.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(summary(&from_one), summary(&from_both));
+    for (a, b) in from_one.iter().zip(&from_both) {
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
 fn simulated_networks_resolve_as_the_scenarios_assume() {
     let city = GeoDb::open(&shared("geoip/dbip-city-lite-2023-04.mmdb.gz")).unwrap();
     let asn = GeoDb::open(&shared("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz")).unwrap();

@@ -64,13 +64,15 @@ pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
 /// files recursively, CloudTrail delivery files in the order of the
 /// delivery time in their names (S3's layout groups them by account and
 /// region first, which would replay one region's weeks before another's),
-/// other files in path order. `-` stands for stdin. Hidden files are
-/// skipped, and a file named twice (`logs/ logs/2024/`) is read once.
+/// other files in path order. The delivery files of several paths (two
+/// trails' buckets) are merged in that order too; other files come first,
+/// in the order named. `-` stands for stdin. Hidden files are skipped, and
+/// a file named twice (`logs/ logs/2024/`) is read once.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut files = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" || !path.is_dir() {
-            files.push(path.clone());
+            files.push((delivery_time(path), path.clone()));
             continue;
         }
         let mut found = Vec::new();
@@ -97,13 +99,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
             }
         }
         found.sort_unstable();
-        files.extend(found.into_iter().map(|(_, path)| path));
+        files.extend(found);
     }
     if paths.len() > 1 {
         let mut named = std::collections::HashSet::new();
-        files.retain(|path| named.insert(path.clone()));
+        files.retain(|(_, path)| named.insert(path.clone()));
+        // Stable: each path's own order stays where times are equal or absent.
+        files.sort_by_key(|(time, _)| *time);
     }
-    Ok(files)
+    Ok(files.into_iter().map(|(_, path)| path).collect())
 }
 
 /// The delivery time in a CloudTrail file name
@@ -1044,7 +1048,7 @@ mod tests {
     }
 
     #[test]
-    fn delivery_files_in_delivery_time_order_across_regions() {
+    fn delivery_files_in_delivery_time_order_across_regions_and_trails() {
         let dir = tempfile::tempdir().unwrap();
         let names = [
             "AWSLogs/1/CloudTrail/ap-northeast-1/2024/03/02/1_CloudTrail_ap-northeast-1_20240302T0005Z_b.json.gz",
@@ -1064,8 +1068,13 @@ mod tests {
         let linked = "1_CloudTrail_us-east-1_20240302T0010Z_d.json.gz";
         std::fs::write(synced.path().join(linked), "").unwrap();
         std::os::unix::fs::symlink(synced.path(), dir.path().join("synced")).unwrap();
+        // A second trail's bucket, delivering between the first's files.
+        let trail = tempfile::tempdir().unwrap();
+        let second = "1_CloudTrail_us-east-1_20240302T0001Z_e.json.gz";
+        std::fs::write(trail.path().join(second), "").unwrap();
         let root = dir.path().to_path_buf();
-        let order: Vec<String> = discover(&[root.clone(), root.join("other"), root])
+        let paths = [root.clone(), root.join("other"), trail.path().into(), root];
+        let order: Vec<String> = discover(&paths)
             .unwrap()
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -1076,6 +1085,7 @@ mod tests {
                 "events.jsonl",
                 "1_CloudTrail_us-east-1_20240301T2355Z_a.json.gz",
                 "1_CloudTrail_eu-west-1_20240302T0000Z_c.json.gz",
+                second,
                 "1_CloudTrail_ap-northeast-1_20240302T0005Z_b.json.gz",
                 linked,
             ]

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use trailhound_alert::AlertConfig;
+use trailhound_detect::baseline::Observed;
 use trailhound_detect::{Baseline, DetectionConfig, Detectors};
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent, Finding, Observation};
@@ -57,13 +58,14 @@ impl InProcessBus {
     /// findings it created or updated, and `spent` the event once no stage
     /// needs it, so the caller chooses the thread that frees it. A rejection
     /// names the stage's reason; the rejected event is handed back too, last
-    /// in `spent`, for the caller to report.
+    /// in `spent`, for the caller to report. A duplicate of an event
+    /// published before stops at the baseline.
     pub fn publish(
         &mut self,
         event: Box<CloudTrailEvent>,
         alerts: &mut Vec<Alert>,
         spent: &mut Vec<Box<CloudTrailEvent>>,
-    ) -> Result<(), StageError> {
+    ) -> Result<Observed, StageError> {
         // The stages' logic rather than their `Stage` wrappers: a rejected
         // event comes back, the observation is not consumed, and the last
         // event's observation, with its enriched event, is reused: its
@@ -76,17 +78,19 @@ impl InProcessBus {
             spent.push(rejected.event);
             return Err(StageError::Rejected(reason));
         }
-        self.baseline.observe_into(&mut observation)?;
-        let principal = self.baseline.profile.last_principal_key();
-        self.principals
-            .insert(xxhash_rust::xxh3::xxh3_128(principal.as_bytes()));
-        self.detect.0.detect(&observation, &mut self.candidates);
+        let observed = self.baseline.observe_into(&mut observation)?;
+        if observed == Observed::New {
+            let principal = self.baseline.profile.last_principal_key();
+            self.principals
+                .insert(xxhash_rust::xxh3::xxh3_128(principal.as_bytes()));
+            self.detect.0.detect(&observation, &mut self.candidates);
+        }
         spent.extend(observation.enriched.as_mut().and_then(|e| e.event.take()));
         self.spare = Some(observation);
         for candidate in self.candidates.drain(..) {
             self.merge.process(candidate, alerts)?;
         }
-        Ok(())
+        Ok(observed)
     }
 
     /// Make every stage's state durable, with `meta` entries (checkpoints;
@@ -153,10 +157,13 @@ mod tests {
     }
 
     #[test]
-    fn processed_and_rejected_events_are_handed_back() {
+    fn processed_duplicate_and_rejected_events_are_handed_back() {
         let (mut bus, mut alerts, mut spent) = (bus(), Vec::new(), Vec::new());
-        bus.publish(event("e1", Some("IAMUser")), &mut alerts, &mut spent)
-            .expect("an IAM user's event is processed");
+        let published = bus.publish(event("e1", Some("IAMUser")), &mut alerts, &mut spent);
+        assert_eq!(published.unwrap(), Observed::New);
+        // Delivered again by a second trail.
+        let again = bus.publish(event("e1", Some("IAMUser")), &mut alerts, &mut spent);
+        assert_eq!(again.unwrap(), Observed::Duplicate);
         // No userIdentity: no principal to baseline.
         let rejected = bus.publish(event("e2", None), &mut alerts, &mut spent);
         assert!(
@@ -164,7 +171,7 @@ mod tests {
             "{rejected:?}"
         );
         let ids: Vec<&str> = spent.iter().map(|e| e.event_id.as_str()).collect();
-        assert_eq!(ids, ["e1", "e2"], "the rejected event last, whole");
+        assert_eq!(ids, ["e1", "e1", "e2"], "the rejected event last, whole");
         assert_eq!(bus.principals_seen(), 1);
     }
 }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use trailhound_alert::AlertConfig;
 use trailhound_cloudtrail::{Parsed, Rejected, Source};
 use trailhound_detect::DetectionConfig;
+use trailhound_detect::baseline::Observed;
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent};
 use trailhound_sinks::SinkConfig;
@@ -65,6 +66,11 @@ impl Default for ScanConfig {
 pub enum ScanError {
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "{0}: scan into a new state directory (the baselines are learned again \
+         from the logs), or with the Trailhound that wrote it"
+    )]
+    StateLayout(StateError),
     #[error(transparent)]
     Input(#[from] trailhound_cloudtrail::InputError),
     #[error("dead-letter file {path}: {source}")]
@@ -84,6 +90,10 @@ pub struct ScanReport {
     pub file_errors: Vec<String>,
     pub events_read: u64,
     pub events_used: u64,
+    /// Events the principal had made already (the same id and time, within
+    /// the reorder window): delivered twice, by two trails or twice by
+    /// one. Dropped at the baseline.
+    pub events_duplicate: u64,
     pub events_rejected: u64,
     /// The first rejections, for display; all go to the dead-letter file.
     pub rejected_examples: Vec<Rejected>,
@@ -119,11 +129,13 @@ pub fn scan(
 ) -> Result<ScanReport, ScanError> {
     let started = Instant::now();
     let store = match &config.state_dir {
-        Some(dir) => Some(Store::open_with_cache(
-            dir,
-            &all_tables(),
-            config.state_cache_entries,
-        )?),
+        Some(dir) => {
+            let store = Store::open_with_cache(dir, &all_tables(), config.state_cache_entries)?;
+            for layout in trailhound_detect::baseline::LAYOUTS {
+                store.check_layout(layout).map_err(ScanError::StateLayout)?;
+            }
+            Some(store)
+        }
         None => None,
     };
     let mut dead_letter = match &config.dead_letter {
@@ -603,7 +615,11 @@ impl Run<'_> {
             Err(rejected) => return self.reject(rejected),
         };
         match self.bus.publish(event, &mut self.alerts, &mut self.spent) {
-            Ok(()) => {}
+            Ok(Observed::New) => {}
+            Ok(Observed::Duplicate) => {
+                self.report.events_duplicate += 1;
+                return Ok(());
+            }
             Err(StageError::Rejected(reason)) => {
                 let event = self
                     .spent
@@ -776,5 +792,38 @@ mod tests {
         assert_eq!(scan_file(), (0, 1));
         assert!(is_marked());
         assert_eq!(scan_file(), (0, 1));
+    }
+
+    #[test]
+    fn state_written_in_an_earlier_layout_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, state) = (dir.path().join("events.jsonl"), dir.path().join("state"));
+        std::fs::write(&file, lines(3)).unwrap();
+        // Profiles as a version before layouts were recorded wrote them.
+        let store = Store::open(&state, &all_tables()).unwrap();
+        let mut batch = Batch::default();
+        batch.put("profiles", b"111111111111".to_vec(), vec![0; 8]);
+        store.commit(batch).unwrap();
+        drop(store);
+        let config = ScanConfig {
+            state_dir: Some(state.clone()),
+            ..ScanConfig::default()
+        };
+        let err = scan(std::slice::from_ref(&file), &config, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("state store {}", state.display())),
+            "{err}"
+        );
+        assert!(err.contains("profiles were written in layout 1"), "{err}");
+        assert!(err.contains("scan into a new state directory"), "{err}");
+        // A new one takes this version's layout.
+        let config = ScanConfig {
+            state_dir: Some(dir.path().join("new")),
+            ..ScanConfig::default()
+        };
+        let report = scan(std::slice::from_ref(&file), &config, &mut |_| {}).unwrap();
+        assert_eq!(report.events_used, 3);
     }
 }

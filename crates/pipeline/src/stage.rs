@@ -7,7 +7,7 @@
 use trailhound_alert::AlertStage;
 use trailhound_detect::Detectors;
 use trailhound_detect::baseline::{
-    AccountBaseline, CommandBaseline, ObservationHop, ProfileBaseline, observation_of,
+    AccountBaseline, CommandBaseline, ObservationHop, Observed, ProfileBaseline, observation_of,
 };
 use trailhound_enrich::{Enricher, EnricherConfig};
 use trailhound_proto::{Alert, CloudTrailEvent, EnrichedEvent, Finding, Observation};
@@ -59,7 +59,8 @@ impl Stage for EnrichStage {
 }
 
 /// The baseline's profile hop alone: the services run each hop of the
-/// baseline on its own partitioned subject (DESIGN.md).
+/// baseline on its own partitioned subject (DESIGN.md). A duplicate of an
+/// event it observed before goes no further.
 pub struct ProfileStage(pub ProfileBaseline);
 
 impl Stage for ProfileStage {
@@ -71,8 +72,9 @@ impl Stage for ProfileStage {
         out: &mut Vec<Observation>,
     ) -> Result<(), StageError> {
         let mut observation = observation_of(Box::new(input));
-        self.0.observe(&mut observation)?;
-        out.push(observation);
+        if self.0.observe(&mut observation)? == Observed::New {
+            out.push(observation);
+        }
         Ok(())
     }
     fn drain_into(&mut self, batch: &mut Batch) {

@@ -20,7 +20,7 @@ use trailhound_pipeline::Stage;
 use trailhound_pipeline::nats::{Hop, HopSettings, HopStats, Ownership, StreamSettings, run_hop};
 use trailhound_query::QueryConfig;
 use trailhound_sinks::SinkConfig;
-use trailhound_state::Store;
+use trailhound_state::{Layout, StateError, Store};
 use trailhound_telemetry::{Metrics, Readiness};
 
 /// Flags (and their environment variables) every service takes; each
@@ -206,12 +206,29 @@ impl ServiceConfig {
         Ok(task.await??)
     }
 
-    /// Open (or create) the service's store with the tables it keeps.
-    pub fn open_store(&self, tables: &[&str]) -> anyhow::Result<Arc<Store>> {
+    /// Open (or create) the service's store with the tables it keeps. A
+    /// store written in another layout of them (by another version) is
+    /// deleted: the hops rebuild their partitions' state by replaying the
+    /// streams, as after a rescale.
+    pub fn open_store(&self, tables: &[&str], layouts: &[Layout]) -> anyhow::Result<Arc<Store>> {
         let dir = &self.state_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Store::open_with_cache(dir, tables, self.state_cache_entries)
-            .with_context(|| format!("opening state {}", dir.display()))
+        let store = Store::open_with_cache(dir, tables, self.state_cache_entries)
+            .with_context(|| format!("opening state {}", dir.display()))?;
+        for layout in layouts {
+            match store.check_layout(layout) {
+                Ok(()) => {}
+                Err(e @ StateError::Layout { .. }) => {
+                    tracing::warn!("{e}: deleting the state, to rebuild it by replay");
+                    drop(store);
+                    Store::destroy(dir)?;
+                    std::fs::create_dir_all(dir)?;
+                    return self.open_store(tables, layouts);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(store)
     }
 }
 
@@ -273,6 +290,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_of_an_earlier_layout_is_deleted_to_be_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServiceConfig {
+            state_dir: dir.path().join("state"),
+            ..ServiceConfig::default()
+        };
+        let tables = trailhound_detect::baseline::tables();
+        let layouts = trailhound_detect::baseline::LAYOUTS;
+        // Written by a version before layouts were recorded.
+        let store = config.open_store(&tables, &[]).unwrap();
+        let mut batch = trailhound_state::Batch::default();
+        batch.put("profiles", b"111111111111".to_vec(), vec![0; 8]);
+        batch.set_meta("checkpoint:profile.0", 7u64.to_le_bytes());
+        store.commit(batch).unwrap();
+        drop(store);
+        let store = config.open_store(&tables, layouts).unwrap();
+        assert_eq!(store.get("profiles", b"111111111111").unwrap(), None);
+        assert_eq!(store.meta("checkpoint:profile.0").unwrap(), None);
+        store.check_layout(&layouts[0]).unwrap();
+    }
 
     #[test]
     fn statefulset_ordinals() {

@@ -38,6 +38,29 @@ pub enum StateError {
     },
     #[error("state table {table}: entry {key:?} is missing")]
     Missing { table: String, key: String },
+    #[error(
+        "state store {path}: its {layout} were written in layout {found}, and this \
+         Trailhound reads layout {expected}"
+    )]
+    Layout {
+        path: String,
+        layout: &'static str,
+        found: u32,
+        expected: u32,
+    },
+}
+
+/// The encoding of the values in some tables, versioned by the crate that
+/// writes them. Values are postcard, which does not describe itself: a
+/// value written in another layout would not decode, or would decode
+/// wrong, so a store written in another layout is refused as a whole
+/// ([`Store::check_layout`]). Bump `version` when a stored type changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// What the tables hold, for messages: "profiles".
+    pub name: &'static str,
+    pub version: u32,
+    pub tables: &'static [&'static str],
 }
 
 /// Entries a table backed by a store keeps in memory by default.
@@ -135,6 +158,51 @@ impl Store {
         }
         self.db.write(wb)?;
         Ok(())
+    }
+
+    /// Delete the store at `dir`, for one to be rebuilt in its place.
+    pub fn destroy(dir: &Path) -> Result<(), StateError> {
+        rocksdb::DB::destroy(&rocksdb::Options::default(), dir).map_err(|source| StateError::Open {
+            path: dir.display().to_string(),
+            source,
+        })
+    }
+
+    /// Refuse this store if `layout`'s tables were written in another
+    /// version of it; record the version in a store that has none of their
+    /// values yet. Stores written before layouts were recorded are version 1.
+    pub fn check_layout(&self, layout: &Layout) -> Result<(), StateError> {
+        let key = format!("layout:{}", layout.name);
+        let found = match self.meta(&key)? {
+            // Not four bytes: not a layout this or any version wrote.
+            Some(v) => v.try_into().map_or(0, u32::from_le_bytes),
+            None if self.all_empty(layout.tables) => {
+                let mut batch = Batch::default();
+                batch.set_meta(&key, layout.version.to_le_bytes());
+                return self.commit(batch);
+            }
+            None => 1,
+        };
+        if found == layout.version {
+            return Ok(());
+        }
+        Err(StateError::Layout {
+            path: self.db.path().display().to_string(),
+            layout: layout.name,
+            found,
+            expected: layout.version,
+        })
+    }
+
+    fn all_empty(&self, tables: &[&str]) -> bool {
+        tables.iter().all(|table| {
+            let cf = self
+                .db
+                .cf_handle(table)
+                .expect("tables are created at open");
+            let mut entries = self.db.iterator_cf(&cf, rocksdb::IteratorMode::Start);
+            entries.next().is_none()
+        })
     }
 
     /// A checkpoint or bookkeeping value written by [`Batch::set_meta`].
@@ -474,6 +542,41 @@ mod tests {
         let mut batch = Batch::default();
         t.drain_into(&mut batch);
         store.commit(batch).unwrap();
+    }
+
+    #[test]
+    fn a_store_written_in_another_layout_is_refused() {
+        const V1: Layout = Layout {
+            name: "things",
+            version: 1,
+            tables: &["t"],
+        };
+        const V2: Layout = Layout { version: 2, ..V1 };
+        let dir = tempfile::tempdir().unwrap();
+        let (fresh, old) = (dir.path().join("fresh"), dir.path().join("old"));
+        // A new store takes the layout, and keeps it.
+        let store = Store::open(&fresh, &["t"]).unwrap();
+        store.check_layout(&V2).unwrap();
+        let mut batch = Batch::default();
+        batch.put("t", b"k".to_vec(), vec![1]);
+        store.commit(batch).unwrap();
+        drop(store);
+        let store = Store::open(&fresh, &["t"]).unwrap();
+        store.check_layout(&V2).unwrap();
+        let err = store.check_layout(&V1).unwrap_err().to_string();
+        assert!(err.contains("things were written in layout 2"), "{err}");
+        // One written before layouts were recorded holds version 1.
+        let store = Store::open(&old, &["t"]).unwrap();
+        let mut batch = Batch::default();
+        batch.put("t", b"k".to_vec(), vec![1]);
+        store.commit(batch).unwrap();
+        store.check_layout(&V1).unwrap();
+        let err = store.check_layout(&V2).unwrap_err().to_string();
+        assert!(
+            err.contains("layout 1, and this Trailhound reads layout 2"),
+            "{err}"
+        );
+        assert!(err.contains(&old.display().to_string()), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ const SINK_RETRY: Duration = Duration::from_secs(30);
 pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (metrics, ready) = config.start_endpoints(1, &shutdown);
     let js = config.connect().await?;
-    let store = config.open_store(trailhound_alert::TABLES)?;
+    let store = config.open_store(trailhound_alert::TABLES, &[])?;
     let mut sinks = tokio::task::JoinSet::new();
     for sink_config in config.sink.clone() {
         let sink = trailhound_sinks::Sink::new(sink_config, Some(js.client()))?;

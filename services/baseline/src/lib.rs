@@ -11,7 +11,10 @@ use trailhound_service::ServiceConfig;
 pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (metrics, ready) = config.start_endpoints(3, &shutdown);
     let js = config.connect().await?;
-    let store = config.open_store(&trailhound_detect::baseline::tables())?;
+    let store = config.open_store(
+        &trailhound_detect::baseline::tables(),
+        trailhound_detect::baseline::LAYOUTS,
+    )?;
     let (profile, account, command) = topology::baseline(
         Arc::new(config.detection.clone()),
         config.partitions,

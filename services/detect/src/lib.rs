@@ -10,7 +10,7 @@ use trailhound_service::ServiceConfig;
 pub async fn run(config: ServiceConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (metrics, ready) = config.start_endpoints(1, &shutdown);
     let js = config.connect().await?;
-    let store = config.open_store(&[])?;
+    let store = config.open_store(&[], &[])?;
     let hop = topology::detect(
         Arc::new(config.detection.clone()),
         config.partitions,

@@ -39,7 +39,7 @@ pub async fn run(
     }
     let (metrics, ready) = config.start_endpoints(2, &shutdown);
     let js = config.connect().await?;
-    let store = config.open_store(&trailhound_query::tables())?;
+    let store = config.open_store(&trailhound_query::tables(), &[])?;
     let view = FindingsView::new(store.clone());
     let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let events = PrincipalEvents::new(store.clone(), millis(config.query.event_retention));

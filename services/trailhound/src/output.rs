@@ -359,12 +359,13 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     let created = findings.iter().filter(|f| f.created).count();
     writeln!(
         err,
-        "scanned {} file(s) ({} already scanned, {} unreadable): {} events read, {} used, {} rejected; {} principal(s)",
+        "scanned {} file(s) ({} already scanned, {} unreadable): {} events read, {} used, {} duplicates, {} rejected; {} principal(s)",
         r.files_read + r.files_skipped,
         r.files_skipped,
         r.file_errors.len(),
         r.events_read,
         r.events_used,
+        r.events_duplicate,
         r.events_rejected,
         r.principals
     )?;

@@ -61,7 +61,7 @@ fn scans_the_shipped_examples_and_explains_each_finding() {
             .is_some_and(|a| !a.is_empty())
     );
     assert!(
-        stderr.contains("7543 events read, 7543 used, 0 rejected; 7 principal(s)"),
+        stderr.contains("7543 events read, 7543 used, 0 duplicates, 0 rejected; 7 principal(s)"),
         "{stderr}"
     );
     assert!(stderr.contains("TH-010 critical: 1"), "{stderr}");
@@ -123,7 +123,7 @@ fn bad_input_is_reported_dead_lettered_and_the_rest_is_scanned() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("4 events read, 2 used, 2 rejected"),
+        stderr.contains("4 events read, 2 used, 0 duplicates, 2 rejected"),
         "{stderr}"
     );
     let dead: Vec<serde_json::Value> = std::fs::read_to_string(&dead)

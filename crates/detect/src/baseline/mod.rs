@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod command;
+mod duplicates;
 mod known;
 pub mod profile;
 pub mod values;
@@ -20,11 +21,11 @@ pub mod values;
 use std::sync::Arc;
 
 use trailhound_proto::{EnrichedEvent, Geo, NoveltyKind, Observation, Place, Principal};
-use trailhound_state::{Batch, StateError, Store};
+use trailhound_state::{Batch, Layout, StateError, Store};
 
 pub use account::AccountBaseline;
 pub use command::CommandBaseline;
-pub use profile::ProfileBaseline;
+pub use profile::{Observed, ProfileBaseline};
 
 use crate::config::DetectionConfig;
 use crate::travel::Call;
@@ -33,6 +34,10 @@ use crate::travel::Call;
 pub fn tables() -> Vec<&'static str> {
     [profile::TABLES, account::TABLES, command::TABLES].concat()
 }
+
+/// The versioned layouts of the hops' tables (a table not named has the
+/// layout it was first written in).
+pub const LAYOUTS: &[Layout] = &[profile::LAYOUT];
 
 /// A hop after the profile: adds the facts its state holds to an
 /// observation (the account and command hops).
@@ -59,18 +64,27 @@ impl Baseline {
         }
     }
 
-    pub fn observe(&mut self, enriched: Box<EnrichedEvent>) -> Result<Observation, StateError> {
+    /// The event's observation; `None` for a duplicate of one observed before.
+    pub fn observe(
+        &mut self,
+        enriched: Box<EnrichedEvent>,
+    ) -> Result<Option<Observation>, StateError> {
         let mut observation = observation_of(enriched);
-        self.observe_into(&mut observation)?;
-        Ok(observation)
+        let observed = self.observe_into(&mut observation)?;
+        Ok((observed == Observed::New).then_some(observation))
     }
 
     /// The three hops on `observation`'s enriched event; what else it holds
     /// (from an earlier event) is replaced, its vectors and strings reused.
-    pub fn observe_into(&mut self, observation: &mut Observation) -> Result<(), StateError> {
-        self.profile.observe(observation)?;
+    /// A duplicate of an event observed before goes no further than the
+    /// profile.
+    pub fn observe_into(&mut self, observation: &mut Observation) -> Result<Observed, StateError> {
+        if self.profile.observe(observation)? == Observed::Duplicate {
+            return Ok(Observed::Duplicate);
+        }
         self.account.observe(observation)?;
-        self.command.observe(observation)
+        self.command.observe(observation)?;
+        Ok(Observed::New)
     }
 
     pub fn drain_into(&mut self, batch: &mut Batch) {
@@ -200,8 +214,9 @@ mod tests {
         let (mut rates, mut neighbours, mut homes) = (0, 0, 0);
         for e in events {
             let expected = fresh.observe(Box::new(e.enriched.clone())).unwrap();
+            let expected = expected.expect("no event is a duplicate");
             reused.enriched = Some(Box::new(e.enriched));
-            reusing.observe_into(&mut reused).unwrap();
+            assert_eq!(reusing.observe_into(&mut reused).unwrap(), Observed::New);
             assert_eq!(reused, expected);
             rates += usize::from(!expected.rates.is_empty());
             neighbours += usize::from(!expected.neighbours.is_empty());

@@ -14,10 +14,11 @@ use trailhound_proto::{
     RateKind,
 };
 
+use super::duplicates::RecentEvents;
 use super::known::KnownValues;
 use super::values::write_value;
 use super::{located_call, principal_key, region_of};
-use trailhound_state::{Batch, StateError, Store, Table};
+use trailhound_state::{Batch, Layout, StateError, Store, Table};
 
 use crate::config::{DetectionConfig, SurgeSettings};
 use crate::finding::encode_origin;
@@ -27,6 +28,13 @@ use crate::travel::Places;
 
 /// The tables the profile hop keeps.
 pub const TABLES: &[&str] = &["profiles"];
+
+/// The encoding of [`Profile`]: 2 added its recent events.
+pub const LAYOUT: Layout = Layout {
+    name: "profiles",
+    version: 2,
+    tables: TABLES,
+};
 
 /// Known countries a principal's facts name (they count them all).
 const KNOWN_COUNTRIES_LISTED: usize = 10;
@@ -56,6 +64,8 @@ pub struct Profile {
     /// All sessions of the role together, when a session has too few calls.
     pub role_regions: HashMap<String, u32>,
     pub pruned_day: i64,
+    /// The events of the last reorder window, to drop a second delivery.
+    pub recent: RecentEvents,
     /// Counted again when needed, not stored.
     #[serde(skip)]
     known: KnownValues,
@@ -98,8 +108,10 @@ impl ProfileBaseline {
     /// The principal's facts and novelties for the observation's enriched
     /// event, replacing whatever else it holds (from an earlier event: its
     /// vectors and strings are reused); the account and command hops
-    /// complete it.
-    pub fn observe(&mut self, observation: &mut Observation) -> Result<(), StateError> {
+    /// complete it. An event the principal's profile already holds (the
+    /// same id and time, within the reorder window) is a duplicate
+    /// delivered again: nothing is recorded.
+    pub fn observe(&mut self, observation: &mut Observation) -> Result<Observed, StateError> {
         // Every field named: one added to Observation must be set here too.
         let Observation {
             enriched,
@@ -128,6 +140,10 @@ impl ProfileBaseline {
 
         principal_key(principal, &mut self.key);
         let profile = self.profiles.entry(&self.key, Profile::default)?;
+        let reorder = self.config.reorder_ms();
+        if !profile.recent.remember(&event.event_id, t, reorder) {
+            return Ok(Observed::Duplicate);
+        }
         prune(profile, t, window);
         let new_principal = match &mut profile.activity {
             None => {
@@ -157,7 +173,6 @@ impl ProfileBaseline {
                     kind,
                     NoveltyKind::Country | NoveltyKind::Aso | NoveltyKind::UserAgent
                 ) {
-                    let reorder = self.config.reorder_ms();
                     profile
                         .known
                         .changed(before.as_ref(), &after, reorder, window);
@@ -222,8 +237,18 @@ impl ProfileBaseline {
         // The account and command hops' fields, until they set them.
         *region_unused_in_account = false;
         *command_events_in_window = 0;
-        Ok(())
+        Ok(Observed::New)
     }
+}
+
+/// Whether the profile hop observed an event or dropped it as a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Observed {
+    New,
+    /// The event was observed before: a second trail, or a second
+    /// delivery, brought it again. Its observation is not filled in.
+    Duplicate,
 }
 
 /// Drop what has left the window, at most once per day of event time.

@@ -33,7 +33,7 @@ pub struct Ev {
 }
 
 pub fn ev(day: i64, name: &str) -> Ev {
-    let id = format!("ev-{day}-{name}-{}", rand_suffix(day, name));
+    let id = format!("ev-{day}-{name}-{}", next_number());
     Ev {
         enriched: EnrichedEvent {
             event: Some(Box::new(CloudTrailEvent {
@@ -83,8 +83,11 @@ pub fn ev(day: i64, name: &str) -> Ev {
     }
 }
 
-fn rand_suffix(day: i64, name: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(format!("{day}{name}").as_bytes()) % 10_000
+/// Each event its own id (a repeated one is a duplicate the profile drops),
+/// numbered per test thread so that a test sees the same ids every run.
+fn next_number() -> u64 {
+    thread_local!(static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+    NEXT.with(|next| next.replace(next.get() + 1))
 }
 
 impl Ev {
@@ -193,7 +196,10 @@ impl Harness {
     }
 
     pub fn observe(&mut self, e: Ev) -> Observation {
-        self.baseline.observe(Box::new(e.enriched)).unwrap()
+        self.baseline
+            .observe(Box::new(e.enriched))
+            .unwrap()
+            .expect("test events have ids of their own: a duplicate is dropped")
     }
 
     /// Feed an event; return the findings of one detector.
