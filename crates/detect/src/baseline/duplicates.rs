@@ -1,10 +1,11 @@
 //! Events delivered twice. CloudTrail writes an event into every trail that
 //! records it: an organisation trail and an account's own trail, or several
 //! single-region trails that all log global services (IAM, STS). Fed both,
-//! Trailhound would count each such call twice, doubling the rates that
-//! TH-008 and TH-011 judge. The copies carry the same event id and time and
-//! are delivered minutes apart, so a principal's profile remembers the
-//! events of its last reorder window and drops the duplicates.
+//! Trailhound would count each such call twice, doubling the call counts
+//! that TH-008 and TH-013 judge and every finding's count. The copies
+//! carry the same event id and time and are delivered minutes apart, so a
+//! principal's profile remembers the events of its last reorder window and
+//! drops the duplicates.
 
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,7 @@
 //! region, commands, countries, cities, AS organisations, user agents,
 //! roles assumed, S3 buckets, compute sessions' regions, activity per time
 //! bucket and recent places — and what is new or unusual in each event.
+//! An event delivered twice stops here (see `duplicates`).
 
 use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
