@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use trailhound_cloudtrail::Source;
+use trailhound_detect::baseline::duplicates::RecentEvents;
 use trailhound_enrich::Enricher;
 use trailhound_pipeline::ScanConfig;
 use trailhound_proto::{CloudTrailEvent, EnrichedEvent};
@@ -95,10 +96,11 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
     print_investigation(&investigation, format, args.scope.events)
 }
 
-/// Every usable record of the logs under `paths`, enriched, to `visit`. A
-/// file that cannot be read is noted on stderr under `command`; so are the
-/// unusable records of each file (how many, and the first) when
-/// `note_unusable`.
+/// Every usable record of the logs under `paths`, enriched, to `visit`,
+/// but an event delivered twice once (as `scan` drops it, though judged
+/// against the latest event of all, not of its principal). A file that
+/// cannot be read is noted on stderr under `command`; so are the unusable
+/// records of each file (how many, and the first) when `note_unusable`.
 pub(crate) fn visit_enriched(
     paths: &[PathBuf],
     config: &ScanConfig,
@@ -107,7 +109,11 @@ pub(crate) fn visit_enriched(
     mut visit: impl FnMut(EnrichedEvent),
 ) -> anyhow::Result<()> {
     let mut enricher = Enricher::new(&config.enrich, config.partitions);
+    let (mut recent, window_ms) = (RecentEvents::default(), config.detection.reorder_ms());
     visit_records(paths, command, note_unusable, |event| {
+        if !recent.remember(&event.event_id, event.event_time_ms, window_ms) {
+            return Ok(());
+        }
         match enricher.enrich(event) {
             Ok(enriched) => visit(enriched),
             Err(e) => return Err(format!("{} ({}): {e}", e.event.origin, e.event.event_id)),

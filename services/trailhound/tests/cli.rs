@@ -501,3 +501,59 @@ fn investigates_the_stolen_instance_credentials_of_the_examples() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("investigations and profiles are table or json"));
 }
+
+#[test]
+fn an_event_delivered_by_two_trails_counts_once() {
+    // Alice's calls over ten minutes, as two trails deliver them.
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..5)
+        .map(|i| {
+            format!(
+                r#"{{"eventID":"e{i}","eventTime":"2024-01-01T00:0{}:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"81.2.69.142","userAgent":"aws-cli/2.15.0","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111111111111:user/alice","accountId":"111111111111"}}}}"#,
+                i * 2
+            ) + "\n"
+        })
+        .collect();
+    let trails = [
+        dir.path().join("org.jsonl"),
+        dir.path().join("account.jsonl"),
+    ];
+    for trail in &trails {
+        std::fs::write(trail, &lines).unwrap();
+    }
+    let [org, account] = trails.map(|t| t.to_str().unwrap().to_string());
+    let alice = "arn:aws:iam::111111111111:user/alice";
+
+    let out = trailhound(&["scan", &org, &account, "--format", "json"]);
+    assert!(
+        text(&out.stderr).contains("10 events read, 5 used, 5 duplicates, 0 rejected"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = trailhound(&[
+        "profile",
+        &org,
+        &account,
+        "--principal",
+        alice,
+        "--format",
+        "json",
+    ]);
+    let profile: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(profile["events"], 5, "{profile}");
+    let out = trailhound(&[
+        "investigate",
+        &org,
+        &account,
+        "--principal",
+        alice,
+        "--from",
+        "2024-01-01T00:00:00Z",
+        "--to",
+        "2024-01-02T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events_in_scope"], 5, "{report}");
+}

@@ -13,7 +13,7 @@
 
 pub mod account;
 pub mod command;
-mod duplicates;
+pub mod duplicates;
 mod known;
 pub mod profile;
 pub mod values;
