@@ -139,3 +139,63 @@ pub fn all_tables() -> Vec<&'static str> {
     tables.extend_from_slice(trailhound_alert::TABLES);
     tables
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use trailhound_detect::DetectionConfig;
+    use trailhound_proto::{CloudTrailEvent, UserIdentity};
+
+    use super::*;
+
+    #[test]
+    fn the_profile_hop_passes_an_event_delivered_twice_on_once() {
+        let event = CloudTrailEvent {
+            event_id: "e1".into(),
+            event_time_ms: 1_700_000_000_000,
+            event_source: "iam.amazonaws.com".into(),
+            event_name: "CreateAccessKey".into(),
+            aws_region: "us-east-1".into(),
+            source_ip: "203.0.113.7".into(),
+            recipient_account_id: "111122223333".into(),
+            user_identity: Some(UserIdentity {
+                r#type: "IAMUser".into(),
+                arn: "arn:aws:iam::111122223333:user/alice".into(),
+                account_id: "111122223333".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut enrich = EnrichStage::new(&EnricherConfig::default(), 1);
+        let config = Arc::new(DetectionConfig::default());
+        let mut profile = ProfileStage(ProfileBaseline::new(config, None));
+        let (mut enriched, mut observations) = (Vec::new(), Vec::new());
+        // Both trails' deliveries, then a later call.
+        let later = CloudTrailEvent {
+            event_id: "e2".into(),
+            event_time_ms: event.event_time_ms + 60_000,
+            ..event.clone()
+        };
+        for e in [event.clone(), event, later] {
+            enrich.process(Box::new(e), &mut enriched).unwrap();
+        }
+        for e in enriched {
+            profile.process(e, &mut observations).unwrap();
+        }
+        let ids: Vec<&str> = observations
+            .iter()
+            .map(|o| {
+                o.enriched
+                    .as_ref()
+                    .unwrap()
+                    .event
+                    .as_ref()
+                    .unwrap()
+                    .event_id
+                    .as_str()
+            })
+            .collect();
+        assert_eq!(ids, ["e1", "e2"]);
+    }
+}
