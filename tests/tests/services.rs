@@ -11,7 +11,7 @@ use trailhound_e2e::cluster::{
     NatsServer, Pipeline, connect, dead_letters, http_get, ingest, ingest_with, stored_findings,
     stream_events, wait_for_events, wait_mid_way, wait_until_settled,
 };
-use trailhound_e2e::{scan_config, write_delivery};
+use trailhound_e2e::{scan_config, write_delivery, write_json_lines};
 use trailhound_proto::Finding;
 use trailhound_synth::{DAY_MS, HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
@@ -43,6 +43,22 @@ fn scenario(dir: &Path) -> (Vec<Finding>, u64) {
         sorted(report.findings.to_vec().unwrap()),
         report.events_read,
     )
+}
+
+/// The scenario's events of its last `minutes`, as one JSON-lines file
+/// in `dir`; how many.
+fn last_minutes_as_json_lines(dir: &Path, minutes: i64) -> u64 {
+    let mut records = benign_history(42, HISTORY_START_MS, 46);
+    records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
+    let time = |r: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(r["eventTime"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let last = records.iter().map(time).max().unwrap();
+    records.retain(|r| time(r) >= last - minutes * 60_000);
+    write_json_lines(&dir.join("events.jsonl"), &records);
+    records.len() as u64
 }
 
 fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
@@ -135,6 +151,21 @@ async fn services_find_exactly_what_scan_finds() {
     ingest(&nats.url(), &[logs.path()]);
     wait_until_settled(&js, events, SETTLE).await;
     assert_exactly_once(&js, events).await;
+
+    // The last ten minutes again as a second trail delivers them, packed
+    // otherwise (JSON lines): ingest's message ids differ, so they flow on
+    // to the profile hop, which drops each as delivered twice.
+    let again = tempfile::tempdir().unwrap();
+    let repeats = last_minutes_as_json_lines(again.path(), 10);
+    assert!(repeats > 0);
+    ingest(&nats.url(), &[again.path()]);
+    wait_for_events(&js, "TH_ENRICHED", events + repeats, SETTLE).await;
+    wait_until_settled(&js, events, SETTLE).await;
+    assert_eq!(stream_events(&js, "TH_RAW").await, events + repeats);
+    for stream in ["TH_PROFILED", "TH_ACCOUNTED", "TH_OBSERVED"] {
+        assert_eq!(stream_events(&js, stream).await, events, "{stream}");
+    }
+    assert_eq!(sorted(stored_findings(&js).await), expected);
 
     // SIGTERM: each service finishes, commits and exits cleanly.
     for service in &mut pipeline.services {
