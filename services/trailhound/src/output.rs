@@ -349,6 +349,15 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
             r.events_rejected as usize - r.rejected_examples.len()
         )?;
     }
+    if r.events_duplicate > 0 {
+        writeln!(
+            err,
+            "note: {} event(s) came twice (the same eventID and time) and were counted once: \
+             do two trails record the same calls (an organisation trail and an account's own, \
+             or several logging global services)?",
+            r.events_duplicate
+        )?;
+    }
     let mut by_detector: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let findings = r.findings.summaries();
     for f in findings {

@@ -526,7 +526,8 @@ fn an_event_delivered_by_two_trails_counts_once() {
 
     let out = trailhound(&["scan", &org, &account, "--format", "json"]);
     assert!(
-        text(&out.stderr).contains("10 events read, 5 used, 5 duplicates, 0 rejected"),
+        text(&out.stderr).contains("10 events read, 5 used, 5 duplicates, 0 rejected")
+            && text(&out.stderr).contains("note: 5 event(s) came twice"),
         "{}",
         text(&out.stderr)
     );
