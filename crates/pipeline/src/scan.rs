@@ -826,4 +826,36 @@ mod tests {
         let report = scan(std::slice::from_ref(&file), &config, &mut |_| {}).unwrap();
         assert_eq!(report.events_used, 3);
     }
+
+    #[test]
+    fn a_repeat_of_an_earlier_scan_into_the_same_state_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ScanConfig {
+            state_dir: Some(dir.path().join("state")),
+            ..ScanConfig::default()
+        };
+        let (today, again) = (
+            dir.path().join("today.jsonl"),
+            dir.path().join("again.jsonl"),
+        );
+        std::fs::write(&today, lines(5)).unwrap();
+        // The same events from a second trail's file: other bytes, so read.
+        let mut reordered: Vec<String> = lines(5).lines().map(str::to_string).collect();
+        reordered.reverse();
+        std::fs::write(&again, reordered.join("\n")).unwrap();
+        let counts = |file: &PathBuf| {
+            let report = scan(std::slice::from_ref(file), &config, &mut |_| {}).unwrap();
+            (
+                report.events_read,
+                report.events_used,
+                report.events_duplicate,
+            )
+        };
+        assert_eq!(counts(&today), (5, 5, 0));
+        assert_eq!(
+            counts(&again),
+            (5, 0, 5),
+            "the profiles kept their recent events"
+        );
+    }
 }
