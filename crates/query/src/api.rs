@@ -371,8 +371,14 @@ mod tests {
             kmh: 900.0,
             min_km: 500.0,
         };
-        let investigations =
-            Investigations::new(store, events.clone(), view.clone(), travel, 90 * DAY_MS);
+        let investigations = Investigations::new(
+            store,
+            events.clone(),
+            view.clone(),
+            travel,
+            90 * DAY_MS,
+            1_000_000,
+        );
         let (updates, _) = broadcast::channel(WATCH_BUFFER);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());

@@ -16,6 +16,11 @@ pub struct QueryConfig {
     /// How long a started investigation is kept.
     #[serde(with = "humantime_serde")]
     pub investigation_retention: Duration,
+    /// Calls in one investigation's scope the service takes (it holds each,
+    /// about 400 B, until the report is made): a larger scope is refused
+    /// with a request to narrow it, rather than the service running out of
+    /// memory.
+    pub max_investigation_calls: usize,
 }
 
 impl Default for QueryConfig {
@@ -24,6 +29,7 @@ impl Default for QueryConfig {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             event_retention: Duration::from_secs(46 * 86_400),
             investigation_retention: Duration::from_secs(90 * 86_400),
+            max_investigation_calls: 2_000_000,
         }
     }
 }

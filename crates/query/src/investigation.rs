@@ -162,6 +162,11 @@ impl Investigator {
         true
     }
 
+    /// The calls of the scope taken so far (each held until the report).
+    pub fn scope_calls(&self) -> usize {
+        self.scope.calls.len()
+    }
+
     /// Take a finding into account if it is on the principal and active in the scope.
     pub fn add_finding(&mut self, finding: &Finding) -> bool {
         let active = finding.first_event_ms < self.subject.end_ms

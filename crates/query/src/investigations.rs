@@ -61,17 +61,20 @@ pub struct Investigations {
     findings: FindingsView,
     travel: TravelLimits,
     retention_ms: i64,
+    max_calls: usize,
 }
 
 impl Investigations {
     /// Investigations of `events` and `findings`, each kept for
-    /// `retention_ms` after it was started.
+    /// `retention_ms` after it was started. A scope of more than
+    /// `max_calls` calls is refused: each is held until the report is made.
     pub fn new(
         store: Arc<Store>,
         events: PrincipalEvents,
         findings: FindingsView,
         travel: TravelLimits,
         retention_ms: i64,
+        max_calls: usize,
     ) -> Self {
         Self {
             store,
@@ -79,6 +82,7 @@ impl Investigations {
             findings,
             travel,
             retention_ms,
+            max_calls,
         }
     }
 
@@ -104,15 +108,26 @@ impl Investigations {
             end_ms: request.scope_end_ms,
         };
         let mut investigator = Investigator::new(subject, self.travel);
+        let mut too_many = false;
         self.events.visit_between(
             &request.account_id,
             &request.principal,
             investigator.reads_from_ms(),
             request.scope_end_ms,
             |event| {
-                investigator.add_event(&event);
+                if !too_many {
+                    investigator.add_event(&event);
+                    too_many = investigator.scope_calls() > self.max_calls;
+                }
             },
         )?;
+        if too_many {
+            return bad(&format!(
+                "the scope holds more than {} calls of the principal, more than this service \
+                 investigates at once: narrow the scope, or raise [query] max_investigation_calls",
+                self.max_calls
+            ));
+        }
         let related = FindingFilter::from_request(&ListFindingsRequest {
             account_id: request.account_id.clone(),
             principal: request.principal.clone(),
@@ -445,7 +460,14 @@ mod tests {
             min_km: 500.0,
         };
         let findings = FindingsView::new(store.clone());
-        Investigations::new(store, principal_events, findings, travel, 90 * DAY_MS)
+        Investigations::new(
+            store,
+            principal_events,
+            findings,
+            travel,
+            90 * DAY_MS,
+            2_000,
+        )
     }
 
     fn request() -> StartInvestigationRequest {
@@ -543,6 +565,23 @@ mod tests {
             investigations.events(&report.id, 0, "x"),
             Err(InvestigationError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_scope_of_more_calls_than_the_service_takes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = investigations(dir.path(), 2_001)
+            .start(&request(), 200 * DAY_MS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 2000 calls"), "{err}");
+        assert!(err.contains("narrow the scope"), "{err}");
+        // Exactly as many: investigated.
+        let dir = tempfile::tempdir().unwrap();
+        let report = investigations(dir.path(), 2_000)
+            .start(&request(), 200 * DAY_MS)
+            .unwrap();
+        assert_eq!(report.events_in_scope, 2_000);
     }
 
     #[test]

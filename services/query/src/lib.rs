@@ -53,6 +53,7 @@ pub async fn run(
         view.clone(),
         travel,
         millis(config.query.investigation_retention),
+        config.query.max_investigation_calls,
     );
     let (updates, _) = broadcast::channel(WATCH_BUFFER);
 
