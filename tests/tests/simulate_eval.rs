@@ -43,7 +43,7 @@ fn run(dir: &Path, config: &ScanConfig) -> Evaluation {
     evaluate(
         &report.findings.to_vec().unwrap(),
         &labels,
-        report.events_read,
+        report.events_read - report.events_duplicate,
         Severity::Low,
     )
 }

@@ -497,10 +497,11 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let labels = read_labels(&labels_path(&args.dataset)).map_err(anyhow::Error::msg)?;
     let config = args.pipeline.config()?;
     let report = run_pipeline(&[logs_dir(&args.dataset)], &config)?;
+    // Rates are per distinct event: one delivered twice is one call.
     let evaluation = trailhound_eval::evaluate(
         &report.findings.to_vec()?,
         &labels,
-        report.events_read,
+        report.events_read - report.events_duplicate,
         args.min_severity.severity(),
     );
     if args.json {
