@@ -3,6 +3,7 @@
 //! behaviour against the 45 days before the scope, impossible travel,
 //! flagged addresses, ATT&CK-mapped calls and related findings.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use trailhound_cloudtrail::Source;
@@ -97,10 +98,10 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
 }
 
 /// Every usable record of the logs under `paths`, enriched, to `visit`,
-/// but an event delivered twice once (as `scan` drops it, though judged
-/// against the latest event of all, not of its principal). A file that
-/// cannot be read is noted on stderr under `command`; so are the unusable
-/// records of each file (how many, and the first) when `note_unusable`.
+/// but an event delivered twice once, as `scan` drops it (judged against
+/// its principal's latest event). A file that cannot be read is noted on
+/// stderr under `command`; so are the unusable records of each file (how
+/// many, and the first) when `note_unusable`.
 pub(crate) fn visit_enriched(
     paths: &[PathBuf],
     config: &ScanConfig,
@@ -109,14 +110,23 @@ pub(crate) fn visit_enriched(
     mut visit: impl FnMut(EnrichedEvent),
 ) -> anyhow::Result<()> {
     let mut enricher = Enricher::new(&config.enrich, config.partitions);
-    let (mut recent, window_ms) = (RecentEvents::default(), config.detection.reorder_ms());
+    let window_ms = config.detection.reorder_ms();
+    let mut recent: HashMap<(String, String), RecentEvents> = HashMap::new();
     visit_records(paths, command, note_unusable, |event| {
-        if !recent.remember(&event.event_id, event.event_time_ms, window_ms) {
-            return Ok(());
-        }
-        match enricher.enrich(event) {
-            Ok(enriched) => visit(enriched),
+        let enriched = match enricher.enrich(event) {
+            Ok(enriched) => enriched,
             Err(e) => return Err(format!("{} ({}): {e}", e.event.origin, e.event.event_id)),
+        };
+        let repeat = match (&enriched.principal, &enriched.event) {
+            (Some(principal), Some(call)) => {
+                let key = (principal.account_id.clone(), principal.arn.clone());
+                let principal_recent = recent.entry(key).or_default();
+                !principal_recent.remember(&call.event_id, call.event_time_ms, window_ms)
+            }
+            _ => false,
+        };
+        if !repeat {
+            visit(enriched);
         }
         Ok(())
     })

@@ -521,12 +521,16 @@ fn an_event_delivered_by_two_trails_counts_once() {
     for trail in &trails {
         std::fs::write(trail, &lines).unwrap();
     }
+    // Bob calls half an hour later: Alice's repeats are judged against
+    // Alice's latest call, not his.
+    let bob = r#"{"eventID":"b0","eventTime":"2024-01-01T00:30:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"81.2.69.142","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111111111111:user/bob","accountId":"111111111111"}}"#;
+    std::fs::write(&trails[0], lines.clone() + bob + "\n").unwrap();
     let [org, account] = trails.map(|t| t.to_str().unwrap().to_string());
     let alice = "arn:aws:iam::111111111111:user/alice";
 
     let out = trailhound(&["scan", &org, &account, "--format", "json"]);
     assert!(
-        text(&out.stderr).contains("10 events read, 5 used, 5 duplicates, 0 rejected")
+        text(&out.stderr).contains("11 events read, 6 used, 5 duplicates, 0 rejected")
             && text(&out.stderr).contains("note: 5 event(s) came twice"),
         "{}",
         text(&out.stderr)
