@@ -131,9 +131,10 @@ pub fn scan(
     let store = match &config.state_dir {
         Some(dir) => {
             let store = Store::open_with_cache(dir, &all_tables(), config.state_cache_entries)?;
-            for layout in trailhound_detect::baseline::LAYOUTS {
-                store.check_layout(layout).map_err(ScanError::StateLayout)?;
-            }
+            let layouts = trailhound_detect::baseline::LAYOUTS;
+            store
+                .check_layouts(layouts)
+                .map_err(ScanError::StateLayout)?;
             Some(store)
         }
         None => None,

@@ -215,20 +215,17 @@ impl ServiceConfig {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let store = Store::open_with_cache(dir, tables, self.state_cache_entries)
             .with_context(|| format!("opening state {}", dir.display()))?;
-        for layout in layouts {
-            match store.check_layout(layout) {
-                Ok(()) => {}
-                Err(e @ StateError::Layout { .. }) => {
-                    tracing::warn!("{e}: deleting the state, to rebuild it by replay");
-                    drop(store);
-                    Store::destroy(dir)?;
-                    std::fs::create_dir_all(dir)?;
-                    return self.open_store(tables, layouts);
-                }
-                Err(e) => return Err(e.into()),
+        match store.check_layouts(layouts) {
+            Ok(()) => Ok(store),
+            Err(e @ StateError::Layout { .. }) => {
+                tracing::warn!("{e}: deleting the state, to rebuild it by replay");
+                drop(store);
+                Store::destroy(dir)?;
+                std::fs::create_dir_all(dir)?;
+                self.open_store(tables, layouts)
             }
+            Err(e) => Err(e.into()),
         }
-        Ok(store)
     }
 }
 

@@ -168,6 +168,13 @@ impl Store {
         })
     }
 
+    /// [`Store::check_layout`] for each of `layouts`: the first refusal.
+    pub fn check_layouts(&self, layouts: &[Layout]) -> Result<(), StateError> {
+        layouts
+            .iter()
+            .try_for_each(|layout| self.check_layout(layout))
+    }
+
     /// Refuse this store if `layout`'s tables were written in another
     /// version of it; record the version in a store that has none of their
     /// values yet. Stores written before layouts were recorded are version 1.
