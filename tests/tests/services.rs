@@ -29,12 +29,21 @@ fn config_flags(toml: &str) -> (tempfile::NamedTempFile, Vec<String>) {
     (file, flags)
 }
 
-/// 46 days of benign history and the stolen-credential episode, written as
-/// delivery files; with what `scan` finds in them and how many events.
-fn scenario(dir: &Path) -> (Vec<Finding>, u64) {
+/// 46 days of benign history and the stolen-credential episode.
+fn scenario_records() -> Vec<serde_json::Value> {
     let mut records = benign_history(42, HISTORY_START_MS, 46);
     records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
-    write_delivery(dir, &records);
+    records
+}
+
+fn event_time(record: &serde_json::Value) -> i64 {
+    trailhound_cloudtrail::time::parse_event_time(record["eventTime"].as_str().unwrap()).unwrap()
+}
+
+/// [`scenario_records`] written as delivery files; with what `scan` finds
+/// in them and how many events.
+fn scenario(dir: &Path) -> (Vec<Finding>, u64) {
+    write_delivery(dir, &scenario_records());
     let report =
         trailhound_pipeline::scan(&[dir.to_path_buf()], &scan_config(), &mut |_| {}).unwrap();
     assert_eq!(report.events_rejected, 0);
@@ -48,15 +57,9 @@ fn scenario(dir: &Path) -> (Vec<Finding>, u64) {
 /// The scenario's events of its last `minutes`, as one JSON-lines file
 /// in `dir`; how many.
 fn last_minutes_as_json_lines(dir: &Path, minutes: i64) -> u64 {
-    let mut records = benign_history(42, HISTORY_START_MS, 46);
-    records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
-    let time = |r: &serde_json::Value| {
-        chrono::DateTime::parse_from_rfc3339(r["eventTime"].as_str().unwrap())
-            .unwrap()
-            .timestamp_millis()
-    };
-    let last = records.iter().map(time).max().unwrap();
-    records.retain(|r| time(r) >= last - minutes * 60_000);
+    let mut records = scenario_records();
+    let last = records.iter().map(event_time).max().unwrap();
+    records.retain(|r| event_time(r) >= last - minutes * 60_000);
     write_json_lines(&dir.join("events.jsonl"), &records);
     records.len() as u64
 }
@@ -346,13 +349,10 @@ async fn poison_goes_to_the_dead_letter_stream_and_the_rest_flows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rescaling_from_one_replica_to_two_rebuilds_state_by_replay() {
     // The first 30 days with one replica per stage, the rest with two.
-    let mut records = benign_history(42, HISTORY_START_MS, 46);
-    records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
     let cut = HISTORY_START_MS + 30 * DAY_MS;
-    let time = |r: &serde_json::Value| {
-        trailhound_cloudtrail::time::parse_event_time(r["eventTime"].as_str().unwrap()).unwrap()
-    };
-    let (early, late): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| time(r) < cut);
+    let (early, late): (Vec<_>, Vec<_>) = scenario_records()
+        .into_iter()
+        .partition(|r| event_time(r) < cut);
     let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write_delivery(first.path(), &early);
     write_delivery(second.path(), &late);
