@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use trailhound_cloudtrail::Source;
 use trailhound_detect::baseline::duplicates::RecentEvents;
+use trailhound_detect::baseline::principal_key;
 use trailhound_enrich::Enricher;
 use trailhound_pipeline::ScanConfig;
 use trailhound_proto::{CloudTrailEvent, EnrichedEvent};
@@ -111,7 +112,7 @@ pub(crate) fn visit_enriched(
 ) -> anyhow::Result<()> {
     let mut enricher = Enricher::new(&config.enrich, config.partitions);
     let window_ms = config.detection.reorder_ms();
-    let mut recent: HashMap<(String, String), RecentEvents> = HashMap::new();
+    let (mut recent, mut key) = (HashMap::<String, RecentEvents>::new(), String::new());
     visit_records(paths, command, note_unusable, |event| {
         let enriched = match enricher.enrich(event) {
             Ok(enriched) => enriched,
@@ -119,8 +120,12 @@ pub(crate) fn visit_enriched(
         };
         let repeat = match (&enriched.principal, &enriched.event) {
             (Some(principal), Some(call)) => {
-                let key = (principal.account_id.clone(), principal.arn.clone());
-                let principal_recent = recent.entry(key).or_default();
+                // The key is copied only for a principal not met before.
+                principal_key(principal, &mut key);
+                if !recent.contains_key(&key) {
+                    recent.insert(key.clone(), RecentEvents::default());
+                }
+                let principal_recent = recent.get_mut(&key).expect("inserted above");
                 !principal_recent.remember(&call.event_id, call.event_time_ms, window_ms)
             }
             _ => false,

@@ -95,7 +95,7 @@ impl Baseline {
 }
 
 /// The profile key of a principal, account and ARN, into `key`.
-pub(crate) fn principal_key(principal: &Principal, key: &mut String) {
+pub fn principal_key(principal: &Principal, key: &mut String) {
     key.clear();
     for part in [&principal.account_id, "\u{1f}", &principal.arn] {
         key.push_str(part);
