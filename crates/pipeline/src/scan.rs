@@ -13,15 +13,14 @@ use serde::Deserialize;
 use trailhound_alert::AlertConfig;
 use trailhound_cloudtrail::{Parsed, Rejected, Source};
 use trailhound_detect::DetectionConfig;
-use trailhound_detect::baseline::Observed;
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::{Alert, CloudTrailEvent};
 use trailhound_sinks::SinkConfig;
 use trailhound_state::{StateError, Store};
 
-use crate::bus::InProcessBus;
+use crate::bus::{InProcessBus, Outcome};
 use crate::findings::{Collected, ScanFindings};
-use crate::stage::{StageError, all_tables};
+use crate::stage::all_tables;
 
 /// Everything a scan can be configured with (the TOML `--config` file).
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +179,7 @@ pub fn scan(
             since_commit: 0,
             marks: Vec::new(),
             spent: Vec::with_capacity(BATCH),
+            outcomes: Vec::with_capacity(GROUP),
         };
         run.consume(rx, spent_tx)?;
         run.commit(None)?;
@@ -213,8 +213,9 @@ enum Input {
 /// Records sent to the stages at a time.
 const BATCH: usize = 512;
 
-/// Events whose strings are read ahead at a time (see [`warm_up`]).
-const WARM_AHEAD: usize = 32;
+/// Records through the stages at a time (see [`InProcessBus::publish`]),
+/// their strings read ahead first (see [`warm_up`]).
+const GROUP: usize = 64;
 
 /// Read every string of the next events once, before the stages run. The
 /// reader thread wrote them, so they sit in the other core's cache or L3:
@@ -484,6 +485,8 @@ struct Run<'a> {
     marks: Vec<(String, Option<Vec<u8>>)>,
     /// Events the stages are done with, to be freed by the reader thread.
     spent: Spent,
+    /// Reused for each group's outcomes.
+    outcomes: Vec<Outcome>,
 }
 
 impl Run<'_> {
@@ -520,19 +523,17 @@ impl Run<'_> {
                     };
                     let mut records = batch.into_iter();
                     while failure.is_none() && !records.as_slice().is_empty() {
-                        let ahead = records.as_slice();
-                        warm_up(&ahead[..ahead.len().min(WARM_AHEAD)]);
-                        for parsed in records.by_ref().take(WARM_AHEAD) {
-                            if let Some(m) = marks.as_mut() {
-                                m.seen += 1;
-                                if m.seen <= m.committed_before {
-                                    continue; // committed by an earlier, interrupted scan
-                                }
-                            }
-                            if let Err(e) = self.step(parsed, marks.as_ref()) {
-                                failure = Some(e);
-                                break;
-                            }
+                        let n = records.as_slice().len().min(GROUP);
+                        warm_up(&records.as_slice()[..n]);
+                        // Records an earlier, interrupted scan committed are passed over.
+                        let committed = marks.as_mut().map_or(0, |m| {
+                            let committed = m.committed_before.saturating_sub(m.seen);
+                            m.seen += n as u64;
+                            committed.min(n as u64) as usize
+                        });
+                        let group = records.by_ref().take(n).skip(committed);
+                        if let Err(e) = self.step(group, marks.as_ref()) {
+                            failure = Some(e);
                         }
                     }
                     // Freed here instead when the reader has finished or fallen behind.
@@ -565,10 +566,26 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// One record through the stages, committing every `commit_every`.
-    fn step(&mut self, parsed: Parsed, reading: Option<&FileMarks>) -> Result<(), ScanError> {
-        self.record(parsed)?;
-        self.since_commit += 1;
+    /// A group of records through the stages, committing every
+    /// `commit_every` records.
+    fn step(
+        &mut self,
+        group: impl Iterator<Item = Parsed>,
+        reading: Option<&FileMarks>,
+    ) -> Result<(), ScanError> {
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        let published = self
+            .bus
+            .publish(group, &mut outcomes, &mut self.alerts, &mut self.spent);
+        self.since_commit += outcomes.len() as u64;
+        let counted = outcomes.drain(..).try_for_each(|o| self.count(o));
+        self.outcomes = outcomes;
+        for alert in self.alerts.drain(..) {
+            let finding = alert.finding.expect("alerts carry their finding");
+            self.findings.add(&finding, alert.is_new);
+        }
+        published?;
+        counted?;
         if self.since_commit >= self.commit_every {
             self.commit(reading)?;
         }
@@ -600,9 +617,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// One parsed record through the pipeline. Only state or dead-letter
-    /// I/O failures stop the file; a bad record is dead-lettered.
-    fn record(&mut self, parsed: Parsed) -> Result<(), ScanError> {
+    /// What became of one record. Only a dead-letter I/O failure stops the
+    /// file; a bad record is dead-lettered.
+    fn count(&mut self, outcome: Outcome) -> Result<(), ScanError> {
         self.report.events_read += 1;
         if self.report.events_read.is_multiple_of(10_000) {
             (self.progress)(Progress {
@@ -611,36 +628,10 @@ impl Run<'_> {
                 events: self.report.events_read,
             });
         }
-        let event = match parsed {
-            Ok(event) => event,
-            Err(rejected) => return self.reject(rejected),
-        };
-        match self.bus.publish(event, &mut self.alerts, &mut self.spent) {
-            Ok(Observed::New) => {}
-            Ok(Observed::Duplicate) => {
-                self.report.events_duplicate += 1;
-                return Ok(());
-            }
-            Err(StageError::Rejected(reason)) => {
-                let event = self
-                    .spent
-                    .last_mut()
-                    .expect("the bus hands a rejected event back");
-                let raw = std::mem::take(&mut event.raw_json);
-                let rejected = Rejected {
-                    origin: std::mem::take(&mut event.origin),
-                    event_id: Some(std::mem::take(&mut event.event_id)),
-                    reason,
-                    raw: (!raw.is_empty()).then(|| String::from_utf8_lossy(&raw).into_owned()),
-                };
-                return self.reject(rejected);
-            }
-            Err(StageError::State(e)) => return Err(e.into()),
-        }
-        self.report.events_used += 1;
-        for alert in self.alerts.drain(..) {
-            let finding = alert.finding.expect("alerts carry their finding");
-            self.findings.add(&finding, alert.is_new);
+        match outcome {
+            Outcome::New => self.report.events_used += 1,
+            Outcome::Duplicate => self.report.events_duplicate += 1,
+            Outcome::Rejected(rejected) => return self.reject(rejected),
         }
         Ok(())
     }
@@ -703,7 +694,9 @@ mod tests {
         (0..n)
             .map(|i| {
                 format!(
-                    r#"{{"eventID":"e{i}","eventTime":"2024-01-01T00:00:{i:02}Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"AWS Internal","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111111111111:user/alice","accountId":"111111111111"}}}}"#
+                    r#"{{"eventID":"e{i}","eventTime":"2024-01-01T00:{:02}:{:02}Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"AWS Internal","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::111111111111:user/alice","accountId":"111111111111"}}}}"#,
+                    i / 60,
+                    i % 60
                 ) + "\n"
             })
             .collect()
@@ -713,7 +706,8 @@ mod tests {
     fn large_files_commit_as_they_go_and_an_interrupted_scan_resumes_after_what_it_committed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("events.jsonl");
-        let text = lines(10);
+        // More than two groups of records.
+        let text = lines(150);
         std::fs::write(&file, &text).unwrap();
         let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
         let config = |state: &str| ScanConfig {
@@ -725,7 +719,7 @@ mod tests {
             |config: &ScanConfig| scan(std::slice::from_ref(&file), config, &mut |_| {}).unwrap();
 
         // A report holds the state open (its findings are read from it): dropped at once.
-        assert_eq!(scan_file(&config("a")).events_read, 10);
+        assert_eq!(scan_file(&config("a")).events_read, 150);
         let store = Store::open(&dir.path().join("a"), &all_tables()).unwrap();
         assert!(
             store
@@ -741,14 +735,15 @@ mod tests {
         );
         drop(store);
 
-        // A scan that stopped after committing 4 records of the file.
+        // A scan that stopped after committing 100 records of the file: the
+        // first group is passed over, and part of the second.
         let store = Store::open(&dir.path().join("b"), &all_tables()).unwrap();
         let mut batch = Batch::default();
-        batch.set_meta(&format!("scanning-file:{hash}"), b"4");
+        batch.set_meta(&format!("scanning-file:{hash}"), b"100");
         store.commit(batch).unwrap();
         drop(store);
         let resumed = scan_file(&config("b"));
-        assert_eq!((resumed.events_read, resumed.files_read), (6, 1));
+        assert_eq!((resumed.events_read, resumed.files_read), (50, 1));
         drop(resumed);
         let again = scan_file(&config("b"));
         assert_eq!((again.events_read, again.files_skipped), (0, 1));
