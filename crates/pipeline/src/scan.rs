@@ -14,11 +14,11 @@ use trailhound_alert::AlertConfig;
 use trailhound_cloudtrail::{Parsed, Rejected, Source};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
-use trailhound_proto::{Alert, CloudTrailEvent};
+use trailhound_proto::Alert;
 use trailhound_sinks::SinkConfig;
 use trailhound_state::{StateError, Store};
 
-use crate::bus::{InProcessBus, Outcome};
+use crate::bus::{InProcessBus, Outcome, Spent};
 use crate::findings::{Collected, ScanFindings};
 use crate::stage::all_tables;
 
@@ -259,10 +259,6 @@ fn warm_up(records: &[Parsed]) {
     }
     std::hint::black_box(sum);
 }
-
-/// Events the stages have finished with, in the boxes the reader made (and
-/// frees).
-type Spent = Vec<Box<CloudTrailEvent>>;
 
 /// Read and parse `files` in order, sending their records in batches and
 /// freeing the events the stages have finished with; stops when the
