@@ -3,8 +3,10 @@
 //! TRAILHOUND_BENCH_INPUT (a file to measure, e.g. `trailhound simulate
 //! --format jsonl` output; unset, a generated S3 delivery file of
 //! TRAILHOUND_BENCH_EVENTS (1,000,000) events and TRAILHOUND_BENCH_PRINCIPALS
-//! (10,000) principals), TRAILHOUND_GEOIP_CITY/ASN (default
-//! data/geoip/{city,asn}.mmdb from scripts/setup).
+//! (10,000) principals), TRAILHOUND_BENCH_ROUNDS (3: parse-only and the
+//! scans measured in turn, the median ratio printed),
+//! TRAILHOUND_GEOIP_CITY/ASN (default data/geoip/{city,asn}.mmdb from
+//! scripts/setup).
 #![allow(clippy::print_stdout)] // a program whose output is its report
 
 use std::path::PathBuf;
@@ -79,16 +81,7 @@ fn main() {
         }
     };
 
-    let (events, parse_secs) = parse_only(&file);
     let size = std::fs::metadata(&file).expect("input file").len();
-    println!(
-        "input {}: {events} events, {:.0} MiB",
-        file.display(),
-        size as f64 / 1048576.0
-    );
-    let parse_rate = events as f64 / parse_secs;
-    println!("parse-only:           {parse_rate:>10.0} events/s ({parse_secs:.2}s)");
-
     let mut config = ScanConfig::default();
     config.enrich.geoip_city = db("TRAILHOUND_GEOIP_CITY", "data/geoip/city.mmdb");
     config.enrich.geoip_asn = db("TRAILHOUND_GEOIP_ASN", "data/geoip/asn.mmdb");
@@ -98,31 +91,61 @@ fn main() {
             "warning: GeoIP databases missing (run scripts/setup): geo lookups are not measured"
         );
     }
+    // This shared machine's speed drifts within minutes: the limit and the
+    // scans are measured in turn, several rounds, and each round's ratio is
+    // of figures taken a few seconds apart.
+    let rounds = env_usize("TRAILHOUND_BENCH_ROUNDS", 3).max(1);
+    let (mut limit, mut memory, mut rocksdb) = (Vec::new(), Vec::new(), Vec::new());
     let mut principals = 0;
-    for (label, state_dir) in [
-        ("scan (memory state):", None),
-        ("scan (RocksDB state):", Some(dir.path().join("state"))),
-    ] {
-        config.state_dir = state_dir;
-        let cpu_before = cpu_seconds();
-        let report = trailhound_pipeline::scan(std::slice::from_ref(&file), &config, &mut |_| {})
-            .expect("scan");
-        let cpu = cpu_seconds() - cpu_before;
-        assert_eq!(report.events_used as usize, events);
-        principals = report.principals;
-        let secs = report.elapsed.as_secs_f64();
-        let rate = events as f64 / secs;
-        let per_core = events as f64 / cpu;
-        println!(
-            "{label:<22}{rate:>10.0} events/s ({secs:.2}s wall; reader and stages on two threads), {:.0}% of parse-only; {per_core:.0} events/s per core ({cpu:.2}s CPU), {:.0}% of parse-only; {} principals, {} findings",
-            100.0 * rate / parse_rate,
-            100.0 * per_core / parse_rate,
-            report.principals,
-            report.findings.len()
-        );
+    for round in 1..=rounds {
+        let (events, parse_secs) = parse_only(&file);
+        if round == 1 {
+            println!(
+                "input {}: {events} events, {:.0} MiB",
+                file.display(),
+                size as f64 / 1048576.0
+            );
+        }
+        let parse_rate = events as f64 / parse_secs;
+        println!("round {round}: parse-only {parse_rate:>10.0} events/s ({parse_secs:.2}s)");
+        limit.push(parse_rate);
+        let state = dir.path().join(format!("state-{round}"));
+        for (label, state_dir, per_core) in [
+            ("scan (memory state):", None, &mut memory),
+            ("scan (RocksDB state):", Some(state.clone()), &mut rocksdb),
+        ] {
+            config.state_dir = state_dir;
+            let cpu_before = cpu_seconds();
+            let report =
+                trailhound_pipeline::scan(std::slice::from_ref(&file), &config, &mut |_| {})
+                    .expect("scan");
+            let cpu = cpu_seconds() - cpu_before;
+            assert_eq!(report.events_used as usize, events);
+            principals = report.principals;
+            let secs = report.elapsed.as_secs_f64();
+            let rate = events as f64 / secs;
+            let core_rate = events as f64 / cpu;
+            per_core.push(core_rate / parse_rate);
+            println!(
+                "  {label:<22}{rate:>10.0} events/s ({secs:.2}s wall; reader and stages on two threads), {:.0}% of parse-only; {core_rate:.0} events/s per core ({cpu:.2}s CPU), {:.0}% of parse-only; {} principals, {} findings",
+                100.0 * rate / parse_rate,
+                100.0 * core_rate / parse_rate,
+                report.principals,
+                report.findings.len()
+            );
+        }
+        if round < rounds {
+            std::fs::remove_dir_all(&state).expect("remove state");
+        }
     }
+    println!(
+        "median of {rounds} rounds: parse-only {:.0} events/s; scan per core {:.0}% of parse-only (memory state), {:.0}% (RocksDB state)",
+        median(&mut limit),
+        100.0 * median(&mut memory),
+        100.0 * median(&mut rocksdb)
+    );
     let store = trailhound_state::Store::open(
-        &dir.path().join("state"),
+        &dir.path().join(format!("state-{rounds}")),
         &trailhound_pipeline::stage::all_tables(),
     )
     .expect("reopen state");
@@ -133,14 +156,11 @@ fn main() {
         store.disk_bytes() as f64 / principals as f64
     );
     println!("peak RSS {:.0} MiB", peak_rss_mib());
-    // This shared machine's speed drifts: a second measure of the limit
-    // shows by how much during the run.
-    let (_, again) = parse_only(&file);
-    println!(
-        "parse-only again:     {:>10.0} events/s ({again:.2}s: the machine's speed changed {:+.0}% during the run)",
-        events as f64 / again,
-        100.0 * (parse_secs / again - 1.0)
-    );
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// The limit: read the file and deserialise every record into the typed
