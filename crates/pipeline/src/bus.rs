@@ -340,4 +340,39 @@ mod tests {
         let ids: Vec<&str> = spent.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["e4"]);
     }
+
+    #[test]
+    fn a_state_failure_ends_the_group_with_the_outcomes_of_the_events_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &crate::stage::all_tables()).unwrap();
+        // Bob's stored profile cannot be read.
+        let bob_arn = "arn:aws:iam::111122223333:user/bob";
+        let mut batch = Batch::default();
+        let key = format!("111122223333\u{1f}{bob_arn}").into_bytes();
+        batch.put("profiles", key, vec![0xff; 3]);
+        store.commit(batch).unwrap();
+        let mut bus = InProcessBus::new(
+            &EnricherConfig::default(),
+            Arc::new(DetectionConfig::default()),
+            Arc::new(AlertConfig::default()),
+            1,
+            Some(store),
+        );
+        let mut by_bob = event("e3", Some("IAMUser"));
+        by_bob.user_identity.as_mut().unwrap().arn = bob_arn.into();
+        let records = [
+            Ok(event("e1", Some("IAMUser"))),
+            Ok(event("e2", Some("IAMUser"))),
+            Ok(by_bob),
+            Ok(event("e4", Some("IAMUser"))),
+        ];
+        let (mut outcomes, mut alerts, mut spent) = (Vec::new(), Vec::new(), Vec::new());
+        let failed = bus.publish(records, &mut outcomes, &mut alerts, &mut spent);
+        assert!(
+            matches!(failed, Err(StateError::Decode { .. })),
+            "{failed:?}"
+        );
+        assert_eq!(outcomes, [Outcome::New, Outcome::New]);
+        assert_eq!(spent.len(), 4, "every event is handed back");
+    }
 }
