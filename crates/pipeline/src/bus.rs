@@ -174,8 +174,10 @@ impl InProcessBus {
         spent: &mut Spent,
     ) -> Option<(usize, StateError)> {
         let mut failure = None;
-        for (slot, observation) in self.group.iter_mut().enumerate() {
-            if slot < observed && outcomes[slot] == Outcome::New {
+        // The group's slots only: those after it were emptied by a larger group.
+        let group = self.group.iter_mut().zip(outcomes).enumerate();
+        for (slot, (observation, outcome)) in group {
+            if slot < observed && *outcome == Outcome::New {
                 self.detect.0.detect(observation, &mut self.candidates);
                 for candidate in self.candidates.drain(..) {
                     match self.merge.0.process(candidate) {
@@ -187,7 +189,7 @@ impl InProcessBus {
                     }
                 }
             }
-            // None when rejected, or left over from a larger group.
+            // None when rejected.
             let enriched = observation.enriched.as_mut();
             spent.extend(enriched.and_then(|e| e.event.take()));
         }
