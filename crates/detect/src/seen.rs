@@ -95,6 +95,17 @@ impl Seen {
         }
     }
 
+    /// [`Seen::record`], also giving the entry before and after.
+    fn record_change(
+        &mut self,
+        t: i64,
+        window_ms: i64,
+        window_days: u32,
+    ) -> (Sighting, Option<Seen>, Seen) {
+        let before = *self;
+        (self.record(t, window_ms, window_days), Some(before), *self)
+    }
+
     /// Add an occurrence at `t`; whether none precedes it in the window.
     fn add(&mut self, t: i64, window_ms: i64) -> bool {
         let gap = t - self.last_ms > window_ms;
@@ -127,40 +138,112 @@ impl Seen {
     }
 }
 
-/// Record `t` for `key` in a map of values, creating the entry when new.
-pub fn record_in(
-    map: &mut SeenMap,
-    key: &str,
-    t: i64,
-    window_ms: i64,
-    window_days: u32,
-) -> Sighting {
-    record_change(map, key, t, window_ms, window_days).0
+/// A principal's values of one kind, an occurrence recorded at a time.
+pub trait Values {
+    /// Record `t` for `key`, creating the entry when new; what it means,
+    /// with the value's entry before (`None` when new) and after.
+    fn record_change(
+        &mut self,
+        key: &str,
+        t: i64,
+        window_ms: i64,
+        window_days: u32,
+    ) -> (Sighting, Option<Seen>, Seen);
 }
 
-/// [`record_in`], also giving the value's entry before (`None` when new)
-/// and after.
-pub fn record_change(
-    map: &mut SeenMap,
-    key: &str,
-    t: i64,
-    window_ms: i64,
-    window_days: u32,
-) -> (Sighting, Option<Seen>, Seen) {
-    match map.get_mut(key) {
-        Some(seen) => {
-            let before = *seen;
-            (seen.record(t, window_ms, window_days), Some(before), *seen)
+impl Values for SeenMap {
+    fn record_change(
+        &mut self,
+        key: &str,
+        t: i64,
+        window_ms: i64,
+        window_days: u32,
+    ) -> (Sighting, Option<Seen>, Seen) {
+        match self.get_mut(key) {
+            Some(seen) => seen.record_change(t, window_ms, window_days),
+            None => {
+                self.insert(key.into(), Seen::new(t));
+                let sighting = Sighting {
+                    is_new: true,
+                    first_ms: t,
+                    days_seen: 0,
+                };
+                (sighting, None, Seen::new(t))
+            }
         }
-        None => {
-            map.insert(key.into(), Seen::new(t));
-            let sighting = Sighting {
-                is_new: true,
-                first_ms: t,
-                days_seen: 0,
-            };
-            (sighting, None, Seen::new(t))
+    }
+}
+
+/// The values of a kind that mostly repeats from one call of a principal
+/// to the next (its country, city, network and client): the entry of the
+/// value recorded last is kept beside the map, ahead of the map's copy, so
+/// a repeat is recorded without a lookup in a map gone cold since the
+/// principal's last call. A change writes that entry back (a second
+/// lookup), so kinds that change often (commands) stay plain maps.
+/// Serialised as the map it stands for.
+#[derive(Debug, Default)]
+pub struct RepeatingValues {
+    map: SeenMap,
+    /// The value recorded last and its entry, newer than the map's.
+    latest: Option<(CompactString, Seen)>,
+}
+
+impl RepeatingValues {
+    /// Every value and its entry.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Seen)> {
+        self.map.iter().map(|(value, seen)| match &self.latest {
+            Some((latest, newer)) if latest == value => (value.as_str(), newer),
+            _ => (value.as_str(), seen),
+        })
+    }
+
+    /// Drop the values no longer live at `now`.
+    pub fn retain_live(&mut self, now: i64, window_ms: i64) {
+        self.write_back();
+        self.map.retain(|_, seen| seen.live(now, window_ms));
+    }
+
+    fn write_back(&mut self) {
+        if let Some((value, newer)) = self.latest.take()
+            && let Some(seen) = self.map.get_mut(&value)
+        {
+            *seen = newer;
         }
+    }
+}
+
+impl Values for RepeatingValues {
+    fn record_change(
+        &mut self,
+        key: &str,
+        t: i64,
+        window_ms: i64,
+        window_days: u32,
+    ) -> (Sighting, Option<Seen>, Seen) {
+        if let Some((latest, seen)) = &mut self.latest
+            && latest == key
+        {
+            return seen.record_change(t, window_ms, window_days);
+        }
+        self.write_back();
+        let change = self.map.record_change(key, t, window_ms, window_days);
+        self.latest = Some((key.into(), change.2));
+        change
+    }
+}
+
+impl Serialize for RepeatingValues {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for RepeatingValues {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            map: SeenMap::deserialize(deserializer)?,
+            latest: None,
+        })
     }
 }
 
@@ -179,7 +262,7 @@ pub fn record_shared_in(
     (window_ms, window_days): (i64, u32),
 ) -> Sighting {
     let Some(seen) = map.get_mut(key) else {
-        return record_in(map, key, t, window_ms, window_days);
+        return map.record_change(key, t, window_ms, window_days).0;
     };
     let settled = t - reorder_ms;
     let (known, days_seen) = if seen.live(t, window_ms) {
@@ -203,6 +286,42 @@ mod tests {
     use super::*;
 
     const W: i64 = 45 * DAY_MS;
+
+    #[test]
+    fn repeating_values_record_and_store_what_a_plain_map_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(7);
+        let (mut plain, mut repeating) = (SeenMap::default(), RepeatingValues::default());
+        let mut t = 0;
+        for call in 0..5_000 {
+            // Mostly the value before, sometimes late, sometimes after a long gap.
+            t += match rng.random_range(0..100) {
+                0 => W + DAY_MS,
+                1..=10 => -rng.random_range(0..DAY_MS),
+                _ => rng.random_range(0..DAY_MS / 4),
+            };
+            let value = if rng.random_range(0..4) == 0 {
+                format!(
+                    "a value of more than 24 bytes, number {}",
+                    rng.random_range(0..6)
+                )
+            } else {
+                "US".to_string()
+            };
+            assert_eq!(
+                repeating.record_change(&value, t, W, 45),
+                plain.record_change(&value, t, W, 45),
+                "call {call}"
+            );
+            if call % 500 == 0 {
+                repeating.retain_live(t, W);
+                plain.retain(|_, seen| seen.live(t, W));
+            }
+            let stored: SeenMap =
+                postcard::from_bytes(&postcard::to_stdvec(&repeating).unwrap()).unwrap();
+            assert_eq!(stored, plain, "call {call}");
+        }
+    }
 
     #[test]
     fn seen_maps_read_state_written_with_string_keys() {

@@ -9,7 +9,7 @@
 //! (`first_ms < t - reorder`) and is still in the window (`t - last_ms <=
 //! window`): over the times `[first_ms + reorder + 1, last_ms + window + 1)`.
 
-use crate::seen::{Seen, SeenMap};
+use crate::seen::{RepeatingValues, Seen};
 
 #[derive(Debug, Clone, Default)]
 pub struct KnownValues {
@@ -41,7 +41,7 @@ impl KnownValues {
     /// Count the values known at `t`, and the span around `t` over which
     /// none becomes known or stops being.
     pub fn count(
-        [countries, asos, user_agents]: [&SeenMap; 3],
+        [countries, asos, user_agents]: [&RepeatingValues; 3],
         t: i64,
         reorder_ms: i64,
         window_ms: i64,
@@ -62,15 +62,15 @@ impl KnownValues {
         let mut n = 0;
         for (country, _) in countries.iter().filter(|(_, seen)| known(seen)) {
             match reuse.get_mut(n) {
-                Some(reused) => country.as_str().clone_into(reused),
+                Some(reused) => country.clone_into(reused),
                 None => reuse.push(country.to_string()),
             }
             n += 1;
         }
         reuse.truncate(n);
         reuse.sort_unstable();
-        let asos = asos.values().filter(|seen| known(seen)).count() as u32;
-        let user_agents = user_agents.values().filter(|seen| known(seen)).count() as u32;
+        let asos = asos.iter().filter(|(_, seen)| known(seen)).count() as u32;
+        let user_agents = user_agents.iter().filter(|(_, seen)| known(seen)).count() as u32;
         Self {
             from_ms,
             until_ms,
@@ -107,12 +107,12 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::seen::record_change;
+    use crate::seen::Values;
 
     const REORDER: i64 = 900;
     const WINDOW: i64 = 20_000;
 
-    fn recounted(maps: &[SeenMap; 3], t: i64) -> KnownValues {
+    fn recounted(maps: &[RepeatingValues; 3], t: i64) -> KnownValues {
         KnownValues::count(
             [&maps[0], &maps[1], &maps[2]],
             t,
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn kept_facts_are_the_counted_ones_whatever_the_calls() {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
-        let mut maps: [SeenMap; 3] = Default::default();
+        let mut maps: [RepeatingValues; 3] = Default::default();
         let mut kept = KnownValues::default();
         let (mut clock, mut recounts) = (0i64, 0);
         for call in 0..20_000 {
@@ -151,13 +151,13 @@ mod tests {
             );
             for map in &mut maps {
                 let value = format!("v{}", rng.random_range(0..40));
-                let (_, before, after) = record_change(map, &value, t, WINDOW, 1);
+                let (_, before, after) = map.record_change(&value, t, WINDOW, 1);
                 kept.changed(before.as_ref(), &after, REORDER, WINDOW);
             }
             // As the profile hop prunes, once a day.
             if call % 1_000 == 0 {
                 for map in &mut maps {
-                    map.retain(|_, seen| seen.live(t, WINDOW));
+                    map.retain_live(t, WINDOW);
                 }
                 kept = KnownValues::default();
             }

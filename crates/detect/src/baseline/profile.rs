@@ -24,7 +24,7 @@ use trailhound_state::{Batch, Layout, StateError, Store, Table};
 use crate::config::{DetectionConfig, SurgeSettings};
 use crate::finding::encode_origin;
 use crate::rates::{Rates, Sample};
-use crate::seen::{Seen, SeenMap, day, record_change};
+use crate::seen::{RepeatingValues, Seen, SeenMap, Values, day};
 use crate::travel::Places;
 
 /// The tables the profile hop keeps.
@@ -47,10 +47,10 @@ const MAX_SESSIONS: usize = 512;
 pub struct Profile {
     pub activity: Option<Seen>,
     pub service_regions: SeenMap,
-    pub countries: SeenMap,
-    pub cities: SeenMap,
-    pub asos: SeenMap,
-    pub user_agents: SeenMap,
+    pub countries: RepeatingValues,
+    pub cities: RepeatingValues,
+    pub asos: RepeatingValues,
+    pub user_agents: RepeatingValues,
     /// `eventSource:eventName` of every call.
     pub commands: SeenMap,
     /// Roles the principal assumed (AssumeRole*), by role ARN.
@@ -158,7 +158,7 @@ impl ProfileBaseline {
         facts.new_principal = new_principal;
 
         novelties.clear();
-        for (kind, seen) in [
+        let kinds: [(NoveltyKind, &mut dyn Values); 8] = [
             (NoveltyKind::ServiceRegion, &mut profile.service_regions),
             (NoveltyKind::Country, &mut profile.countries),
             (NoveltyKind::City, &mut profile.cities),
@@ -167,9 +167,10 @@ impl ProfileBaseline {
             (NoveltyKind::Command, &mut profile.commands),
             (NoveltyKind::AssumedRole, &mut profile.assumed_roles),
             (NoveltyKind::S3Bucket, &mut profile.s3_buckets),
-        ] {
+        ];
+        for (kind, seen) in kinds {
             if write_value(kind, enriched, &mut self.value) {
-                let (s, before, after) = record_change(seen, &self.value, t, window, window_days);
+                let (s, before, after) = seen.record_change(&self.value, t, window, window_days);
                 if matches!(
                     kind,
                     NoveltyKind::Country | NoveltyKind::Aso | NoveltyKind::UserAgent
@@ -260,15 +261,19 @@ fn prune(profile: &mut Profile, t: i64, window: i64) {
     profile.pruned_day = day(t);
     for map in [
         &mut profile.service_regions,
-        &mut profile.countries,
-        &mut profile.cities,
-        &mut profile.asos,
-        &mut profile.user_agents,
         &mut profile.commands,
         &mut profile.assumed_roles,
         &mut profile.s3_buckets,
     ] {
         map.retain(|_, s| s.live(t, window));
+    }
+    for values in [
+        &mut profile.countries,
+        &mut profile.cities,
+        &mut profile.asos,
+        &mut profile.user_agents,
+    ] {
+        values.retain_live(t, window);
     }
     profile.known = KnownValues::default();
     profile.sessions.retain(|_, (last, _)| t - *last <= window);
