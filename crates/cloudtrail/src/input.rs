@@ -171,6 +171,10 @@ pub struct Source {
     size_hint: usize,
     /// Bytes read (after gunzip) so far, for errors.
     read: usize,
+    /// A plain document already in memory, parsed where it lies rather
+    /// than copied through `reader` (most S3 delivery files, once
+    /// gunzipped).
+    in_memory: Option<Vec<u8>>,
 }
 
 impl Source {
@@ -244,7 +248,12 @@ impl Source {
 
     /// A document already in memory, gunzipped as it is parsed if it is gzip.
     pub fn from_bytes(name: String, bytes: Vec<u8>) -> Result<Self, InputError> {
-        Self::new(name, std::io::Cursor::new(bytes))
+        if bytes.starts_with(&GZIP_MAGIC) {
+            return Self::new(name, std::io::Cursor::new(bytes));
+        }
+        let mut source = Self::new(name, std::io::empty())?;
+        source.in_memory = Some(bytes);
+        Ok(source)
     }
 
     fn new(name: String, mut reader: impl BufRead + Send + 'static) -> Result<Self, InputError> {
@@ -264,6 +273,7 @@ impl Source {
             block: BLOCK,
             size_hint: 0,
             read: 0,
+            in_memory: None,
         })
     }
 
@@ -271,8 +281,14 @@ impl Source {
     /// error when the document's structure or its gzip stream is broken;
     /// the records before that point have been delivered.
     pub fn parse(mut self, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) -> Result<(), InputError> {
-        let mut buf = Vec::new();
-        let mut read = self.fill(&mut buf, self.block);
+        let (mut buf, mut read) = match self.in_memory.take() {
+            Some(bytes) => (bytes, Ok(true)),
+            None => {
+                let mut buf = Vec::new();
+                let read = self.fill(&mut buf, self.block);
+                (buf, read)
+            }
+        };
         if buf.starts_with(BOM) {
             buf.drain(..BOM.len());
         }
@@ -934,8 +950,12 @@ mod tests {
 
     /// Events and rejections of a [`Source`] read in blocks of `block` bytes.
     fn stream(name: &str, bytes: Vec<u8>, block: u64) -> (Vec<String>, Result<(), InputError>) {
-        let mut source = Source::from_bytes(name.into(), bytes).unwrap();
+        let mut source = Source::new(name.into(), std::io::Cursor::new(bytes)).unwrap();
         source.block = block;
+        parsed(source)
+    }
+
+    fn parsed(source: Source) -> (Vec<String>, Result<(), InputError>) {
         let mut seen = Vec::new();
         let result = source.parse(false, &mut |p| {
             seen.push(match p {
@@ -974,6 +994,10 @@ mod tests {
         assert_eq!(whole[2], "f.json:4 e3");
         assert_eq!(whole[6], "f.json:8 rejected");
         assert_eq!(whole[39], "f.json:41 e40");
+        let (in_memory, result) =
+            parsed(Source::from_bytes("f.json".into(), doc.clone().into()).unwrap());
+        assert!(result.is_ok());
+        assert_eq!(in_memory, whole, "parsed where it lies");
         // Blocks that hold two short lines, more, and less than a long line.
         for block in [1000, 1500, 2500, 7000] {
             let (blocks, result) = stream("f.json", doc.clone().into_bytes(), block);
