@@ -8,8 +8,9 @@
 //! so a file of JSON lines is never held whole.
 
 use std::fmt;
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -187,12 +188,13 @@ impl Source {
         OpenFile::open(path)?.into_source(name)
     }
 
-    /// A file or stdin for `-`, with the 128-bit xxh3 of its content as
-    /// stored, which identifies content already scanned: made a [`Source`]
-    /// (gunzipped, when small) only if [`Hashed::into_source`] is called.
-    /// Stdin and small files are read once for both; a larger file is
-    /// hashed in a pass of its own before it is read again to be parsed.
-    pub fn open_hashed(path: &Path) -> Result<Hashed, InputError> {
+    /// A file or stdin for `-`, identified by its content as stored before
+    /// it is parsed, to recognise content scanned before. Stdin and small
+    /// files are read once, and known by the 128-bit xxh3 of their content
+    /// ([`Identified::Hashed`]). A larger file is known first by its probe
+    /// ([`Identified::Probed`]): hashing it whole would be a pass of its
+    /// own over the file, which can be left to the reading.
+    pub fn open_identified(path: &Path) -> Result<Identified, InputError> {
         let name = display_name(path);
         let hash = xxhash_rust::xxh3::xxh3_128;
         if path.as_os_str() == "-" {
@@ -200,20 +202,19 @@ impl Source {
                 path: name.clone(),
                 source,
             })?;
-            return Ok(Hashed {
+            return Ok(Identified::Hashed(Hashed {
                 hash: hash(&bytes),
                 name,
                 content: Unparsed::Stdin(bytes),
-            });
+            }));
         }
-        let (hash, content) = match OpenFile::open(path)? {
-            OpenFile::Small(bytes) => (hash(&bytes), Unparsed::File(OpenFile::Small(bytes))),
-            large => (stored_hash(path)?, Unparsed::File(large)),
-        };
-        Ok(Hashed {
-            hash,
-            name,
-            content,
+        Ok(match OpenFile::open(path)? {
+            OpenFile::Small(bytes) => Identified::Hashed(Hashed {
+                hash: hash(&bytes),
+                name,
+                content: Unparsed::File(OpenFile::Small(bytes)),
+            }),
+            OpenFile::Large(file, size) => Identified::Probed(Probed::new(name, file, size)?),
         })
     }
 
@@ -238,7 +239,11 @@ impl Source {
     }
 
     /// A file read as it is parsed.
-    fn large(name: String, file: std::fs::File, size: u64) -> Result<Self, InputError> {
+    fn large(
+        name: String,
+        file: impl Read + Send + 'static,
+        size: u64,
+    ) -> Result<Self, InputError> {
         let mut source = Self::new(name, std::io::BufReader::new(file))?;
         if !source.gzip {
             source.size_hint = usize::try_from(size).unwrap_or(0);
@@ -371,8 +376,14 @@ enum OpenFile {
     Large(std::fs::File, u64),
 }
 
-/// A file or stdin opened by [`Source::open_hashed`]: its hash is known,
-/// its content not yet gunzipped or parsed.
+/// A file or stdin opened by [`Source::open_identified`].
+pub enum Identified {
+    Hashed(Hashed),
+    Probed(Probed),
+}
+
+/// A file or stdin whose content hash is known, its content not yet
+/// gunzipped or parsed.
 pub struct Hashed {
     pub hash: u128,
     name: String,
@@ -391,6 +402,122 @@ impl Hashed {
             Unparsed::File(file) => file.into_source(self.name),
             Unparsed::Stdin(bytes) => Source::from_bytes(self.name, bytes),
         }
+    }
+}
+
+/// Bytes of a file's start and of its end in its probe.
+const PROBE_BYTES: u64 = 64 << 10;
+
+/// A file too large to read whole, known by its probe: the 128-bit xxh3 of
+/// its size, its first and its last 64 KiB as stored. The same content has
+/// the same probe; other contents rarely do, and never tell a content
+/// apart from itself, so a probe never seen before is content never seen.
+pub struct Probed {
+    pub probe: u128,
+    name: String,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl Probed {
+    fn new(name: String, mut file: std::fs::File, size: u64) -> Result<Self, InputError> {
+        let mut probe = xxhash_rust::xxh3::Xxh3::new();
+        probe.update(&size.to_le_bytes());
+        let mut part = Vec::with_capacity(PROBE_BYTES as usize);
+        let result = [0, size.saturating_sub(PROBE_BYTES)]
+            .into_iter()
+            .try_for_each(|start| {
+                file.seek(SeekFrom::Start(start))?;
+                part.clear();
+                (&file).take(PROBE_BYTES).read_to_end(&mut part)?;
+                probe.update(&part);
+                Ok(())
+            })
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop));
+        if let Err(source) = result {
+            return Err(InputError::Io { path: name, source });
+        }
+        Ok(Self {
+            probe: probe.digest128(),
+            name,
+            file,
+            size,
+        })
+    }
+
+    /// Hash the whole content as stored, in a pass of its own, and its
+    /// first `prefix` bytes when asked (`None` when the file is shorter).
+    pub fn hash(self, prefix: Option<u64>) -> Result<(Hashed, Option<u128>), InputError> {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &self.file);
+        let result = (|| {
+            let mut prefix_hash = None;
+            if let Some(len) = prefix
+                && std::io::copy(&mut (&mut reader).take(len), &mut hasher)? == len
+            {
+                prefix_hash = Some(hasher.digest128());
+            }
+            std::io::copy(&mut reader, &mut hasher)?;
+            (&self.file).seek(SeekFrom::Start(0))?;
+            Ok(prefix_hash)
+        })();
+        let prefix_hash = result.map_err(|source| InputError::Io {
+            path: self.name.clone(),
+            source,
+        })?;
+        let hashed = Hashed {
+            hash: hasher.digest128(),
+            name: self.name,
+            content: Unparsed::File(OpenFile::Large(self.file, self.size)),
+        };
+        Ok((hashed, prefix_hash))
+    }
+
+    /// Read it to be parsed without hashing it first: the hash is made of
+    /// the bytes as they are read (see [`ReadSoFar`]).
+    pub fn into_source(self) -> Result<(Source, ReadSoFar), InputError> {
+        let so_far = ReadSoFar::default();
+        let reader = HashingReader {
+            file: self.file,
+            so_far: so_far.clone(),
+        };
+        Ok((Source::large(self.name, reader, self.size)?, so_far))
+    }
+}
+
+/// The bytes of a file read so far, as stored, and their 128-bit xxh3: the
+/// file's content hash once it has been read to its end. Shared between
+/// the thread that reads the file and the one that records how far the
+/// scan of it has got.
+#[derive(Clone)]
+pub struct ReadSoFar(Arc<Mutex<(u64, xxhash_rust::xxh3::Xxh3)>>);
+
+impl Default for ReadSoFar {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new((0, xxhash_rust::xxh3::Xxh3::new()))))
+    }
+}
+
+impl ReadSoFar {
+    /// Bytes read so far, and their hash.
+    pub fn get(&self) -> (u64, u128) {
+        let read = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (read.0, read.1.digest128())
+    }
+}
+
+struct HashingReader {
+    file: std::fs::File,
+    so_far: ReadSoFar,
+}
+
+impl Read for HashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let mut read = self.so_far.0.lock().unwrap_or_else(PoisonError::into_inner);
+        read.0 += n as u64;
+        read.1.update(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -430,22 +557,6 @@ fn read_whole(mut reader: impl Read, size: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     reader.read_to_end(&mut bytes)?;
     Ok(bytes)
-}
-
-/// The 128-bit xxh3 of a file's bytes as stored, read a block at a time.
-fn stored_hash(path: &Path) -> Result<u128, InputError> {
-    let io = |source| InputError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    std::io::copy(
-        &mut std::io::BufReader::with_capacity(1 << 20, file),
-        &mut hasher,
-    )
-    .map_err(io)?;
-    Ok(hasher.digest128())
 }
 
 /// Split a document into records and parse each, calling `sink` for every
@@ -913,7 +1024,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.json.gz");
         std::fs::write(&path, &bytes).unwrap();
-        let hashed = Source::open_hashed(&path).unwrap();
+        let Identified::Hashed(hashed) = Source::open_identified(&path).unwrap() else {
+            panic!("a small file is hashed");
+        };
         assert_eq!(hashed.hash, xxhash_rust::xxh3::xxh3_128(&bytes));
         let mut events = 0;
         (hashed.into_source().unwrap())
@@ -1071,19 +1184,48 @@ mod tests {
     }
 
     #[test]
-    fn stored_hash_is_the_hash_of_the_bytes_on_disk() {
+    fn a_large_file_is_known_by_its_probe_and_hashed_in_a_pass_or_as_it_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.json.gz");
-        let bytes = gzip(&EVENT.as_bytes().repeat(100_000));
+        let path = dir.path().join("f.jsonl.gz");
+        // Distinct events, so that gzip leaves more than a small file.
+        let lines: String = (0..20_000)
+            .map(|i| EVENT.replace("\"e1\"", &format!("\"{:x}\"", i * 2_654_435_761u64)) + "\n")
+            .collect();
+        let bytes = gzip(lines.as_bytes());
+        assert!(bytes.len() as u64 > READ_WHOLE, "{} bytes", bytes.len());
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(
-            stored_hash(&path).unwrap(),
-            xxhash_rust::xxh3::xxh3_128(&bytes)
+        let probed = || match Source::open_identified(&path).unwrap() {
+            Identified::Probed(probed) => probed,
+            Identified::Hashed(_) => panic!("a large file is probed"),
+        };
+        let (start, end) = (&bytes[..64 << 10], &bytes[bytes.len() - (64 << 10)..]);
+        let probe = xxhash_rust::xxh3::xxh3_128(
+            &[&(bytes.len() as u64).to_le_bytes()[..], start, end].concat(),
         );
-        let err = stored_hash(&dir.path().join("none"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("none"), "{err}");
+        assert_eq!(probed().probe, probe);
+
+        // Hashed in a pass of its own, with a prefix, then parsed.
+        let (hashed, prefix) = probed().hash(Some(1000)).unwrap();
+        assert_eq!(hashed.hash, xxhash_rust::xxh3::xxh3_128(&bytes));
+        assert_eq!(prefix, Some(xxhash_rust::xxh3::xxh3_128(&bytes[..1000])));
+        let count = |source: Source| {
+            let mut events = 0;
+            source
+                .parse(false, &mut |p| events += usize::from(p.is_ok()))
+                .unwrap();
+            events
+        };
+        assert_eq!(count(hashed.into_source().unwrap()), 20_000);
+        let (_, past_the_end) = probed().hash(Some(bytes.len() as u64 + 1)).unwrap();
+        assert_eq!(past_the_end, None);
+
+        // Hashed as it is read.
+        let (source, so_far) = probed().into_source().unwrap();
+        assert_eq!(count(source), 20_000);
+        assert_eq!(
+            so_far.get(),
+            (bytes.len() as u64, xxhash_rust::xxh3::xxh3_128(&bytes))
+        );
     }
 
     #[test]

@@ -8,9 +8,12 @@
 //! - [`nats`]: the NATS JetStream bus: the same stages as hops between
 //!   streams, run by the services, with checkpoints, dead letters and exactly-once publishing.
 //! - [`scan`](mod@scan): `trailhound scan`: read logs, run every stage, report;
-//!   [`findings`]: the findings it reports, read back from the state.
+//!   [`findings`]: the findings it reports, read back from the state;
+//!   [`file_marks`]: the checkpoints of the files it read into a state
+//!   directory.
 
 pub mod bus;
+pub mod file_marks;
 pub mod findings;
 pub mod nats;
 pub mod scan;

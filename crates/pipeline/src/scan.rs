@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use trailhound_alert::AlertConfig;
-use trailhound_cloudtrail::{Parsed, Rejected, Source};
+use trailhound_cloudtrail::{Parsed, Rejected};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::Alert;
@@ -19,6 +19,7 @@ use trailhound_sinks::SinkConfig;
 use trailhound_state::{StateError, Store};
 
 use crate::bus::{InProcessBus, Outcome, Spent};
+use crate::file_marks::{Checkpoints, FileMarks, Marks, Opened, open};
 use crate::findings::{Collected, ScanFindings};
 use crate::stage::all_tables;
 
@@ -138,6 +139,7 @@ pub fn scan(
         }
         None => None,
     };
+    let checkpoints = store.as_deref().map(Checkpoints::of).transpose()?;
     let mut dead_letter = match &config.dead_letter {
         Some(path) => Some(DeadLetter::create(path)?),
         None => None,
@@ -151,7 +153,7 @@ pub fn scan(
     let (tx, rx) = std::sync::mpsc::sync_channel(16);
     let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel(16);
     let (bus, mut report, findings) = std::thread::scope(|scope| {
-        scope.spawn(|| read_files(&files, store.as_deref(), keep_raw, tx, spent_rx));
+        scope.spawn(|| read_files(&files, checkpoints, keep_raw, tx, spent_rx));
         // Made once the reader has started: opening the GeoIP databases
         // (reading ~115 MiB) overlaps its first reads (with a store, its
         // hashing of the first file).
@@ -199,7 +201,7 @@ pub fn scan(
 /// What the reader thread sends, file by file, in order.
 enum Input {
     /// A file whose records follow; with a store, its checkpoint marks.
-    Start(String, Option<FileMarks>),
+    Start(String, Option<Box<FileMarks>>),
     Records(Vec<Parsed>),
     /// The end of the file's records, and whether its structure was whole
     /// (a truncated gzip or broken JSON is an error after the good records).
@@ -267,7 +269,7 @@ fn warm_up(records: &[Parsed]) {
 /// S3 delivery files is most of the reading.
 fn read_files(
     files: &[PathBuf],
-    store: Option<&Store>,
+    checkpoints: Option<Checkpoints<'_>>,
     keep_raw: bool,
     tx: SyncSender<Vec<Input>>,
     spent: Receiver<Spent>,
@@ -283,7 +285,8 @@ fn read_files(
                 let chunks = files.chunks(OPEN_AHEAD).skip(k).step_by(OPENERS);
                 scope.spawn(move || {
                     for chunk in chunks {
-                        let opened: Vec<_> = chunk.iter().map(|path| open(path, store)).collect();
+                        let opened: Vec<_> =
+                            chunk.iter().map(|path| open(path, checkpoints)).collect();
                         if opened_tx.send(opened).is_err() {
                             return;
                         }
@@ -373,97 +376,6 @@ impl Outbox {
 
 /// What opening a file found: content for the stages, or a file the state
 /// holds already.
-enum Opened {
-    /// With its checkpoint marks when there is a store.
-    ToRead(Option<FileMarks>, Source),
-    /// The file or its content was scanned before; the key of
-    /// [`unchanged_key`] to keep when it was known by its content only.
-    AlreadyScanned(Option<String>),
-}
-
-fn open(path: &Path, store: Option<&Store>) -> Result<Opened, String> {
-    let Some(store) = store else {
-        let source = Source::open(path).map_err(|e| e.to_string())?;
-        return Ok(Opened::ToRead(None, source));
-    };
-    // A file scanned before at this path with the same size and time of
-    // modification is not read again (a directory synced from S3 keeps
-    // every day's files); taken before the content is read, so a change
-    // while it is read shows next time.
-    let unchanged = unchanged_key(path);
-    if let Some(key) = &unchanged
-        && store.meta(key).map_err(|e| e.to_string())?.is_some()
-    {
-        return Ok(Opened::AlreadyScanned(None));
-    }
-    // Otherwise the content must be known before it is read; content
-    // scanned before is not gunzipped again.
-    let hashed = Source::open_hashed(path).map_err(|e| e.to_string())?;
-    let Some(mut marks) = marks_for(store, hashed.hash)? else {
-        return Ok(Opened::AlreadyScanned(unchanged));
-    };
-    marks.unchanged = unchanged;
-    let source = hashed.into_source().map_err(|e| e.to_string())?;
-    Ok(Opened::ToRead(Some(marks), source))
-}
-
-/// A file's checkpoint marks, or `None` when its content was scanned before.
-fn marks_for(store: &Store, hash: u128) -> Result<Option<FileMarks>, String> {
-    let hash = format!("{hash:032x}");
-    let scanned = format!("scanned-file:{hash}");
-    if store.meta(&scanned).map_err(|e| e.to_string())?.is_some() {
-        return Ok(None);
-    }
-    let scanning = format!("scanning-file:{hash}");
-    let committed_before = store
-        .meta(&scanning)
-        .map_err(|e| e.to_string())?
-        .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
-        .unwrap_or(0);
-    Ok(Some(FileMarks {
-        scanned,
-        scanning,
-        unchanged: None,
-        seen: 0,
-        committed_before,
-    }))
-}
-
-/// `unchanged-file:<hash>`, the 128-bit xxh3 of the file's absolute path,
-/// size and time of modification (ns since the epoch); `None` for stdin or
-/// a file whose metadata cannot be read.
-fn unchanged_key(path: &Path) -> Option<String> {
-    if path.as_os_str() == "-" {
-        return None;
-    }
-    let metadata = std::fs::metadata(path).ok()?;
-    let modified = metadata.modified().ok()?;
-    let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
-    let mut identity = std::path::absolute(path)
-        .ok()?
-        .into_os_string()
-        .into_encoded_bytes();
-    identity.push(0);
-    identity.extend_from_slice(&metadata.len().to_le_bytes());
-    identity.extend_from_slice(&since_epoch.as_nanos().to_le_bytes());
-    let hash = xxhash_rust::xxh3::xxh3_128(&identity);
-    Some(format!("unchanged-file:{hash:032x}"))
-}
-
-/// Where a file being read stands, with a store: its content is marked
-/// `scanned-file:<hash>` (and the file itself [`unchanged_key`]) once all
-/// of it is committed, and `scanning-file:<hash>` = records committed so
-/// far while it is read, so a scan stopped in the middle of a large file
-/// resumes after them.
-struct FileMarks {
-    scanned: String,
-    scanning: String,
-    unchanged: Option<String>,
-    /// Records of the file seen so far, and how many an earlier scan committed.
-    seen: u64,
-    committed_before: u64,
-}
-
 struct Run<'a> {
     bus: &'a mut InProcessBus,
     report: &'a mut ScanReport,
@@ -478,7 +390,7 @@ struct Run<'a> {
     commit_every: u64,
     since_commit: u64,
     /// Checkpoint changes for the next commit (`None` deletes the key).
-    marks: Vec<(String, Option<Vec<u8>>)>,
+    marks: Marks,
     /// Events the stages are done with, to be freed by the reader thread.
     spent: Spent,
     /// Reused for each group's outcomes.
@@ -494,7 +406,7 @@ impl Run<'_> {
         inputs: Receiver<Vec<Input>>,
         spent: SyncSender<Spent>,
     ) -> Result<(), ScanError> {
-        let mut current: Option<(String, Option<FileMarks>)> = None;
+        let mut current: Option<(String, Option<Box<FileMarks>>)> = None;
         let mut failure = None;
         for input in inputs.into_iter().flatten() {
             match input {
@@ -522,13 +434,9 @@ impl Run<'_> {
                         let n = records.as_slice().len().min(GROUP);
                         warm_up(&records.as_slice()[..n]);
                         // Records an earlier, interrupted scan committed are passed over.
-                        let committed = marks.as_mut().map_or(0, |m| {
-                            let committed = m.committed_before.saturating_sub(m.seen);
-                            m.seen += n as u64;
-                            committed.min(n as u64) as usize
-                        });
+                        let committed = marks.as_mut().map_or(0, |m| m.committed_of_next(n));
                         let group = records.by_ref().take(n).skip(committed);
-                        if let Err(e) = self.step(group, marks.as_ref()) {
+                        if let Err(e) = self.step(group, marks.as_deref()) {
                             failure = Some(e);
                         }
                     }
@@ -547,11 +455,7 @@ impl Run<'_> {
                         (None, Err(e)) => self.report.file_errors.push(e),
                         (None, Ok(())) => {
                             if let Some(m) = marks {
-                                if let Some(unchanged) = m.unchanged {
-                                    self.marks.push((unchanged, Some(Vec::new())));
-                                }
-                                self.marks.push((m.scanned, Some(name.into_bytes())));
-                                self.marks.push((m.scanning, None));
+                                self.marks.extend(m.done(name));
                             }
                         }
                     }
@@ -606,7 +510,7 @@ impl Run<'_> {
     fn commit(&mut self, reading: Option<&FileMarks>) -> Result<(), ScanError> {
         let mut marks = std::mem::take(&mut self.marks);
         if let Some(m) = reading {
-            marks.push((m.scanning.clone(), Some(m.seen.to_string().into_bytes())));
+            marks.extend(m.progress());
         }
         self.bus.commit(&marks)?;
         self.since_commit = 0;
@@ -684,6 +588,7 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file_marks::unchanged_key;
     use trailhound_state::Batch;
 
     fn lines(n: usize) -> String {
@@ -743,6 +648,144 @@ mod tests {
         drop(resumed);
         let again = scan_file(&config("b"));
         assert_eq!((again.events_read, again.files_skipped), (0, 1));
+    }
+
+    /// A file larger than those read whole, its content and its probe.
+    fn large_file(dir: &Path, name: &str) -> (PathBuf, String, u128) {
+        let text = lines(400);
+        let file = dir.join(name);
+        std::fs::write(&file, &text).unwrap();
+        let probe = probe_of(text.as_bytes());
+        (file, text, probe)
+    }
+
+    fn probe_of(bytes: &[u8]) -> u128 {
+        assert!(bytes.len() > 64 << 10);
+        let size = (bytes.len() as u64).to_le_bytes();
+        let ends = [
+            &size[..],
+            &bytes[..64 << 10],
+            &bytes[bytes.len() - (64 << 10)..],
+        ];
+        xxhash_rust::xxh3::xxh3_128(&ends.concat())
+    }
+
+    #[test]
+    fn a_large_file_that_breaks_is_read_again_after_the_records_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<String> = lines(400).lines().map(str::to_string).collect();
+        let document = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        // Cut inside its last record.
+        let broken = &document.as_bytes()[..document.len() - 100];
+        let file = dir.path().join("broken.json");
+        std::fs::write(&file, broken).unwrap();
+        let config = ScanConfig {
+            state_dir: Some(dir.path().join("state")),
+            commit_every: 3,
+            ..ScanConfig::default()
+        };
+        let first = scan(std::slice::from_ref(&file), &config, &mut |_| {}).unwrap();
+        assert_eq!((first.events_read, first.file_errors.len()), (399, 1));
+        drop(first);
+        // Read as its hash was made: its progress is kept by its probe.
+        let store = Store::open(&dir.path().join("state"), &all_tables()).unwrap();
+        let key = format!("probing-file:{:032x}", probe_of(broken));
+        let progress = String::from_utf8(store.meta(&key).unwrap().unwrap()).unwrap();
+        let committed: u64 = progress.split(' ').next().unwrap().parse().unwrap();
+        assert!(committed > 0, "{progress}");
+        drop(store);
+        let again = scan(std::slice::from_ref(&file), &config, &mut |_| {}).unwrap();
+        assert_eq!(again.events_read, 399 - committed);
+    }
+
+    #[test]
+    fn a_large_file_never_seen_is_hashed_as_it_is_read_and_known_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, text, probe) = large_file(dir.path(), "events.jsonl");
+        let config = ScanConfig {
+            state_dir: Some(dir.path().join("state")),
+            commit_every: 3,
+            ..ScanConfig::default()
+        };
+        let scan_file = |file: &PathBuf| {
+            let report = scan(std::slice::from_ref(file), &config, &mut |_| {}).unwrap();
+            (report.events_read, report.files_skipped)
+        };
+        assert_eq!(scan_file(&file), (400, 0));
+        let store = Store::open(&dir.path().join("state"), &all_tables()).unwrap();
+        let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+        let meta = |key: String| store.meta(&key).unwrap();
+        assert!(meta(format!("scanned-file:{hash:032x}")).is_some());
+        assert!(meta(format!("probed-file:{probe:032x}")).is_some());
+        assert!(meta(format!("probing-file:{probe:032x}")).is_none());
+        drop(store);
+        // The same content under another name: hashed first, and known.
+        let copy = dir.path().join("copy.jsonl");
+        std::fs::copy(&file, &copy).unwrap();
+        assert_eq!(scan_file(&copy), (0, 1));
+    }
+
+    #[test]
+    fn a_large_file_read_before_its_hash_was_known_resumes_only_if_it_starts_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, text, probe) = large_file(dir.path(), "events.jsonl");
+        // What a scan stopped after committing 100 records of it left: the
+        // bytes read by then, and their hash.
+        let read = text.match_indices('\n').nth(150).unwrap().0 + 1;
+        let stopped = |state: &str, hash: u128| {
+            let store = Store::open(&dir.path().join(state), &all_tables()).unwrap();
+            let mut batch = Batch::default();
+            batch.set_meta("file-marks:probed", b"1");
+            batch.set_meta(&format!("probed-file:{probe:032x}"), b"");
+            let progress = format!("100 {read} {hash:032x}");
+            batch.set_meta(&format!("probing-file:{probe:032x}"), progress);
+            store.commit(batch).unwrap();
+        };
+        let read_of = |state: &str| {
+            let config = ScanConfig {
+                state_dir: Some(dir.path().join(state)),
+                ..ScanConfig::default()
+            };
+            scan(std::slice::from_ref(&file), &config, &mut |_| {})
+                .unwrap()
+                .events_read
+        };
+        stopped(
+            "same",
+            xxhash_rust::xxh3::xxh3_128(&text.as_bytes()[..read]),
+        );
+        assert_eq!(read_of("same"), 300);
+        let store = Store::open(&dir.path().join("same"), &all_tables()).unwrap();
+        assert!(
+            store
+                .meta(&format!("probing-file:{probe:032x}"))
+                .unwrap()
+                .is_none()
+        );
+        drop(store);
+        // Other bytes under the same probe: read from the start.
+        stopped("other", xxhash_rust::xxh3::xxh3_128(b"other bytes"));
+        assert_eq!(read_of("other"), 400);
+    }
+
+    #[test]
+    fn in_a_state_begun_before_probes_were_kept_a_large_file_is_hashed_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, text, _) = large_file(dir.path(), "events.jsonl");
+        let state = dir.path().join("state");
+        // Its content scanned whole by an earlier version, under another name.
+        let store = Store::open(&state, &all_tables()).unwrap();
+        let mut batch = Batch::default();
+        let hash = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+        batch.set_meta(&format!("scanned-file:{hash:032x}"), b"old.jsonl");
+        store.commit(batch).unwrap();
+        drop(store);
+        let config = ScanConfig {
+            state_dir: Some(state),
+            ..ScanConfig::default()
+        };
+        let report = scan(std::slice::from_ref(&file), &config, &mut |_| {}).unwrap();
+        assert_eq!((report.events_read, report.files_skipped), (0, 1));
     }
 
     #[test]

@@ -217,6 +217,16 @@ impl Store {
         self.get(META, key.as_bytes())
     }
 
+    /// Whether any checkpoint key starts with `prefix`.
+    pub fn has_meta_prefix(&self, prefix: &str) -> Result<bool, StateError> {
+        let mut found = false;
+        self.visit_from(META, prefix.as_bytes(), |key, _| {
+            found = key.starts_with(prefix.as_bytes());
+            false
+        })?;
+        Ok(found)
+    }
+
     /// Every entry of a table, decoded (for reports and the query side).
     pub fn scan<V: DeserializeOwned>(&self, table: &str) -> Result<Vec<(String, V)>, StateError> {
         let cf = self
@@ -610,6 +620,9 @@ mod tests {
             store.meta("checkpoint").unwrap().as_deref(),
             Some(&b"7"[..])
         );
+        assert!(store.has_meta_prefix("check").unwrap());
+        assert!(!store.has_meta_prefix("checkpoints").unwrap());
+        assert!(!store.has_meta_prefix("z").unwrap());
         t.remove("a");
         commit(&mut t, &store);
         assert_eq!(
