@@ -62,6 +62,8 @@ impl<'a> Checkpoints<'a> {
     }
 }
 
+/// What opening a file found: content for the stages, or a file the state
+/// holds already.
 pub enum Opened {
     /// With its checkpoint marks when there is a store.
     ToRead(Option<Box<FileMarks>>, Source),

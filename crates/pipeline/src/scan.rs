@@ -374,8 +374,6 @@ impl Outbox {
     }
 }
 
-/// What opening a file found: content for the stages, or a file the state
-/// holds already.
 struct Run<'a> {
     bus: &'a mut InProcessBus,
     report: &'a mut ScanReport,
