@@ -155,8 +155,8 @@ pub fn scan(
     let (bus, mut report, findings) = std::thread::scope(|scope| {
         scope.spawn(|| read_files(&files, checkpoints, keep_raw, tx, spent_rx));
         // Made once the reader has started: opening the GeoIP databases
-        // (reading ~115 MiB) overlaps its first reads (with a store, its
-        // hashing of the first file).
+        // (reading ~115 MiB) overlaps its first reads (with a store, the
+        // first file's checkpoints, and its hashing when it is hashed first).
         let mut bus = InProcessBus::new(
             &config.enrich,
             Arc::new(config.detection.clone()),
@@ -265,8 +265,9 @@ fn warm_up(records: &[Parsed]) {
 /// Read and parse `files` in order, sending their records in batches and
 /// freeing the events the stages have finished with; stops when the
 /// receiver is gone. Files are opened ahead on threads of their own:
-/// hashed with a store, and small ones read and gunzipped whole, which for
-/// S3 delivery files is most of the reading.
+/// identified with a store (see [`file_marks`](crate::file_marks)), and
+/// small ones read and gunzipped whole, which for S3 delivery files is most
+/// of the reading.
 fn read_files(
     files: &[PathBuf],
     checkpoints: Option<Checkpoints<'_>>,
