@@ -78,9 +78,20 @@ pub struct Normal {
 impl Rates {
     /// Add an event to its bucket, dropping buckets that ended more than
     /// the reorder window before the latest event, and peaks older than the
-    /// window.
-    pub fn record(&mut self, s: &Sample<'_>, reorder_ms: i64, window_days: u32) -> BucketState {
+    /// window. `None` for an event whose bucket is such a bucket: closed,
+    /// its peak taken, so the event is not counted (it came later than the
+    /// reorder window allows: a backfill, or a copy of a file read before).
+    pub fn record(
+        &mut self,
+        s: &Sample<'_>,
+        reorder_ms: i64,
+        window_days: u32,
+    ) -> Option<BucketState> {
         let kind = s.kind as i32;
+        let start_ms = s.t - s.t.rem_euclid(s.bucket_ms);
+        if self.latest_ms.saturating_sub(start_ms + s.bucket_ms) > reorder_ms {
+            return None;
+        }
         if s.t > self.latest_ms {
             let new_day = day(s.t) > day(self.latest_ms);
             self.latest_ms = s.t;
@@ -100,7 +111,6 @@ impl Rates {
                     .retain(|(_, d, _)| today - d <= i64::from(window_days));
             }
         }
-        let start_ms = s.t - s.t.rem_euclid(s.bucket_ms);
         let i = match self
             .buckets
             .iter()
@@ -160,7 +170,7 @@ impl Rates {
             Some((_, _, peak)) => *peak = (*peak).max(value),
             None => self.peaks.push((kind, d, value)),
         }
-        state
+        Some(state)
     }
 
     /// A bucket's earliest events (a finding's evidence) and what the
@@ -236,7 +246,7 @@ mod tests {
 
     const W: u32 = 45;
 
-    fn calls(rates: &mut Rates, t: i64, id: &str) -> BucketState {
+    fn calls(rates: &mut Rates, t: i64, id: &str) -> Option<BucketState> {
         rates.record(
             &Sample {
                 kind: RateKind::ApiCalls,
@@ -264,12 +274,12 @@ mod tests {
         let mut forward = Rates::default();
         let mut last = None;
         for t in &times {
-            last = Some(calls(&mut forward, *t, &format!("e{t}")));
+            last = calls(&mut forward, *t, &format!("e{t}"));
         }
         let mut backward = Rates::default();
         let mut last_back = None;
         for t in times.iter().rev() {
-            last_back = Some(calls(&mut backward, *t, &format!("e{t}")));
+            last_back = calls(&mut backward, *t, &format!("e{t}"));
         }
         let (a, b) = (last.unwrap(), last_back.unwrap());
         assert_eq!((a.value, b.value), (30, 30));
@@ -286,10 +296,39 @@ mod tests {
             "the earliest event describes"
         );
         assert_eq!(
-            calls(&mut forward, 0, "e0").value,
-            30,
+            calls(&mut forward, 0, "e0").map(|b| b.value),
+            Some(30),
             "a redelivery is not counted again"
         );
+    }
+
+    #[test]
+    fn events_later_than_their_closed_bucket_are_not_counted() {
+        let mut r = Rates::default();
+        for i in 0..10 {
+            calls(&mut r, i * 1_000, &format!("first-{i}"));
+        }
+        let day_peak = |r: &Rates| r.peaks.clone();
+        let peaks = day_peak(&r);
+        // An hour later the first bucket (0–5 min) closed 40 minutes ago,
+        // past the 15-minute reorder window.
+        let hour = 3_600_000;
+        calls(&mut r, hour, "latest");
+        // Within the window: still counted in its open bucket.
+        assert_eq!(
+            calls(&mut r, hour - 600_000, "late").map(|b| b.value),
+            Some(1)
+        );
+        let buckets = r.buckets.len();
+        // A copy of the first events, read again: not counted, no bucket
+        // reopened, however many (each would have been scanned for).
+        for round in 0..100 {
+            for i in 0..10 {
+                assert!(calls(&mut r, i * 1_000, &format!("copy-{round}-{i}")).is_none());
+            }
+        }
+        assert_eq!(r.buckets.len(), buckets);
+        assert_eq!(r.peaks[..peaks.len()], peaks[..], "the day's peak stands");
     }
 
     /// A bucket of API calls described into new messages.
@@ -380,7 +419,7 @@ mod tests {
                 900_000,
                 W,
             );
-            assert_eq!(s.value, [1, 2, 2, 3][i]);
+            assert_eq!(s.unwrap().value, [1, 2, 2, 3][i]);
         }
         calls(&mut r, 2 * DAY_MS, "later");
         assert_eq!(

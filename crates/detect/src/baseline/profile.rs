@@ -347,7 +347,9 @@ fn record_rates(
             distinct,
             origin: &origin,
         };
-        let bucket = rates.record(&sample, config.reorder_ms(), config.window_days());
+        let Some(bucket) = rates.record(&sample, config.reorder_ms(), config.window_days()) else {
+            continue;
+        };
         if bucket.value < settings.min_value {
             continue;
         }
