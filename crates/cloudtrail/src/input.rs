@@ -382,6 +382,26 @@ pub enum Identified {
     Probed(Probed),
 }
 
+impl Identified {
+    /// The same for the same content: the hash of content read whole, the
+    /// probe of a larger file. Two files with the same fingerprint are
+    /// likely copies, to be compared.
+    pub fn fingerprint(&self) -> u128 {
+        match self {
+            Identified::Hashed(hashed) => hashed.hash,
+            Identified::Probed(probed) => probed.probe,
+        }
+    }
+
+    /// Read it to be parsed (a larger file without hashing it).
+    pub fn into_source(self) -> Result<Source, InputError> {
+        match self {
+            Identified::Hashed(hashed) => hashed.into_source(),
+            Identified::Probed(probed) => Source::large(probed.name, probed.file, probed.size),
+        }
+    }
+}
+
 /// A file or stdin whose content hash is known, its content not yet
 /// gunzipped or parsed.
 pub struct Hashed {

@@ -65,8 +65,13 @@ impl<'a> Checkpoints<'a> {
 /// What opening a file found: content for the stages, or a file the state
 /// holds already.
 pub enum Opened {
-    /// With its checkpoint marks when there is a store.
-    ToRead(Option<Box<FileMarks>>, Source),
+    ToRead {
+        /// Its checkpoint marks when there is a store.
+        marks: Option<Box<FileMarks>>,
+        source: Source,
+        /// See [`Identified::fingerprint`]; `None` for stdin.
+        fingerprint: Option<u128>,
+    },
     /// The file or its content was scanned before; the key of
     /// [`unchanged_key`] to keep when it was known by its content only.
     AlreadyScanned(Option<String>),
@@ -76,8 +81,22 @@ pub enum Opened {
 /// before and how far.
 pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened, String> {
     let Some(checkpoints) = checkpoints else {
-        let source = Source::open(path).map_err(|e| e.to_string())?;
-        return Ok(Opened::ToRead(None, source));
+        if path.as_os_str() == "-" {
+            // Streamed: only a store needs stdin read whole, to hash it.
+            let source = Source::open(path).map_err(|e| e.to_string())?;
+            return Ok(Opened::ToRead {
+                marks: None,
+                source,
+                fingerprint: None,
+            });
+        }
+        let (identified, fingerprint) = identify(path)?;
+        let source = identified.into_source().map_err(|e| e.to_string())?;
+        return Ok(Opened::ToRead {
+            marks: None,
+            source,
+            fingerprint,
+        });
     };
     // A file scanned before at this path with the same size and time of
     // modification is not read again (a directory synced from S3 keeps
@@ -91,7 +110,8 @@ pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened,
     }
     // Otherwise the content must be known before it is read; content
     // scanned before is not gunzipped again.
-    let (hashed, probe) = match Source::open_identified(path).map_err(|e| e.to_string())? {
+    let (identified, fingerprint) = identify(path)?;
+    let (hashed, probe) = match identified {
         Identified::Hashed(hashed) => (hashed, None),
         Identified::Probed(probed) => {
             let probe = Probe::new(probed.probe);
@@ -103,7 +123,11 @@ pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened,
                     seen: 0,
                     committed_before: 0,
                 };
-                return Ok(Opened::ToRead(Some(Box::new(marks)), source));
+                return Ok(Opened::ToRead {
+                    marks: Some(Box::new(marks)),
+                    source,
+                    fingerprint,
+                });
             }
             let progress = checkpoints.meta(&probe.progress)?;
             let progress = progress.as_deref().and_then(ProbeProgress::parse);
@@ -136,7 +160,19 @@ pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened,
         committed_before,
     };
     let source = hashed.into_source().map_err(|e| e.to_string())?;
-    Ok(Opened::ToRead(Some(Box::new(marks)), source))
+    Ok(Opened::ToRead {
+        marks: Some(Box::new(marks)),
+        source,
+        fingerprint,
+    })
+}
+
+/// A file or stdin opened, and its fingerprint (`None` for stdin, which
+/// cannot be compared with another file).
+fn identify(path: &Path) -> Result<(Identified, Option<u128>), String> {
+    let identified = Source::open_identified(path).map_err(|e| e.to_string())?;
+    let fingerprint = (path.as_os_str() != "-").then(|| identified.fingerprint());
+    Ok((identified, fingerprint))
 }
 
 /// `unchanged-file:<hash>`, the 128-bit xxh3 of the file's absolute path,

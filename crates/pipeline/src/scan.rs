@@ -19,6 +19,7 @@ use trailhound_sinks::SinkConfig;
 use trailhound_state::{StateError, Store};
 
 use crate::bus::{InProcessBus, Outcome, Spent};
+use crate::copies::ReadBefore;
 use crate::file_marks::{Checkpoints, FileMarks, Marks, Opened, open};
 use crate::findings::{Collected, ScanFindings};
 use crate::stage::all_tables;
@@ -86,6 +87,11 @@ pub struct ScanReport {
     pub files_read: usize,
     /// Files whose exact content an earlier scan with this state processed.
     pub files_skipped: usize,
+    /// Files with the same content as one read before in this scan (see
+    /// `copies`): not read.
+    pub files_copies: usize,
+    /// The first of them, "copy (the same as original)", for display.
+    pub copy_examples: Vec<String>,
     /// Files that could not be read or whose structure is broken.
     pub file_errors: Vec<String>,
     pub events_read: u64,
@@ -209,6 +215,9 @@ enum Input {
     /// A file scanned before; with the mark to keep that it has not changed
     /// since, when it was recognised by its content.
     AlreadyScanned(Option<String>),
+    /// A file with the same content as one read before in this scan: the
+    /// copy's name, then the original's.
+    CopyOf(String, String),
     Unreadable(String),
 }
 
@@ -302,9 +311,28 @@ fn read_files(
             pending: Vec::new(),
             records: 0,
         };
-        for opened in opened_rx.flatten() {
+        let mut read_before = ReadBefore::default();
+        for (index, opened) in opened_rx.flatten().enumerate() {
             let (marks, source) = match opened {
-                Ok(Opened::ToRead(marks, source)) => (marks, source),
+                Ok(Opened::ToRead {
+                    marks,
+                    source,
+                    fingerprint,
+                }) => {
+                    let original =
+                        fingerprint.and_then(|f| read_before.original_of(files, index, f));
+                    if let Some(original) = original {
+                        let copy = Input::CopyOf(
+                            source.name().to_string(),
+                            original.display().to_string(),
+                        );
+                        if !outbox.push(copy) {
+                            return;
+                        }
+                        continue;
+                    }
+                    (marks, source)
+                }
                 Ok(Opened::AlreadyScanned(unchanged)) => {
                     if !outbox.push(Input::AlreadyScanned(unchanged)) {
                         return;
@@ -417,6 +445,14 @@ impl Run<'_> {
                     self.report.files_skipped += 1;
                     if let Some(key) = unchanged {
                         self.marks.push((key, Some(Vec::new())));
+                    }
+                    self.file_done()?;
+                }
+                Input::CopyOf(copy, original) => {
+                    self.report.files_copies += 1;
+                    if self.report.copy_examples.len() < EXAMPLES {
+                        let example = format!("{copy} (the same as {original})");
+                        self.report.copy_examples.push(example);
                     }
                     self.file_done()?;
                 }
@@ -667,6 +703,61 @@ mod tests {
             &bytes[bytes.len() - (64 << 10)..],
         ];
         xxhash_rust::xxh3::xxh3_128(&ends.concat())
+    }
+
+    #[test]
+    fn copies_of_a_file_read_before_in_the_scan_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        for sub in ["a", "b", "c"] {
+            std::fs::create_dir_all(logs.join(sub)).unwrap();
+        }
+        let (large, text, _) = large_file(&logs.join("a"), "events.jsonl");
+        std::fs::copy(&large, logs.join("b/events.jsonl")).unwrap();
+        let small = logs.join("a/small.jsonl");
+        std::fs::write(&small, lines(3)).unwrap();
+        std::fs::copy(&small, logs.join("b/small.jsonl")).unwrap();
+        // The same size, start and end (so the same probe), one event's id
+        // changed in the middle: not a copy.
+        let changed = text.replacen("\"eventID\":\"e200\"", "\"eventID\":\"x200\"", 1);
+        assert_ne!(changed, text);
+        std::fs::write(logs.join("c/events.jsonl"), changed).unwrap();
+        for state_dir in [None, Some(dir.path().join("state"))] {
+            let config = ScanConfig {
+                state_dir: state_dir.clone(),
+                ..ScanConfig::default()
+            };
+            let report = scan(std::slice::from_ref(&logs), &config, &mut |_| {}).unwrap();
+            let copies = [
+                format!(
+                    "{} (the same as {})",
+                    logs.join("b/events.jsonl").display(),
+                    large.display()
+                ),
+                format!(
+                    "{} (the same as {})",
+                    logs.join("b/small.jsonl").display(),
+                    small.display()
+                ),
+            ];
+            assert_eq!(
+                (report.files_read, report.files_copies, report.events_read),
+                (3, 2, 803),
+                "{state_dir:?}"
+            );
+            assert_eq!(report.copy_examples, copies);
+        }
+        // The copies were not read into the state, and are known by their
+        // content next time.
+        let config = ScanConfig {
+            state_dir: Some(dir.path().join("state")),
+            ..ScanConfig::default()
+        };
+        let again = scan(std::slice::from_ref(&logs), &config, &mut |_| {}).unwrap();
+        assert_eq!(
+            (again.files_skipped, again.files_copies, again.events_read),
+            (5, 0, 0)
+        );
     }
 
     #[test]

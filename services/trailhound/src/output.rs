@@ -349,6 +349,16 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
             r.events_rejected as usize - r.rejected_examples.len()
         )?;
     }
+    for copy in &r.copy_examples {
+        writeln!(err, "copy, not read: {copy}")?;
+    }
+    if r.files_copies > r.copy_examples.len() {
+        writeln!(
+            err,
+            "copy, not read: … {} more",
+            r.files_copies - r.copy_examples.len()
+        )?;
+    }
     if r.events_duplicate > 0 {
         writeln!(
             err,
@@ -368,9 +378,10 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     let created = findings.iter().filter(|f| f.created).count();
     writeln!(
         err,
-        "scanned {} file(s) ({} already scanned, {} unreadable): {} events read, {} used, {} duplicates, {} rejected; {} principal(s)",
-        r.files_read + r.files_skipped,
+        "scanned {} file(s) ({} already scanned, {} copies, {} unreadable): {} events read, {} used, {} duplicates, {} rejected; {} principal(s)",
+        r.files_read + r.files_skipped + r.files_copies,
         r.files_skipped,
+        r.files_copies,
         r.file_errors.len(),
         r.events_read,
         r.events_used,

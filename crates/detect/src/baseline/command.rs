@@ -86,19 +86,24 @@ impl super::ObservationHop for CommandBaseline {
     }
 }
 
-/// Count an event on day `d`; return the window's events on days before
-/// `settled_day`, the day the reorder window before the event starts in
-/// (whole days that have all arrived, so arrival order does not matter).
+/// Count an event on day `d`; return the events of the window before it
+/// on days before `settled_day`, the day the reorder window before the
+/// event starts in (whole days that have all arrived, so arrival order
+/// does not matter). Days leave the window of the latest day; an event
+/// older than that window is not counted.
 fn record_daily(daily: &mut Vec<(i64, u32)>, d: i64, settled_day: i64, window_days: u32) -> u32 {
-    daily.retain(|(day, _)| (d - day).abs() <= i64::from(window_days));
+    let window = i64::from(window_days);
+    let latest = daily.iter().map(|(day, _)| *day).fold(d, i64::max);
+    daily.retain(|(day, _)| latest - day <= window);
     let before = daily
         .iter()
-        .filter(|(day, _)| *day < settled_day)
+        .filter(|(day, _)| *day < settled_day && d - day <= window)
         .map(|(_, n)| *n)
         .sum();
     match daily.iter_mut().find(|(day, _)| *day == d) {
         Some((_, n)) => *n += 1,
-        None => daily.push((d, 1)),
+        None if latest - d <= window => daily.push((d, 1)),
+        None => {}
     }
     before
 }
@@ -127,5 +132,12 @@ mod tests {
             1,
             "days 0 and 1 left the window"
         );
+        // An event late by more than the window: neither counted nor
+        // pushing the later days out.
+        assert_eq!(record_daily(&mut daily, 3, 3, 45), 0);
+        assert_eq!(daily, [(10, 1), (50, 1)]);
+        // Late within the window: the days of the window before it.
+        assert_eq!(record_daily(&mut daily, 12, 12, 45), 1);
+        assert_eq!(record_daily(&mut daily, 51, 51, 45), 3);
     }
 }
