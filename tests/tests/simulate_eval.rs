@@ -4,7 +4,7 @@
 //! the countries and network kinds the scenarios assume.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use trailhound_detect::config::DetectorSettings;
 use trailhound_e2e::{
@@ -121,32 +121,63 @@ fn findings_do_not_depend_on_delivery_order_across_accounts_and_regions() {
 fn a_second_trail_recording_the_same_events_changes_no_finding() {
     // An organisation trail and an account's own trail record the same
     // calls into two buckets; read together, each event comes twice,
-    // minutes apart in delivery order.
+    // minutes apart in delivery order. The second trail's files hold the
+    // records in another order (a byte-for-byte copy is not read: below).
     let dir = tempfile::tempdir().unwrap();
     let events = dataset(dir.path());
     let trail = logs_dir(dir.path());
-    let second = dir.path().join("account-trail");
-    for file in trailhound_cloudtrail::discover(std::slice::from_ref(&trail)).unwrap() {
-        let copy = second.join(file.strip_prefix(&trail).unwrap());
+    let files = trailhound_cloudtrail::discover(std::slice::from_ref(&trail)).unwrap();
+    let copy_into = |root: &Path, file: &Path, bytes: &[u8]| {
+        let copy = root.join(file.strip_prefix(&trail).unwrap());
         std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-        std::fs::copy(&file, copy).unwrap();
+        std::fs::write(copy, bytes).unwrap();
+    };
+    let (second, backup) = (dir.path().join("account-trail"), dir.path().join("backup"));
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        copy_into(&second, file, &with_records_reversed(&bytes));
+        copy_into(&backup, file, &bytes);
     }
     let from_one = scanned_findings(&trail);
-    let report = trailhound_pipeline::scan(&[trail, second], &scan_config(), &mut |_| {}).unwrap();
-    assert_eq!(
-        (
+    let scan = |paths: &[PathBuf]| {
+        let report = trailhound_pipeline::scan(paths, &scan_config(), &mut |_| {}).unwrap();
+        let mut findings = report.findings.to_vec().unwrap();
+        findings.sort_by(|a, b| a.id.cmp(&b.id));
+        let counts = (
             report.events_read,
             report.events_used,
-            report.events_duplicate
-        ),
-        (2 * events, events, events)
-    );
-    let mut from_both = report.findings.to_vec().unwrap();
-    from_both.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(summary(&from_one), summary(&from_both));
-    for (a, b) in from_one.iter().zip(&from_both) {
-        assert_eq!(a, b);
+            report.events_duplicate,
+            report.files_copies,
+        );
+        (counts, findings)
+    };
+    let (counts, from_both) = scan(&[trail.clone(), second]);
+    assert_eq!(counts, (2 * events, events, events, 0));
+    let (counts, with_backup) = scan(&[trail, backup]);
+    assert_eq!(counts, (events, events, 0, files.len()));
+    for findings in [from_both, with_backup] {
+        assert_eq!(summary(&from_one), summary(&findings));
+        for (a, b) in from_one.iter().zip(&findings) {
+            assert_eq!(a, b);
+        }
     }
+}
+
+/// A gzipped delivery file with its records in reverse order, laid out
+/// otherwise.
+fn with_records_reversed(gzipped: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(gzipped)
+        .read_to_end(&mut json)
+        .unwrap();
+    let mut document: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    document["Records"].as_array_mut().unwrap().reverse();
+    let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Pretty-printed: other bytes, even for a file of one record.
+    out.write_all(&serde_json::to_vec_pretty(&document).unwrap())
+        .unwrap();
+    out.finish().unwrap()
 }
 
 #[test]

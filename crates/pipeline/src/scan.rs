@@ -712,7 +712,7 @@ mod tests {
         for sub in ["a", "b", "c"] {
             std::fs::create_dir_all(logs.join(sub)).unwrap();
         }
-        let (large, text, _) = large_file(&logs.join("a"), "events.jsonl");
+        let (large, text, probe) = large_file(&logs.join("a"), "events.jsonl");
         std::fs::copy(&large, logs.join("b/events.jsonl")).unwrap();
         let small = logs.join("a/small.jsonl");
         std::fs::write(&small, lines(3)).unwrap();
@@ -721,6 +721,7 @@ mod tests {
         // changed in the middle: not a copy.
         let changed = text.replacen("\"eventID\":\"e200\"", "\"eventID\":\"x200\"", 1);
         assert_ne!(changed, text);
+        assert_eq!(probe_of(changed.as_bytes()), probe);
         std::fs::write(logs.join("c/events.jsonl"), changed).unwrap();
         for state_dir in [None, Some(dir.path().join("state"))] {
             let config = ScanConfig {
