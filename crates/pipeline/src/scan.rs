@@ -712,16 +712,19 @@ mod tests {
         for sub in ["a", "b", "c"] {
             std::fs::create_dir_all(logs.join(sub)).unwrap();
         }
-        let (large, text, probe) = large_file(&logs.join("a"), "events.jsonl");
+        // Large enough for its middle to lie outside the probe's ends.
+        let text = lines(600);
+        let large = logs.join("a/events.jsonl");
+        std::fs::write(&large, &text).unwrap();
         std::fs::copy(&large, logs.join("b/events.jsonl")).unwrap();
         let small = logs.join("a/small.jsonl");
         std::fs::write(&small, lines(3)).unwrap();
         std::fs::copy(&small, logs.join("b/small.jsonl")).unwrap();
         // The same size, start and end (so the same probe), one event's id
         // changed in the middle: not a copy.
-        let changed = text.replacen("\"eventID\":\"e200\"", "\"eventID\":\"x200\"", 1);
+        let changed = text.replacen("\"eventID\":\"e300\"", "\"eventID\":\"x300\"", 1);
         assert_ne!(changed, text);
-        assert_eq!(probe_of(changed.as_bytes()), probe);
+        assert_eq!(probe_of(changed.as_bytes()), probe_of(text.as_bytes()));
         std::fs::write(logs.join("c/events.jsonl"), changed).unwrap();
         for state_dir in [None, Some(dir.path().join("state"))] {
             let config = ScanConfig {
@@ -743,7 +746,7 @@ mod tests {
             ];
             assert_eq!(
                 (report.files_read, report.files_copies, report.events_read),
-                (3, 2, 803),
+                (3, 2, 1203),
                 "{state_dir:?}"
             );
             assert_eq!(report.copy_examples, copies);
