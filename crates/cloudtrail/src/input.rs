@@ -382,14 +382,23 @@ pub enum Identified {
     Probed(Probed),
 }
 
+/// What a file is known by before it is parsed: the same content always
+/// has the same fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fingerprint {
+    /// The 128-bit xxh3 of all its bytes: the same hash is taken for the
+    /// same content (as a state directory takes it).
+    Content(u128),
+    /// A larger file's probe (see [`Probed`]), which other content may
+    /// share: files with the same probe are compared byte for byte.
+    Probe(u128),
+}
+
 impl Identified {
-    /// The same for the same content: the hash of content read whole, the
-    /// probe of a larger file. Two files with the same fingerprint are
-    /// likely copies, to be compared.
-    pub fn fingerprint(&self) -> u128 {
+    pub fn fingerprint(&self) -> Fingerprint {
         match self {
-            Identified::Hashed(hashed) => hashed.hash,
-            Identified::Probed(probed) => probed.probe,
+            Identified::Hashed(hashed) => Fingerprint::Content(hashed.hash),
+            Identified::Probed(probed) => Fingerprint::Probe(probed.probe),
         }
     }
 

@@ -15,7 +15,7 @@ pub mod record;
 pub mod time;
 
 pub use input::{
-    Hashed, Identified, InputError, Parsed, Probed, ReadSoFar, Rejected, Source, decompress,
-    discover, parse_document,
+    Fingerprint, Hashed, Identified, InputError, Parsed, Probed, ReadSoFar, Rejected, Source,
+    decompress, discover, parse_document,
 };
 pub use principal::{normalise, normalise_into, partition_of};

@@ -4,21 +4,21 @@
 //! than the reorder window within which a principal's profile drops a
 //! repeat, so they would be counted twice (a command's volume across the
 //! organisation doubled, and findings raised on it). A file whose
-//! fingerprint ([`Identified::fingerprint`]) matches one read before in
-//! the scan is compared with it byte for byte, and not read if the same.
-//!
-//! [`Identified::fingerprint`]: trailhound_cloudtrail::Identified::fingerprint
+//! fingerprint ([`Fingerprint`]) is one read before in the scan is not
+//! read: a small file's hash is of all its bytes; a larger file with the
+//! probe of one before is compared with it byte for byte first.
 
 use std::collections::hash_map::Entry;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use trailhound_cloudtrail::Fingerprint;
+
 /// The files read so far in a scan, by fingerprint.
 #[derive(Default)]
 pub struct ReadBefore {
-    /// A fingerprint's low 64 bits (equal ones are compared anyway) → the
-    /// index of the first file read with it.
-    first: foldhash::HashMap<u64, usize>,
+    /// The index of the first file read with each fingerprint.
+    first: foldhash::HashMap<Fingerprint, usize>,
 }
 
 impl ReadBefore {
@@ -28,16 +28,20 @@ impl ReadBefore {
         &mut self,
         files: &'a [PathBuf],
         index: usize,
-        fingerprint: u128,
+        fingerprint: Fingerprint,
     ) -> Option<&'a Path> {
-        match self.first.entry(fingerprint as u64) {
+        match self.first.entry(fingerprint) {
             Entry::Vacant(vacant) => {
                 vacant.insert(index);
                 None
             }
             Entry::Occupied(first) => {
                 let original = &files[*first.get()];
-                same_content(original, &files[index]).then_some(original.as_path())
+                let same = match fingerprint {
+                    Fingerprint::Content(_) => true,
+                    Fingerprint::Probe(_) => same_content(original, &files[index]),
+                };
+                same.then_some(original.as_path())
             }
         }
     }
@@ -70,7 +74,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_copy_is_known_by_its_bytes_not_its_fingerprint() {
+    fn a_copy_is_known_by_its_content_hash_or_by_its_bytes_after_its_probe() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.path().join(name);
@@ -90,16 +94,24 @@ mod tests {
             write("changed", &changed),
         ];
         let mut read = ReadBefore::default();
-        assert_eq!(read.original_of(&files, 0, 7), None);
-        assert_eq!(read.original_of(&files, 1, 7), Some(files[0].as_path()));
-        // The same fingerprint, other bytes: read.
-        assert_eq!(read.original_of(&files, 2, 7), None);
-        assert_eq!(read.original_of(&files, 3, 7), None);
+        let probe = Fingerprint::Probe(7);
+        assert_eq!(read.original_of(&files, 0, probe), None);
+        assert_eq!(read.original_of(&files, 1, probe), Some(files[0].as_path()));
+        // The same probe, other bytes: read.
+        assert_eq!(read.original_of(&files, 2, probe), None);
+        assert_eq!(read.original_of(&files, 3, probe), None);
         // The same bytes under another fingerprint are not looked for.
-        assert_eq!(read.original_of(&files, 1, 8), None);
+        assert_eq!(read.original_of(&files, 1, Fingerprint::Probe(8)), None);
+        // A content hash is of every byte: not compared again.
+        let content = Fingerprint::Content(7);
+        assert_eq!(read.original_of(&files, 2, content), None);
+        assert_eq!(
+            read.original_of(&files, 3, content),
+            Some(files[2].as_path())
+        );
         std::fs::remove_file(&files[0]).unwrap();
         assert_eq!(
-            read.original_of(&files, 1, 7),
+            read.original_of(&files, 1, probe),
             None,
             "an original gone cannot be compared: read"
         );

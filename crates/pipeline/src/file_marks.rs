@@ -23,7 +23,7 @@
 
 use std::path::Path;
 
-use trailhound_cloudtrail::{Identified, ReadSoFar, Source};
+use trailhound_cloudtrail::{Fingerprint, Identified, ReadSoFar, Source};
 use trailhound_state::{Batch, StateError, Store};
 
 /// Checkpoint changes to commit: a meta key and its value (`None` deletes
@@ -69,8 +69,8 @@ pub enum Opened {
         /// Its checkpoint marks when there is a store.
         marks: Option<Box<FileMarks>>,
         source: Source,
-        /// See [`Identified::fingerprint`]; `None` for stdin.
-        fingerprint: Option<u128>,
+        /// `None` for stdin.
+        fingerprint: Option<Fingerprint>,
     },
     /// The file or its content was scanned before; the key of
     /// [`unchanged_key`] to keep when it was known by its content only.
@@ -169,7 +169,7 @@ pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened,
 
 /// A file or stdin opened, and its fingerprint (`None` for stdin, which
 /// cannot be compared with another file).
-fn identify(path: &Path) -> Result<(Identified, Option<u128>), String> {
+fn identify(path: &Path) -> Result<(Identified, Option<Fingerprint>), String> {
     let identified = Source::open_identified(path).map_err(|e| e.to_string())?;
     let fingerprint = (path.as_os_str() != "-").then(|| identified.fingerprint());
     Ok((identified, fingerprint))
