@@ -4,15 +4,26 @@
 //! than the reorder window within which a principal's profile drops a
 //! repeat, so they would be counted twice (a command's volume across the
 //! organisation doubled, and findings raised on it). A file whose
-//! fingerprint ([`Fingerprint`]) is one read before in the scan is not
-//! read: a small file's hash is of all its bytes; a larger file with the
+//! fingerprint ([`Fingerprint`]) is one read before in the scan (or by
+//! `trailhound investigate` and `profile` from logs) is not read: a small file's hash is of all its bytes; a larger file with the
 //! probe of one before is compared with it byte for byte first.
 
 use std::collections::hash_map::Entry;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use trailhound_cloudtrail::Fingerprint;
+use trailhound_cloudtrail::{Fingerprint, InputError, Source};
+
+/// Open a file or `-` to be read, with its fingerprint (`None` for stdin:
+/// streamed, it is compared with nothing).
+pub fn open(path: &Path) -> Result<(Source, Option<Fingerprint>), InputError> {
+    if path.as_os_str() == "-" {
+        return Ok((Source::open(path)?, None));
+    }
+    let identified = Source::open_identified(path)?;
+    let fingerprint = identified.fingerprint();
+    Ok((identified.into_source()?, Some(fingerprint)))
+}
 
 /// The files read so far in a scan, by fingerprint.
 #[derive(Default)]

@@ -81,17 +81,7 @@ pub enum Opened {
 /// before and how far.
 pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened, String> {
     let Some(checkpoints) = checkpoints else {
-        if path.as_os_str() == "-" {
-            // Streamed: only a store needs stdin read whole, to hash it.
-            let source = Source::open(path).map_err(|e| e.to_string())?;
-            return Ok(Opened::ToRead {
-                marks: None,
-                source,
-                fingerprint: None,
-            });
-        }
-        let (identified, fingerprint) = identify(path)?;
-        let source = identified.into_source().map_err(|e| e.to_string())?;
+        let (source, fingerprint) = crate::copies::open(path).map_err(|e| e.to_string())?;
         return Ok(Opened::ToRead {
             marks: None,
             source,
@@ -110,7 +100,9 @@ pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened,
     }
     // Otherwise the content must be known before it is read; content
     // scanned before is not gunzipped again.
-    let (identified, fingerprint) = identify(path)?;
+    let identified = Source::open_identified(path).map_err(|e| e.to_string())?;
+    // Stdin (read whole, to hash it) is compared with no file.
+    let fingerprint = (path.as_os_str() != "-").then(|| identified.fingerprint());
     let (hashed, probe) = match identified {
         Identified::Hashed(hashed) => (hashed, None),
         Identified::Probed(probed) => {
@@ -165,14 +157,6 @@ pub fn open(path: &Path, checkpoints: Option<Checkpoints<'_>>) -> Result<Opened,
         source,
         fingerprint,
     })
-}
-
-/// A file or stdin opened, and its fingerprint (`None` for stdin, which
-/// cannot be compared with another file).
-fn identify(path: &Path) -> Result<(Identified, Option<Fingerprint>), String> {
-    let identified = Source::open_identified(path).map_err(|e| e.to_string())?;
-    let fingerprint = (path.as_os_str() != "-").then(|| identified.fingerprint());
-    Ok((identified, fingerprint))
 }
 
 /// `unchanged-file:<hash>`, the 128-bit xxh3 of the file's absolute path,

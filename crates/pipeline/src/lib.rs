@@ -10,10 +10,10 @@
 //! - [`scan`](mod@scan): `trailhound scan`: read logs, run every stage, report;
 //!   [`findings`]: the findings it reports, read back from the state;
 //!   [`file_marks`]: the checkpoints of the files it read into a state
-//!   directory; `copies`: files with the content of one it read before.
+//!   directory; [`copies`]: files with the content of one read before.
 
 pub mod bus;
-mod copies;
+pub mod copies;
 pub mod file_marks;
 pub mod findings;
 pub mod nats;

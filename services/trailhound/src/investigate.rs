@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use trailhound_cloudtrail::Source;
 use trailhound_detect::baseline::duplicates::RecentEvents;
 use trailhound_detect::baseline::principal_key;
 use trailhound_enrich::Enricher;
 use trailhound_pipeline::ScanConfig;
+use trailhound_pipeline::copies::{self, ReadBefore};
 use trailhound_proto::{CloudTrailEvent, EnrichedEvent};
 use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
 
@@ -145,18 +145,34 @@ pub(crate) fn visit_records(
     note_unusable: bool,
     mut visit: impl FnMut(Box<CloudTrailEvent>) -> Result<(), String>,
 ) -> anyhow::Result<()> {
-    for file in trailhound_cloudtrail::discover(paths)? {
+    let files = trailhound_cloudtrail::discover(paths)?;
+    let mut read_before = ReadBefore::default();
+    for (index, file) in files.iter().enumerate() {
+        let (source, fingerprint) = match copies::open(file) {
+            Ok(opened) => opened,
+            Err(e) => {
+                output::note(&format!("{command}: {e}"))?;
+                continue;
+            }
+        };
+        // A copy's events would be counted twice (see `copies`).
+        if let Some(original) = fingerprint.and_then(|f| read_before.original_of(&files, index, f))
+        {
+            let (copy, original) = (file.display(), original.display());
+            output::note(&format!(
+                "{command}: {copy} not read: the same as {original}"
+            ))?;
+            continue;
+        }
         let (mut unusable, mut first) = (0u64, None);
-        let parsed = Source::open(&file).and_then(|source| {
-            source.parse(false, &mut |record| {
-                let why = match record.map(&mut visit) {
-                    Ok(Ok(())) => return,
-                    Ok(Err(why)) => why,
-                    Err(rejected) => rejected.to_string(),
-                };
-                unusable += 1;
-                first.get_or_insert(why);
-            })
+        let parsed = source.parse(false, &mut |record| {
+            let why = match record.map(&mut visit) {
+                Ok(Ok(())) => return,
+                Ok(Err(why)) => why,
+                Err(rejected) => rejected.to_string(),
+            };
+            unusable += 1;
+            first.get_or_insert(why);
         });
         if let Err(e) = parsed {
             output::note(&format!("{command}: {e}"))?;
