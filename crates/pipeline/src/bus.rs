@@ -34,6 +34,7 @@ pub struct InProcessBus {
     candidates: Vec<Finding>,
     /// Hashes of the principals' profile keys (account and principal).
     principals: foldhash::HashSet<u128>,
+    events_late: u64,
 }
 
 impl InProcessBus {
@@ -57,6 +58,7 @@ impl InProcessBus {
             group: Vec::new(),
             candidates: Vec::new(),
             principals: foldhash::HashSet::default(),
+            events_late: 0,
         }
     }
 
@@ -139,7 +141,8 @@ impl InProcessBus {
                 continue;
             }
             match self.baseline.profile.observe(&mut self.group[slot]) {
-                Ok(Observed::New) => {
+                Ok(observed @ (Observed::New | Observed::Late)) => {
+                    self.events_late += u64::from(observed == Observed::Late);
                     let principal = self.baseline.profile.last_principal_key();
                     self.principals
                         .insert(xxhash_rust::xxh3::xxh3_128(principal.as_bytes()));
@@ -218,6 +221,12 @@ impl InProcessBus {
     /// Distinct (account, principal) pairs this bus has processed.
     pub fn principals_seen(&self) -> usize {
         self.principals.len()
+    }
+
+    /// Events observed though later than the reorder window allows
+    /// ([`Observed::Late`]).
+    pub fn events_late(&self) -> u64 {
+        self.events_late
     }
 
     pub fn store(&self) -> Option<&Arc<Store>> {

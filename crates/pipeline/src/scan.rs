@@ -100,6 +100,11 @@ pub struct ScanReport {
     /// the reorder window): delivered twice, by two trails or twice by
     /// one. Dropped at the baseline.
     pub events_duplicate: u64,
+    /// Events more than the reorder window behind their principal's latest
+    /// event (a backfill, or logs out of time order): judged against a
+    /// profile already holding later events, and left out of the volume
+    /// detectors.
+    pub events_late: u64,
     pub events_rejected: u64,
     /// The first rejections, for display; all go to the dead-letter file.
     pub rejected_examples: Vec<Rejected>,
@@ -198,6 +203,7 @@ pub fn scan(
         d.flush()?;
     }
     report.principals = bus.principals_seen();
+    report.events_late = bus.events_late();
     // The findings stay in the alert stage's state, read back when shown.
     report.findings = ScanFindings::new(findings, bus.merge.0);
     report.elapsed = started.elapsed();
@@ -703,6 +709,34 @@ mod tests {
             &bytes[bytes.len() - (64 << 10)..],
         ];
         xxhash_rust::xxh3::xxh3_128(&ends.concat())
+    }
+
+    #[test]
+    fn events_later_than_the_reorder_window_are_counted_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        // An hour of calls a second apart, the second half read first: the
+        // first half is 30 to 60 minutes behind the latest.
+        let text = lines(3600);
+        let half = text.match_indices('\n').nth(1799).unwrap().0 + 1;
+        let (first, second) = text.split_at(half);
+        std::fs::write(&file, [second, first].concat()).unwrap();
+        let report = scan(
+            std::slice::from_ref(&file),
+            &ScanConfig::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!((report.events_used, report.events_late), (3600, 1800));
+        // In time order, none.
+        std::fs::write(&file, &text).unwrap();
+        let report = scan(
+            std::slice::from_ref(&file),
+            &ScanConfig::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!((report.events_used, report.events_late), (3600, 0));
     }
 
     #[test]

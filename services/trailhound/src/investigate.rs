@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use trailhound_detect::baseline::duplicates::RecentEvents;
+use trailhound_detect::baseline::duplicates::{Arrival, RecentEvents};
 use trailhound_detect::baseline::principal_key;
 use trailhound_enrich::Enricher;
 use trailhound_pipeline::ScanConfig;
@@ -126,7 +126,9 @@ pub(crate) fn visit_enriched(
                     recent.insert(key.clone(), RecentEvents::default());
                 }
                 let principal_recent = recent.get_mut(&key).expect("inserted above");
-                !principal_recent.remember(&call.event_id, call.event_time_ms, window_ms)
+                let arrival =
+                    principal_recent.remember(&call.event_id, call.event_time_ms, window_ms);
+                arrival == Arrival::Repeat
             }
             _ => false,
         };

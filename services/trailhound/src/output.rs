@@ -368,6 +368,16 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
             r.events_duplicate
         )?;
     }
+    if r.events_late > 0 {
+        writeln!(
+            err,
+            "note: {} event(s) came more than the reorder window behind their principal's \
+             latest event (logs read out of time order, or a backfill into a state directory): \
+             they were judged against profiles that already held later events, and left out \
+             of the volume detectors. For exact findings, scan logs in time order.",
+            r.events_late
+        )?;
+    }
     let mut by_detector: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let findings = r.findings.summaries();
     for f in findings {

@@ -21,17 +21,28 @@ pub struct RecentEvents {
     events: HashMap<u64, i64>,
 }
 
+/// How an event stands among its principal's recent events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Not among them, and within the window of the latest.
+    New,
+    /// Remembered: delivered again.
+    Repeat,
+    /// Older than the latest by more than the window: taken as new (its
+    /// first delivery may have been forgotten), but later than the reorder
+    /// window allows (a backfill, or logs read out of time order).
+    Late,
+}
+
 impl RecentEvents {
-    /// Remember the event; false when it was remembered already (a
-    /// duplicate). An event older than the latest by more than `window_ms`
-    /// is always new: its first delivery may have been forgotten.
-    pub fn remember(&mut self, event_id: &str, t: i64, window_ms: i64) -> bool {
+    /// Remember the event, and say how it stands.
+    pub fn remember(&mut self, event_id: &str, t: i64, window_ms: i64) -> Arrival {
         if t < self.latest_ms - window_ms {
-            return true;
+            return Arrival::Late;
         }
         let hash = xxhash_rust::xxh3::xxh3_64_with_seed(event_id.as_bytes(), t as u64);
         if self.events.insert(hash, t).is_some() {
-            return false;
+            return Arrival::Repeat;
         }
         self.latest_ms = self.latest_ms.max(t);
         // At most once per window of event time: a principal keeps at most
@@ -41,7 +52,7 @@ impl RecentEvents {
             self.events.retain(|_, &mut at| at >= oldest);
             self.pruned_ms = self.latest_ms;
         }
-        true
+        Arrival::New
     }
 }
 
@@ -55,26 +66,32 @@ mod tests {
     #[test]
     fn a_duplicate_within_the_window_is_not_new() {
         let mut recent = RecentEvents::default();
-        assert!(recent.remember("a", T0, WINDOW));
-        assert!(recent.remember("b", T0 + 60_000, WINDOW));
+        assert_eq!(recent.remember("a", T0, WINDOW), Arrival::New);
+        assert_eq!(recent.remember("b", T0 + 60_000, WINDOW), Arrival::New);
         // Delivered again by a second trail, after later calls.
-        assert!(!recent.remember("a", T0, WINDOW));
-        assert!(!recent.remember("b", T0 + 60_000, WINDOW));
+        assert_eq!(recent.remember("a", T0, WINDOW), Arrival::Repeat);
+        assert_eq!(recent.remember("b", T0 + 60_000, WINDOW), Arrival::Repeat);
         // The same id at another time is another event.
-        assert!(recent.remember("a", T0 + 1, WINDOW));
+        assert_eq!(recent.remember("a", T0 + 1, WINDOW), Arrival::New);
     }
 
     #[test]
-    fn events_older_than_the_window_are_forgotten() {
+    fn events_older_than_the_window_are_late_and_forgotten() {
         let mut recent = RecentEvents::default();
-        assert!(recent.remember("early", T0, WINDOW));
+        assert_eq!(recent.remember("early", T0, WINDOW), Arrival::New);
         for minute in 1..=40 {
-            assert!(recent.remember(&format!("m{minute}"), T0 + minute * 60_000, WINDOW));
+            assert_eq!(
+                recent.remember(&format!("m{minute}"), T0 + minute * 60_000, WINDOW),
+                Arrival::New
+            );
         }
-        // Beyond the window of the latest: new, whether remembered or not.
-        assert!(recent.remember("early", T0, WINDOW));
+        // Beyond the window of the latest: late, whether remembered or not.
+        assert_eq!(recent.remember("early", T0, WINDOW), Arrival::Late);
         assert!(recent.events.len() <= 31, "{} kept", recent.events.len());
         // Within it: still a duplicate.
-        assert!(!recent.remember("m30", T0 + 30 * 60_000, WINDOW));
+        assert_eq!(
+            recent.remember("m30", T0 + 30 * 60_000, WINDOW),
+            Arrival::Repeat
+        );
     }
 }

@@ -71,7 +71,7 @@ impl Baseline {
     ) -> Result<Option<Observation>, StateError> {
         let mut observation = observation_of(enriched);
         let observed = self.observe_into(&mut observation)?;
-        Ok((observed == Observed::New).then_some(observation))
+        Ok((observed != Observed::Duplicate).then_some(observation))
     }
 
     /// The three hops on `observation`'s enriched event; what else it holds
@@ -79,12 +79,13 @@ impl Baseline {
     /// A duplicate of an event observed before goes no further than the
     /// profile.
     pub fn observe_into(&mut self, observation: &mut Observation) -> Result<Observed, StateError> {
-        if self.profile.observe(observation)? == Observed::Duplicate {
-            return Ok(Observed::Duplicate);
+        let observed = self.profile.observe(observation)?;
+        if observed == Observed::Duplicate {
+            return Ok(observed);
         }
         self.account.observe(observation)?;
         self.command.observe(observation)?;
-        Ok(Observed::New)
+        Ok(observed)
     }
 
     pub fn drain_into(&mut self, batch: &mut Batch) {

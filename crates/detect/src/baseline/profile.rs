@@ -15,7 +15,7 @@ use trailhound_proto::{
     RateKind,
 };
 
-use super::duplicates::RecentEvents;
+use super::duplicates::{Arrival, RecentEvents};
 use super::known::KnownValues;
 use super::values::write_value;
 use super::{located_call, principal_key, region_of};
@@ -142,9 +142,11 @@ impl ProfileBaseline {
         principal_key(principal, &mut self.key);
         let profile = self.profiles.entry(&self.key, Profile::default)?;
         let reorder = self.config.reorder_ms();
-        if !profile.recent.remember(&event.event_id, t, reorder) {
-            return Ok(Observed::Duplicate);
-        }
+        let observed = match profile.recent.remember(&event.event_id, t, reorder) {
+            Arrival::Repeat => return Ok(Observed::Duplicate),
+            Arrival::New => Observed::New,
+            Arrival::Late => Observed::Late,
+        };
         prune(profile, t, window);
         let new_principal = match &mut profile.activity {
             None => {
@@ -239,15 +241,21 @@ impl ProfileBaseline {
         // The account and command hops' fields, until they set them.
         *region_unused_in_account = false;
         *command_events_in_window = 0;
-        Ok(Observed::New)
+        Ok(observed)
     }
 }
 
-/// Whether the profile hop observed an event or dropped it as a duplicate.
+/// Whether the profile hop observed an event (and whether in time) or
+/// dropped it as a duplicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Observed {
     New,
+    /// Observed, though it came more than the reorder window behind the
+    /// principal's latest event (a backfill, or logs out of time order):
+    /// judged against a profile that already holds the later events, and
+    /// left out of the volume detectors (see `rates`).
+    Late,
     /// The event was observed before: a second trail, or a second
     /// delivery, brought it again. Its observation is not filled in.
     Duplicate,
