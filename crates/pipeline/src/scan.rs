@@ -720,23 +720,13 @@ mod tests {
         let text = lines(3600);
         let half = text.match_indices('\n').nth(1799).unwrap().0 + 1;
         let (first, second) = text.split_at(half);
-        std::fs::write(&file, [second, first].concat()).unwrap();
-        let report = scan(
-            std::slice::from_ref(&file),
-            &ScanConfig::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!((report.events_used, report.events_late), (3600, 1800));
-        // In time order, none.
-        std::fs::write(&file, &text).unwrap();
-        let report = scan(
-            std::slice::from_ref(&file),
-            &ScanConfig::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!((report.events_used, report.events_late), (3600, 0));
+        // In time order, none is late.
+        for (content, late) in [([second, first].concat(), 1800), (text.clone(), 0)] {
+            std::fs::write(&file, content).unwrap();
+            let files = std::slice::from_ref(&file);
+            let report = scan(files, &ScanConfig::default(), &mut |_| {}).unwrap();
+            assert_eq!((report.events_used, report.events_late), (3600, late));
+        }
     }
 
     #[test]
