@@ -28,17 +28,19 @@ pub enum Arrival {
     New,
     /// Remembered: delivered again.
     Repeat,
-    /// Older than the latest by more than the window: taken as new (its
-    /// first delivery may have been forgotten), but later than the reorder
-    /// window allows (a backfill, or logs read out of time order).
-    Late,
+    /// Older than the latest by more than the window (by `behind_ms`):
+    /// taken as new (its first delivery may have been forgotten), but later
+    /// than the reorder window allows (a backfill, or logs read out of
+    /// time order).
+    Late { behind_ms: i64 },
 }
 
 impl RecentEvents {
     /// Remember the event, and say how it stands.
     pub fn remember(&mut self, event_id: &str, t: i64, window_ms: i64) -> Arrival {
         if t < self.latest_ms - window_ms {
-            return Arrival::Late;
+            let behind_ms = self.latest_ms - t;
+            return Arrival::Late { behind_ms };
         }
         let hash = xxhash_rust::xxh3::xxh3_64_with_seed(event_id.as_bytes(), t as u64);
         if self.events.insert(hash, t).is_some() {
@@ -86,7 +88,11 @@ mod tests {
             );
         }
         // Beyond the window of the latest: late, whether remembered or not.
-        assert_eq!(recent.remember("early", T0, WINDOW), Arrival::Late);
+        let behind_ms = 40 * 60_000;
+        assert_eq!(
+            recent.remember("early", T0, WINDOW),
+            Arrival::Late { behind_ms }
+        );
         assert!(recent.events.len() <= 31, "{} kept", recent.events.len());
         // Within it: still a duplicate.
         assert_eq!(

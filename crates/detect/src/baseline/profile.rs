@@ -142,10 +142,10 @@ impl ProfileBaseline {
         principal_key(principal, &mut self.key);
         let profile = self.profiles.entry(&self.key, Profile::default)?;
         let reorder = self.config.reorder_ms();
-        let observed = match profile.recent.remember(&event.event_id, t, reorder) {
+        let (observed, late_by_ms) = match profile.recent.remember(&event.event_id, t, reorder) {
             Arrival::Repeat => return Ok(Observed::Duplicate),
-            Arrival::New => Observed::New,
-            Arrival::Late => Observed::Late,
+            Arrival::New => (Observed::New, 0),
+            Arrival::Late { behind_ms } => (Observed::Late, behind_ms),
         };
         prune(profile, t, window);
         let new_principal = match &mut profile.activity {
@@ -157,7 +157,7 @@ impl ProfileBaseline {
         };
         let facts = facts.get_or_insert_default();
         write_facts(profile, t, &self.config, facts);
-        facts.new_principal = new_principal;
+        (facts.new_principal, facts.late_by_ms) = (new_principal, late_by_ms);
 
         novelties.clear();
         let kinds: [(NoveltyKind, &mut dyn Values); 8] = [
@@ -429,6 +429,7 @@ fn write_facts(
         known_asos: known.asos,
         known_user_agents: known.user_agents,
         new_principal: false,
+        late_by_ms: 0,
     };
 }
 
