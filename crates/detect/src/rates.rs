@@ -80,7 +80,8 @@ impl Rates {
     /// the reorder window before the latest event, and peaks older than the
     /// window. `None` for an event whose bucket is such a bucket: closed,
     /// its peak taken, so the event is not counted (it came later than the
-    /// reorder window allows: a backfill, or a copy of a file read before).
+    /// reorder window allows: a backfill, or a second trail's copy read
+    /// days later).
     pub fn record(
         &mut self,
         s: &Sample<'_>,

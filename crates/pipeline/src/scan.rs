@@ -103,7 +103,7 @@ pub struct ScanReport {
     /// Events more than the reorder window behind their principal's latest
     /// event (a backfill, or logs out of time order): judged against a
     /// profile already holding later events, and left out of the volume
-    /// detectors.
+    /// detectors once their time bucket had closed.
     pub events_late: u64,
     pub events_rejected: u64,
     /// The first rejections, for display; all go to the dead-letter file.

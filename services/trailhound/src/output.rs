@@ -374,7 +374,8 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
             "note: {} event(s) came more than the reorder window behind their principal's \
              latest event (logs read out of time order, or a backfill into a state directory): \
              they were judged against profiles that already held later events, and left out \
-             of the volume detectors. For exact findings, scan logs in time order.",
+             of the volume detectors once their time bucket had closed. For exact findings, \
+             scan logs in time order.",
             r.events_late
         )?;
     }

@@ -254,7 +254,8 @@ pub enum Observed {
     /// Observed, though it came more than the reorder window behind the
     /// principal's latest event (a backfill, or logs out of time order):
     /// judged against a profile that already holds the later events, and
-    /// left out of the volume detectors (see `rates`).
+    /// left out of the volume detectors once its time bucket has closed
+    /// (see `rates`).
     Late,
     /// The event was observed before: a second trail, or a second
     /// delivery, brought it again. Its observation is not filled in.
