@@ -39,6 +39,7 @@ pub struct Metrics {
     partitions_rebuilding: Family<HopLabel, Gauge>,
     batch_seconds: Family<HopLabel, Histogram, fn() -> Histogram>,
     findings: Family<FindingLabels, Counter>,
+    events_late: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +63,7 @@ impl Metrics {
             partitions_rebuilding: Family::default(),
             batch_seconds: Family::new_with_constructor(batch_histogram),
             findings: Family::default(),
+            events_late: Counter::default(),
         };
         registry.register(
             "messages_in",
@@ -113,6 +115,13 @@ impl Metrics {
             "Findings created, by detector and severity",
             metrics.findings.clone(),
         );
+        registry.register(
+            "events_late",
+            "Events the profile hop observed more than the reorder window behind their \
+             principal's latest (a backfill, or logs out of time order): judged against \
+             profiles that already held later events",
+            metrics.events_late.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             ..metrics
@@ -145,6 +154,11 @@ impl Metrics {
                 severity: severity.to_string(),
             })
             .inc();
+    }
+
+    /// Count an event observed later than the reorder window allows.
+    pub fn late_event(&self) {
+        self.events_late.inc();
     }
 
     /// Everything in the Prometheus text format.

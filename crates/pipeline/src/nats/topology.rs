@@ -61,7 +61,11 @@ pub fn baseline(
             },
             partitions,
             owned: owned.clone(),
-            count_output: |_, _| {},
+            count_output: |observation, metrics| {
+                if observation.facts.as_ref().is_some_and(|f| f.late_by_ms > 0) {
+                    metrics.late_event();
+                }
+            },
         },
         Hop {
             name: "baseline-account",
@@ -131,5 +135,40 @@ pub fn alert(
                 metrics.finding(&finding.detector, severity.label());
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use trailhound_proto::PrincipalFacts;
+    use trailhound_telemetry::Metrics;
+
+    use super::*;
+    use crate::stage::all_tables;
+
+    #[test]
+    fn the_profile_hop_counts_events_read_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &all_tables()).unwrap();
+        let whole = Ownership {
+            replica: 0,
+            replicas: 1,
+        };
+        let (profile, _, _) = baseline(Arc::default(), 4, whole, store);
+        let metrics = Metrics::new();
+        let mut observation = Observation {
+            facts: Some(PrincipalFacts::default()),
+            ..Default::default()
+        };
+        (profile.count_output)(&observation, &metrics);
+        observation.facts.as_mut().unwrap().late_by_ms = 3_600_000;
+        (profile.count_output)(&observation, &metrics);
+        assert!(
+            metrics
+                .encode()
+                .contains("trailhound_events_late_total 1\n"),
+            "{}",
+            metrics.encode()
+        );
     }
 }
