@@ -25,11 +25,14 @@ pub fn open(path: &Path) -> Result<(Source, Option<Fingerprint>), InputError> {
     Ok((identified.into_source()?, Some(fingerprint)))
 }
 
-/// The files read so far in a scan, by fingerprint.
+/// The files read so far in a scan, by fingerprint: the index of the first
+/// file read with each, hashes and probes apart. A hash is kept as two
+/// `u64` (24 bytes an entry, where a `u128` key would take 32): a scan of
+/// 400,000 delivery files keeps about 11 MB here.
 #[derive(Default)]
 pub struct ReadBefore {
-    /// The index of the first file read with each fingerprint.
-    first: foldhash::HashMap<Fingerprint, usize>,
+    contents: foldhash::HashMap<[u64; 2], u32>,
+    probes: foldhash::HashMap<[u64; 2], u32>,
 }
 
 impl ReadBefore {
@@ -41,13 +44,18 @@ impl ReadBefore {
         index: usize,
         fingerprint: Fingerprint,
     ) -> Option<&'a Path> {
-        match self.first.entry(fingerprint) {
+        let (seen, hash) = match fingerprint {
+            Fingerprint::Content(hash) => (&mut self.contents, hash),
+            Fingerprint::Probe(probe) => (&mut self.probes, probe),
+        };
+        let key = [(hash >> 64) as u64, hash as u64];
+        match seen.entry(key) {
             Entry::Vacant(vacant) => {
-                vacant.insert(index);
+                vacant.insert(u32::try_from(index).unwrap_or(u32::MAX));
                 None
             }
             Entry::Occupied(first) => {
-                let original = &files[*first.get()];
+                let original = files.get(*first.get() as usize)?;
                 let same = match fingerprint {
                     Fingerprint::Content(_) => true,
                     Fingerprint::Probe(_) => same_content(original, &files[index]),
