@@ -5,8 +5,9 @@
 //! repeat, so they would be counted twice (a command's volume across the
 //! organisation doubled, and findings raised on it). A file whose
 //! fingerprint ([`Fingerprint`]) is one read before in the scan (or by
-//! `trailhound investigate` and `profile` from logs) is not read: a small file's hash is of all its bytes; a larger file with the
-//! probe of one before is compared with it byte for byte first.
+//! `trailhound investigate` and `profile` from logs) is not read: a small
+//! file's hash is of all its bytes; a larger file with the probe of one
+//! before is compared with it byte for byte first.
 
 use std::collections::hash_map::Entry;
 use std::io::{BufRead, BufReader};
