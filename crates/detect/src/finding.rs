@@ -214,14 +214,6 @@ pub fn principal_context(
             f.known_countries.join(", ")
         ));
     }
-    if f.late_by_ms > 0 {
-        let behind = std::time::Duration::from_secs((f.late_by_ms / 1000).unsigned_abs());
-        facts.push(format!(
-            "event read {} behind the principal's latest call (logs out of time order, or a \
-             backfill): judged against a profile that already held later calls",
-            humantime::format_duration(behind)
-        ));
-    }
     let network = network.filter(|n| n.is_network_location && !n.aws_source.is_empty());
     if let Some(n) = network {
         let verdict = if n.in_aws {
@@ -305,20 +297,5 @@ mod tests {
         assert_eq!(super::date(0), "1970-01-01");
         assert_eq!(super::date(1_722_431_184_000), "2024-07-31");
         assert_eq!(super::date(951_782_400_000), "2000-02-29");
-    }
-
-    #[test]
-    fn an_event_read_late_says_so_in_its_context() {
-        let mut facts = trailhound_proto::PrincipalFacts::default();
-        let context = |f: &_| super::principal_context(f, None, 45);
-        assert!(!context(&facts).iter().any(|f| f.contains("behind")));
-        facts.late_by_ms = 3 * 3_600_000 + 5 * 60_000;
-        let late = "event read 3h 5m behind the principal's latest call (logs out of time \
-                    order, or a backfill): judged against a profile that already held later calls";
-        assert!(
-            context(&facts).contains(&late.to_string()),
-            "{:?}",
-            context(&facts)
-        );
     }
 }
