@@ -141,8 +141,9 @@ impl InProcessBus {
                 continue;
             }
             match self.baseline.profile.observe(&mut self.group[slot]) {
-                Ok(observed @ (Observed::New | Observed::Late)) => {
-                    self.events_late += u64::from(observed == Observed::Late);
+                Ok(Observed::New) => {
+                    let facts = self.group[slot].facts.as_ref();
+                    self.events_late += u64::from(facts.is_some_and(|f| f.late_by_ms > 0));
                     let principal = self.baseline.profile.last_principal_key();
                     self.principals
                         .insert(xxhash_rust::xxh3::xxh3_128(principal.as_bytes()));
@@ -224,7 +225,7 @@ impl InProcessBus {
     }
 
     /// Events observed though later than the reorder window allows
-    /// ([`Observed::Late`]).
+    /// (their facts' `late_by_ms`).
     pub fn events_late(&self) -> u64 {
         self.events_late
     }

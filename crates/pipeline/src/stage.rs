@@ -72,7 +72,7 @@ impl Stage for ProfileStage {
         out: &mut Vec<Observation>,
     ) -> Result<(), StageError> {
         let mut observation = observation_of(Box::new(input));
-        if self.0.observe(&mut observation)? != Observed::Duplicate {
+        if self.0.observe(&mut observation)? == Observed::New {
             out.push(observation);
         }
         Ok(())

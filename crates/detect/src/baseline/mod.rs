@@ -71,7 +71,7 @@ impl Baseline {
     ) -> Result<Option<Observation>, StateError> {
         let mut observation = observation_of(enriched);
         let observed = self.observe_into(&mut observation)?;
-        Ok((observed != Observed::Duplicate).then_some(observation))
+        Ok((observed == Observed::New).then_some(observation))
     }
 
     /// The three hops on `observation`'s enriched event; what else it holds
@@ -79,13 +79,12 @@ impl Baseline {
     /// A duplicate of an event observed before goes no further than the
     /// profile.
     pub fn observe_into(&mut self, observation: &mut Observation) -> Result<Observed, StateError> {
-        let observed = self.profile.observe(observation)?;
-        if observed == Observed::Duplicate {
-            return Ok(observed);
+        if self.profile.observe(observation)? == Observed::Duplicate {
+            return Ok(Observed::Duplicate);
         }
         self.account.observe(observation)?;
         self.command.observe(observation)?;
-        Ok(observed)
+        Ok(Observed::New)
     }
 
     pub fn drain_into(&mut self, batch: &mut Batch) {

@@ -142,10 +142,10 @@ impl ProfileBaseline {
         principal_key(principal, &mut self.key);
         let profile = self.profiles.entry(&self.key, Profile::default)?;
         let reorder = self.config.reorder_ms();
-        let (observed, late_by_ms) = match profile.recent.remember(&event.event_id, t, reorder) {
+        let late_by_ms = match profile.recent.remember(&event.event_id, t, reorder) {
             Arrival::Repeat => return Ok(Observed::Duplicate),
-            Arrival::New => (Observed::New, 0),
-            Arrival::Late { behind_ms } => (Observed::Late, behind_ms),
+            Arrival::New => 0,
+            Arrival::Late { behind_ms } => behind_ms,
         };
         prune(profile, t, window);
         let new_principal = match &mut profile.activity {
@@ -241,22 +241,16 @@ impl ProfileBaseline {
         // The account and command hops' fields, until they set them.
         *region_unused_in_account = false;
         *command_events_in_window = 0;
-        Ok(observed)
+        Ok(Observed::New)
     }
 }
 
-/// Whether the profile hop observed an event (and whether in time) or
-/// dropped it as a duplicate.
+/// Whether the profile hop observed an event or dropped it as a duplicate.
+/// An event observed late says so in its facts (`late_by_ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Observed {
     New,
-    /// Observed, though it came more than the reorder window behind the
-    /// principal's latest event (a backfill, or logs out of time order):
-    /// judged against a profile that already holds the later events, and
-    /// left out of the volume detectors once its time bucket has closed
-    /// (see `rates`).
-    Late,
     /// The event was observed before: a second trail, or a second
     /// delivery, brought it again. Its observation is not filled in.
     Duplicate,
