@@ -331,6 +331,24 @@ pub fn table(findings: impl Iterator<Item = Result<Finding, StateError>>) -> any
     Ok(())
 }
 
+/// The first `shown` of `total` things counted, a line each, then how many
+/// more there were.
+fn examples(
+    err: &mut impl Write,
+    label: &str,
+    shown: &[impl std::fmt::Display],
+    total: usize,
+    more_hint: &str,
+) -> std::io::Result<()> {
+    for example in shown {
+        writeln!(err, "{label}: {example}")?;
+    }
+    if total > shown.len() {
+        writeln!(err, "{label}: … {} more{more_hint}", total - shown.len())?;
+    }
+    Ok(())
+}
+
 pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     let mut err = std::io::stderr().lock();
     for w in &r.warnings {
@@ -339,26 +357,10 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     for e in &r.file_errors {
         writeln!(err, "error: {e}")?;
     }
-    for rejected in &r.rejected_examples {
-        writeln!(err, "rejected: {rejected}")?;
-    }
-    if r.events_rejected as usize > r.rejected_examples.len() {
-        writeln!(
-            err,
-            "rejected: … {} more (see --dead-letter)",
-            r.events_rejected as usize - r.rejected_examples.len()
-        )?;
-    }
-    for copy in &r.copy_examples {
-        writeln!(err, "copy, not read: {copy}")?;
-    }
-    if r.files_copies > r.copy_examples.len() {
-        writeln!(
-            err,
-            "copy, not read: … {} more",
-            r.files_copies - r.copy_examples.len()
-        )?;
-    }
+    let (rejected, copies) = (r.events_rejected as usize, r.files_copies);
+    let hint = " (see --dead-letter)";
+    examples(&mut err, "rejected", &r.rejected_examples, rejected, hint)?;
+    examples(&mut err, "copy, not read", &r.copy_examples, copies, "")?;
     if r.events_duplicate > 0 {
         writeln!(
             err,
