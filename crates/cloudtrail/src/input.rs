@@ -151,8 +151,10 @@ fn gunzip(gzip: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Bytes read at a time from a [`Source`] of JSON lines.
-const BLOCK: u64 = 8 << 20;
+/// Bytes read at a time from a [`Source`] of JSON lines: small enough that
+/// the block, copied in by the kernel, is still in the core's cache when it
+/// is parsed (8 MiB cost `scan` 5 % more CPU).
+const BLOCK: u64 = 256 << 10;
 
 /// Files up to this size are read whole when opened (an S3 delivery file
 /// is a few KiB; JSON compresses 10–15 times).
