@@ -365,7 +365,10 @@ impl Unstored {
 
 #[derive(Debug)]
 struct Cached<V> {
-    value: V,
+    /// Boxed: the map's slots, sized for the most entries it ever held and
+    /// moved when it grows, stay small however large a value is (a
+    /// principal's profile is about 1.7 KB).
+    value: Box<V>,
     used_in: u64,
     /// Changed since the last commit, and so listed in `dirty`.
     dirty: bool,
@@ -399,7 +402,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         }
         Ok(self.cache.get_mut(key).map(|c| {
             c.used_in = self.interval;
-            &c.value
+            &*c.value
         }))
     }
 
@@ -411,7 +414,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         V: Clone,
     {
         if let Some(cached) = self.cache.get(key) {
-            return Ok(Some(cached.value.clone()));
+            return Ok(Some(V::clone(&cached.value)));
         }
         Ok(read(self.store.as_deref(), self.name, &self.unstored, key)?.map(|(value, _)| value))
     }
@@ -427,7 +430,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                 self.unstored.forget(key);
                 let (value, size) = stored.unwrap_or_else(|| (init(), 0));
                 miss.insert(Cached {
-                    value,
+                    value: Box::new(value),
                     used_in: 0,
                     dirty: false,
                     size,
@@ -463,7 +466,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         self.cache.insert(
             key.to_string(),
             Cached {
-                value,
+                value: Box::new(value),
                 used_in: self.interval,
                 dirty: false,
                 size,
