@@ -367,7 +367,7 @@ impl Unstored {
 struct Cached<V> {
     /// Boxed: the map's slots, sized for the most entries it ever held and
     /// moved when it grows, stay small however large a value is (a
-    /// principal's profile is about 1.7 KB).
+    /// principal's profile is 840 bytes).
     value: Box<V>,
     used_in: u64,
     /// Changed since the last commit, and so listed in `dirty`.
