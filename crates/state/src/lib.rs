@@ -68,7 +68,9 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 50_000;
 
 /// RocksDB's own memory, whatever the number of tables and principals: its
 /// block cache, with the memtables of every column family charged to it
-/// (by default each column family could hold two 64 MiB memtables).
+/// (by default each column family could hold two 64 MiB memtables). A
+/// commit's batch goes into the memtables whole, so they can exceed it until
+/// they are flushed; allowed to stall writes instead, a scan stalled for good.
 const ROCKSDB_MEMORY: usize = 64 << 20;
 
 /// A RocksDB database with one column family per table.
