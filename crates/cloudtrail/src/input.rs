@@ -68,9 +68,15 @@ pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
 /// other files in path order. The delivery files of several paths (two
 /// trails' buckets) are merged in that order too; other files come first,
 /// in the order named. `-` stands for stdin. Hidden files are skipped, and
-/// a file named twice (`logs/ logs/2024/`) is read once.
+/// a file named twice (`logs/ logs/2024/`) is read once. Linked directories
+/// are followed, each directory walked once: a link back to an ancestor
+/// does not loop, nor a second way to a directory read its files again.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
+    use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
+    // Directories walked, by device and inode (a `stat` of each directory,
+    // not of each of its files).
+    let mut walked = std::collections::HashSet::new();
     for path in paths {
         if path.as_os_str() == "-" || !path.is_dir() {
             files.push((delivery_time(path), path.clone()));
@@ -83,6 +89,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
                 path: dir.display().to_string(),
                 source,
             };
+            let identity = std::fs::metadata(&dir).map_err(io)?;
+            if !walked.insert((identity.dev(), identity.ino())) {
+                continue;
+            }
             for entry in std::fs::read_dir(&dir).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 if entry.file_name().as_encoded_bytes().starts_with(b".") {
@@ -1290,6 +1300,12 @@ mod tests {
         let linked = "1_CloudTrail_us-east-1_20240302T0010Z_d.json.gz";
         std::fs::write(synced.path().join(linked), "").unwrap();
         std::os::unix::fs::symlink(synced.path(), dir.path().join("synced")).unwrap();
+        // Links back to an ancestor, and a second way to a directory:
+        // walked once, neither loops nor reads a file twice.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("AWSLogs/1/back")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("other"), dir.path().join("AWSLogs/other"))
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path(), synced.path().join("up")).unwrap();
         // A second trail's bucket, delivering between the first's files.
         let trail = tempfile::tempdir().unwrap();
         let second = "1_CloudTrail_us-east-1_20240302T0001Z_e.json.gz";
