@@ -623,7 +623,7 @@ pub fn parse_document(
         Some(b'{') => {
             if memchr::memmem::find(text, b"\"Records\"").is_some() {
                 let mut found = false;
-                parse_utf8_prefix(name, text, |text| {
+                parse_valid_prefix(name, text, |text| {
                     let mut de = sonic_rs::Deserializer::from_str(text);
                     let seed = RecordsField {
                         name,
@@ -715,7 +715,7 @@ fn each_in_array(
     keep_raw: bool,
     sink: &mut dyn FnMut(Parsed),
 ) -> Result<(), InputError> {
-    parse_utf8_prefix(name, text, |text| {
+    parse_valid_prefix(name, text, |text| {
         let mut de = sonic_rs::Deserializer::from_str(text);
         de.deserialize_seq(EachRecord {
             name,
@@ -728,10 +728,11 @@ fn each_in_array(
 }
 
 /// Run `parse` (sonic-rs, which finds each record's end with SIMD, faster
-/// than serde_json) on `text`, which sonic-rs must be given as valid UTF-8
-/// (given bytes, release builds hand back invalid UTF-8 as `&str`): invalid
-/// bytes end the document there, after the records before them are parsed.
-fn parse_utf8_prefix(
+/// than serde_json) on the longest prefix of `text` it may be given: valid
+/// UTF-8 (given bytes, release builds hand back invalid UTF-8 as `&str`),
+/// nested at most [`MAX_NESTING`] deep. What follows ends the document
+/// there, after the records before it are parsed.
+fn parse_valid_prefix(
     name: &str,
     text: &[u8],
     parse: impl FnOnce(&str) -> sonic_rs::Result<()>,
@@ -743,14 +744,83 @@ fn parse_utf8_prefix(
             (before, Some(e))
         }
     };
-    let parsed = parse(valid);
-    match invalid {
-        None => parsed.map_err(|e| sonic_error(name, &e)),
-        Some(e) => Err(InputError::Json {
+    // Cut before the bracket, an ASCII byte: a character boundary.
+    let too_deep = too_deep_at(valid.as_bytes());
+    let parsed = parse(too_deep.map_or(valid, |at| &valid[..at]));
+    let error = |message| {
+        Err(InputError::Json {
             origin: name.to_string(),
-            message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        }),
+            message,
+        })
+    };
+    match (too_deep, invalid) {
+        (Some(at), _) => error(too_deep_message(at)),
+        (None, Some(e)) => error(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+        (None, None) => parsed.map_err(|e| sonic_error(name, &e)),
     }
+}
+
+/// How deep arrays and objects may nest in a record or document. sonic-rs
+/// skips a value it does not keep, and finds the end of one it keeps raw,
+/// recursively, a stack frame per level: JSON nested much deeper overflows
+/// the stack and aborts the process (cloudwego/sonic-rs#232). CloudTrail
+/// nests a few dozen levels; text this short cannot nest deeper.
+const MAX_NESTING: usize = 4096;
+
+/// Where `text` first nests deeper than [`MAX_NESTING`]: the offset of
+/// that opening bracket (brackets in strings do not count).
+fn too_deep_at(text: &[u8]) -> Option<usize> {
+    if text.len() <= MAX_NESTING {
+        return None;
+    }
+    // Byte by byte through a table, one test for most bytes: twice as fast
+    // here as `memchr` to the end of each string (CloudTrail's are short).
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (at, &byte) in text.iter().enumerate() {
+        let class = JSON_CLASS[usize::from(byte)];
+        if class == OTHER {
+            escaped = false;
+        } else if in_string {
+            if escaped {
+                escaped = false;
+            } else if class == BACKSLASH {
+                escaped = true;
+            } else if class == QUOTE {
+                in_string = false;
+            }
+        } else if class == QUOTE {
+            in_string = true;
+        } else if class == OPEN {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Some(at);
+            }
+        } else if class == CLOSE {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    None
+}
+
+const OTHER: u8 = 0;
+const QUOTE: u8 = 1;
+const BACKSLASH: u8 = 2;
+const OPEN: u8 = 3;
+const CLOSE: u8 = 4;
+/// What each byte is to [`too_deep_at`].
+static JSON_CLASS: [u8; 256] = {
+    let mut class = [OTHER; 256];
+    class[b'"' as usize] = QUOTE;
+    class[b'\\' as usize] = BACKSLASH;
+    class[b'[' as usize] = OPEN;
+    class[b'{' as usize] = OPEN;
+    class[b']' as usize] = CLOSE;
+    class[b'}' as usize] = CLOSE;
+    class
+};
+
+fn too_deep_message(at: usize) -> String {
+    format!("nested deeper than {MAX_NESTING} levels at byte {at}")
 }
 
 /// Parse one record (`raw`, its JSON text, which may still be malformed);
@@ -762,6 +832,9 @@ fn parse_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dyn FnMut(
         reason,
         raw: Some(raw.to_string()),
     };
+    if let Some(at) = too_deep_at(raw.as_bytes()) {
+        return sink(Err(reject(origin, None, too_deep_message(at))));
+    }
     // sonic-rs (SIMD) for the records themselves: a third faster than
     // serde_json on CloudTrail's long strings, and parsing is the limit.
     let record: Record<'_> = match sonic_rs::from_str(raw) {
@@ -948,6 +1021,65 @@ mod tests {
         assert_eq!(ok.len(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].origin, "f.json:2");
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_up_to_the_limit() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(too_deep_at(nested(MAX_NESTING).as_bytes()), None);
+        assert_eq!(
+            too_deep_at(nested(MAX_NESTING + 1).as_bytes()),
+            Some(MAX_NESTING)
+        );
+        // Brackets in strings, escaped quotes among them, do not count.
+        let in_strings = format!(r#"{{"a":"\"{}\\","b":{}}}"#, "[{".repeat(5000), nested(10));
+        assert_eq!(too_deep_at(in_strings.as_bytes()), None);
+        // The object is one level: its array's last opening bracket is one too many.
+        let after_string = format!(r#"{{"a":"]]]","b":{}}}"#, nested(MAX_NESTING));
+        let array_at = after_string.find('[').unwrap();
+        assert_eq!(
+            too_deep_at(after_string.as_bytes()),
+            Some(array_at + MAX_NESTING - 1)
+        );
+    }
+
+    /// sonic-rs would skip such a value recursively and overflow the
+    /// stack, aborting the process (cloudwego/sonic-rs#232).
+    #[test]
+    fn json_nested_too_deep_is_rejected_without_overflowing_the_stack() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let record = EVENT.replacen('{', &format!(r#"{{"extra":{deep},"#), 1);
+        let too_deep = |reason: &str| reason.starts_with("nested deeper than 4096 levels");
+
+        // A line: rejected, the lines around it kept.
+        let lines = format!("{EVENT}\n{record}\n{EVENT}\n");
+        let (ok, bad, result) = collect(lines.as_bytes());
+        assert!(result.is_ok());
+        assert_eq!((ok.len(), bad.len()), (2, 1));
+        assert_eq!(bad[0].origin, "f.json:2");
+        assert!(too_deep(&bad[0].reason), "{}", bad[0].reason);
+        // A record alone.
+        let (ok, bad, _) = collect(record.as_bytes());
+        assert!(ok.is_empty() && too_deep(&bad[0].reason));
+        // A delivery file or array: the records before it, then an error.
+        for doc in [
+            format!(r#"{{"Records":[{EVENT},{record},{EVENT}]}}"#),
+            format!("[{EVENT},{record},{EVENT}]"),
+            format!(r#"{{"other":{deep},"Records":[{EVENT}]}}"#),
+        ] {
+            let (ok, _, result) = collect(doc.as_bytes());
+            let message = result.unwrap_err().to_string();
+            assert!(
+                message.contains("nested deeper than 4096 levels"),
+                "{message}"
+            );
+            assert!(ok.len() <= 1);
+        }
+        // Moderately deep JSON is still read.
+        let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let record = EVENT.replacen('{', &format!(r#"{{"extra":{nested},"#), 1);
+        let (ok, bad, _) = collect(format!("[{record}]").as_bytes());
+        assert_eq!((ok.len(), bad.len()), (1, 0));
     }
 
     #[test]
