@@ -764,7 +764,8 @@ fn parse_valid_prefix(
 /// skips a value it does not keep, and finds the end of one it keeps raw,
 /// recursively, a stack frame per level: JSON nested much deeper overflows
 /// the stack and aborts the process (cloudwego/sonic-rs#232). CloudTrail
-/// nests a few dozen levels; text this short cannot nest deeper.
+/// nests a few dozen levels; text no longer than this cannot nest deeper,
+/// so only longer text is measured (a long record of a document twice).
 const MAX_NESTING: usize = 4096;
 
 /// Where `text` first nests deeper than [`MAX_NESTING`]: the offset of
