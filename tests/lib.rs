@@ -32,9 +32,26 @@ pub fn scan_config() -> ScanConfig {
     }
 }
 
-/// Write records as gzip-compressed S3 delivery files under `dir`.
+/// Write records as gzip-compressed S3 delivery files under `dir`, one per
+/// account, region and UTC day (CloudTrail's are per 5 minutes; a day keeps
+/// the services' ingest in these tests small).
 pub fn write_delivery(dir: &Path, records: &[Value]) {
-    for (rel, doc) in trailhound_synth::delivery_files(records) {
+    let mut files: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
+    for r in records {
+        let field = |name: &str| r[name].as_str().unwrap_or("unknown").to_string();
+        let (account, region, time) = (
+            field("recipientAccountId"),
+            field("awsRegion"),
+            field("eventTime"),
+        );
+        let (y, m, d) = (&time[..4], &time[5..7], &time[8..10]);
+        let path = format!(
+            "AWSLogs/{account}/CloudTrail/{region}/{y}/{m}/{d}/{account}_CloudTrail_{region}_{y}{m}{d}T0000Z_example.json.gz"
+        );
+        files.entry(path).or_default().push(r);
+    }
+    for (rel, records) in files {
+        let doc = serde_json::json!({ "Records": records });
         let path = dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut gz = flate2::write::GzEncoder::new(

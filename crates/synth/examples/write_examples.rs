@@ -1,21 +1,21 @@
 //! Writes the repository's `examples/` logs: 46 days of the example
 //! organisation's normal activity with a stolen-credential episode on the
-//! last day, as gzip S3 delivery files. Run from the repository root:
+//! last day, as gzip S3 delivery files (one per account, region and 5
+//! minutes, as CloudTrail delivers). Run from the repository root:
 //! `cargo run -p trailhound-synth --example write_examples`.
 #![allow(clippy::print_stdout)] // a program whose output is its report
 
 use std::io::Write;
 use std::path::Path;
 
-use trailhound_synth::{
-    HISTORY_START_MS, benign_history, delivery_files, stolen_credentials_episode,
-};
+use trailhound_synth::simulate::s3_delivery_files;
+use trailhound_synth::{HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
 fn main() -> std::io::Result<()> {
     let out = Path::new("examples");
     let mut records = benign_history(42, HISTORY_START_MS, 46);
     records.extend(stolen_credentials_episode(43, HISTORY_START_MS, 45));
-    let files = delivery_files(&records);
+    let files = s3_delivery_files(records.clone(), "example");
     for (rel, doc) in &files {
         let path = out.join(rel);
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;

@@ -10,7 +10,7 @@ pub mod networks;
 pub mod scenarios;
 pub mod simulate;
 
-use chrono::{DateTime, Datelike};
+use chrono::DateTime;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use serde_json::{Value, json};
@@ -412,30 +412,6 @@ pub fn stolen_credentials_episode(seed: u64, start_ms: i64, day: i64) -> Vec<Val
         None,
     ));
     out
-}
-
-/// Group records the way CloudTrail delivers them to S3: one file per
-/// account, region and UTC day (real delivery is every 5 minutes; a day
-/// keeps the example small). Returns (relative path, `{"Records":[…]}`).
-pub fn delivery_files(records: &[Value]) -> Vec<(String, Value)> {
-    let mut files: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
-    for r in records {
-        let account = r["recipientAccountId"].as_str().unwrap_or("unknown");
-        let region = r["awsRegion"].as_str().unwrap_or("unknown");
-        let time = DateTime::parse_from_rfc3339(r["eventTime"].as_str().unwrap_or_default())
-            .expect("generated times parse");
-        let path = format!(
-            "AWSLogs/{account}/CloudTrail/{region}/{y:04}/{m:02}/{d:02}/{account}_CloudTrail_{region}_{y:04}{m:02}{d:02}T0000Z_example.json.gz",
-            y = time.year(),
-            m = time.month(),
-            d = time.day(),
-        );
-        files.entry(path).or_default().push(r.clone());
-    }
-    files
-        .into_iter()
-        .map(|(path, records)| (path, json!({ "Records": records })))
-        .collect()
 }
 
 /// A large, varied organisation for benchmarks: `principals` users and

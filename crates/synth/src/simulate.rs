@@ -759,7 +759,7 @@ pub fn write_dataset(
                 }
             }
             None => {
-                for (path, doc) in s3_delivery_files(records) {
+                for (path, doc) in s3_delivery_files(records, "sim") {
                     let path = logs.join(path);
                     std::fs::create_dir_all(path.parent().expect("delivery paths have folders"))?;
                     let mut gz = flate2::write::GzEncoder::new(
@@ -807,9 +807,10 @@ pub fn time_ms(record: &Value) -> i64 {
         .map_or(0, |t| t.timestamp_millis())
 }
 
-/// Group a day's records as CloudTrail delivers them to S3: one file per
-/// account, region and 5 minutes. Returns (relative path, `{"Records":[…]}`).
-pub fn s3_delivery_files(records: Vec<Value>) -> Vec<(String, Value)> {
+/// Group records as CloudTrail delivers them to S3: one file per account,
+/// region and 5 minutes, its name ending in `_{tag}.json.gz`. Returns
+/// (relative path, `{"Records":[…]}`).
+pub fn s3_delivery_files(records: Vec<Value>, tag: &str) -> Vec<(String, Value)> {
     let mut files: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for r in records {
         let account = r["recipientAccountId"]
@@ -823,7 +824,7 @@ pub fn s3_delivery_files(records: Vec<Value>) -> Vec<(String, Value)> {
         let slot = t.format("%Y%m%dT%H").to_string();
         let minute = t.minute_of_slot();
         let path = format!(
-            "AWSLogs/{account}/CloudTrail/{region}/{}/{account}_CloudTrail_{region}_{slot}{minute:02}Z_sim.json.gz",
+            "AWSLogs/{account}/CloudTrail/{region}/{}/{account}_CloudTrail_{region}_{slot}{minute:02}Z_{tag}.json.gz",
             t.format("%Y/%m/%d"),
         );
         files.entry(path).or_default().push(r);
@@ -964,7 +965,7 @@ mod tests {
             ..small()
         });
         let n = records.len();
-        let files = s3_delivery_files(records);
+        let files = s3_delivery_files(records, "sim");
         assert_eq!(
             files
                 .iter()
