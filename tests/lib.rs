@@ -5,13 +5,13 @@
 pub mod cluster;
 pub mod rule_coverage;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use trailhound_enrich::EnricherConfig;
 use trailhound_pipeline::ScanConfig;
 use trailhound_proto::{Finding, Severity};
+use trailhound_synth::simulate::{s3_delivery_files, write_gzip_json};
 
 pub fn shared(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,30 +36,8 @@ pub fn scan_config() -> ScanConfig {
 /// account, region and UTC day (CloudTrail's are per 5 minutes; a day keeps
 /// the services' ingest in these tests small).
 pub fn write_delivery(dir: &Path, records: &[Value]) {
-    let mut files: std::collections::BTreeMap<String, Vec<&Value>> = Default::default();
-    for r in records {
-        let field = |name: &str| r[name].as_str().unwrap_or("unknown").to_string();
-        let (account, region, time) = (
-            field("recipientAccountId"),
-            field("awsRegion"),
-            field("eventTime"),
-        );
-        let (y, m, d) = (&time[..4], &time[5..7], &time[8..10]);
-        let path = format!(
-            "AWSLogs/{account}/CloudTrail/{region}/{y}/{m}/{d}/{account}_CloudTrail_{region}_{y}{m}{d}T0000Z_example.json.gz"
-        );
-        files.entry(path).or_default().push(r);
-    }
-    for (rel, records) in files {
-        let doc = serde_json::json!({ "Records": records });
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(path).unwrap(),
-            flate2::Compression::fast(),
-        );
-        serde_json::to_writer(&mut gz, &doc).unwrap();
-        gz.finish().unwrap().flush().unwrap();
+    for (rel, doc) in s3_delivery_files(records.to_vec(), 24 * 60, "example") {
+        write_gzip_json(&dir.join(rel), &doc, flate2::Compression::fast()).unwrap();
     }
 }
 

@@ -759,15 +759,8 @@ pub fn write_dataset(
                 }
             }
             None => {
-                for (path, doc) in s3_delivery_files(records, "sim") {
-                    let path = logs.join(path);
-                    std::fs::create_dir_all(path.parent().expect("delivery paths have folders"))?;
-                    let mut gz = flate2::write::GzEncoder::new(
-                        std::fs::File::create(path)?,
-                        flate2::Compression::fast(),
-                    );
-                    serde_json::to_writer(&mut gz, &doc)?;
-                    gz.finish()?;
+                for (path, doc) in s3_delivery_files(records, 5, "sim") {
+                    write_gzip_json(&logs.join(path), &doc, flate2::Compression::fast())?;
                     summary.files += 1;
                 }
             }
@@ -808,9 +801,11 @@ pub fn time_ms(record: &Value) -> i64 {
 }
 
 /// Group records as CloudTrail delivers them to S3: one file per account,
-/// region and 5 minutes, its name ending in `_{tag}.json.gz`. Returns
-/// (relative path, `{"Records":[…]}`).
-pub fn s3_delivery_files(records: Vec<Value>, tag: &str) -> Vec<(String, Value)> {
+/// region and `minutes` (CloudTrail's are 5), named by the start of its
+/// time slot and ending in `_{tag}.json.gz`. Returns (relative path,
+/// `{"Records":[…]}`).
+pub fn s3_delivery_files(records: Vec<Value>, minutes: i64, tag: &str) -> Vec<(String, Value)> {
+    let slot_ms = minutes * 60_000;
     let mut files: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for r in records {
         let account = r["recipientAccountId"]
@@ -818,14 +813,14 @@ pub fn s3_delivery_files(records: Vec<Value>, tag: &str) -> Vec<(String, Value)>
             .unwrap_or("unknown")
             .to_string();
         let region = r["awsRegion"].as_str().unwrap_or("unknown").to_string();
-        let Some(t) = DateTime::from_timestamp_millis(time_ms(&r)) else {
+        let t = time_ms(&r);
+        let Some(slot) = DateTime::from_timestamp_millis(t - t.rem_euclid(slot_ms)) else {
             continue;
         };
-        let slot = t.format("%Y%m%dT%H").to_string();
-        let minute = t.minute_of_slot();
         let path = format!(
-            "AWSLogs/{account}/CloudTrail/{region}/{}/{account}_CloudTrail_{region}_{slot}{minute:02}Z_{tag}.json.gz",
-            t.format("%Y/%m/%d"),
+            "AWSLogs/{account}/CloudTrail/{region}/{}/{account}_CloudTrail_{region}_{}Z_{tag}.json.gz",
+            slot.format("%Y/%m/%d"),
+            slot.format("%Y%m%dT%H%M"),
         );
         files.entry(path).or_default().push(r);
     }
@@ -835,15 +830,19 @@ pub fn s3_delivery_files(records: Vec<Value>, tag: &str) -> Vec<(String, Value)>
         .collect()
 }
 
-trait FiveMinuteSlot {
-    fn minute_of_slot(&self) -> u32;
-}
-
-impl FiveMinuteSlot for DateTime<chrono::Utc> {
-    fn minute_of_slot(&self) -> u32 {
-        use chrono::Timelike;
-        self.minute() / 5 * 5
+/// Write `doc` gzip-compressed at `path`, making its folders.
+pub fn write_gzip_json(
+    path: &Path,
+    doc: &Value,
+    level: flate2::Compression,
+) -> std::io::Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
     }
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(path)?, level);
+    serde_json::to_writer(&mut gz, doc)?;
+    gz.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -965,7 +964,7 @@ mod tests {
             ..small()
         });
         let n = records.len();
-        let files = s3_delivery_files(records, "sim");
+        let files = s3_delivery_files(records, 5, "sim");
         assert_eq!(
             files
                 .iter()
