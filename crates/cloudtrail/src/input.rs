@@ -765,7 +765,7 @@ fn parse_valid_prefix(
 /// recursively, a stack frame per level: JSON nested much deeper overflows
 /// the stack and aborts the process (cloudwego/sonic-rs#232). CloudTrail
 /// nests a few dozen levels; text no longer than this cannot nest deeper,
-/// so only longer text is measured (a long record of a document twice).
+/// so only longer text is measured.
 const MAX_NESTING: usize = 4096;
 
 /// Where `text` first nests deeper than [`MAX_NESTING`]: the offset of
@@ -825,17 +825,29 @@ fn too_deep_message(at: usize) -> String {
 }
 
 /// Parse one record (`raw`, its JSON text, which may still be malformed);
-/// unwrap EventBridge envelopes; reject what is unusable.
+/// unwrap EventBridge envelopes; reject what is unusable, nested too deep
+/// included.
 fn parse_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) {
+    match too_deep_at(raw.as_bytes()) {
+        Some(at) => sink(Err(Rejected {
+            origin,
+            event_id: None,
+            reason: too_deep_message(at),
+            raw: Some(raw.to_string()),
+        })),
+        None => parse_shallow_record(origin, raw, keep_raw, sink),
+    }
+}
+
+/// [`parse_record`] for a record known to nest at most [`MAX_NESTING`]
+/// deep: one of a document [`parse_valid_prefix`] measured.
+fn parse_shallow_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) {
     let reject = |origin: String, event_id: Option<String>, reason: String| Rejected {
         origin,
         event_id,
         reason,
         raw: Some(raw.to_string()),
     };
-    if let Some(at) = too_deep_at(raw.as_bytes()) {
-        return sink(Err(reject(origin, None, too_deep_message(at))));
-    }
     // sonic-rs (SIMD) for the records themselves: a third faster than
     // serde_json on CloudTrail's long strings, and parsing is the limit.
     let record: Record<'_> = match sonic_rs::from_str(raw) {
@@ -866,7 +878,7 @@ fn parse_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dyn FnMut(
                 format!("EventBridge event of type {t:?} is not CloudTrail"),
             )));
         }
-        return parse_record(origin, detail.as_raw_str(), keep_raw, sink);
+        return parse_shallow_record(origin, detail.as_raw_str(), keep_raw, sink);
     }
     sink(match record.event_time_ms() {
         Ok(t) => {
@@ -925,7 +937,7 @@ impl<'de> Visitor<'de> for EachRecord<'_, '_> {
         let mut number = itoa::Buffer::new();
         while let Some(raw) = seq.next_element::<sonic_rs::LazyValue<'_>>()? {
             let origin = [self.name, self.sep, number.format(index)].concat();
-            parse_record(origin, raw.as_raw_str(), self.keep_raw, self.sink);
+            parse_shallow_record(origin, raw.as_raw_str(), self.keep_raw, self.sink);
             index += 1;
         }
         Ok(())
