@@ -197,4 +197,45 @@ mod tests {
                 .any(|s| s.contains("hosting, cloud or VPN"))
         );
     }
+
+    /// A call's neighbours are those it has in time order, even when it
+    /// arrives late, after a call the reorder window allowed to come first.
+    #[test]
+    fn a_late_call_is_placed_between_the_calls_it_came_between() {
+        let minute = 60_000;
+        let ashburn = |ms: i64, name: &str| at(ev(0, name).at_ms(ms), "Ashburn", 39.0, -77.5, true);
+        let (last_before, attack, next_after) = (105 * minute, 120 * minute, 123 * minute);
+        let mut journeys = Vec::new();
+        for late in [false, true] {
+            let mut h = Harness::new(config());
+            for k in 0..8 {
+                h.observe(ashburn(k * 15 * minute, "DescribeTags"));
+            }
+            h.observe(ashburn(last_before, "Decrypt"));
+            let stolen = at(
+                ev(0, "GetCallerIdentity").at_ms(attack),
+                "St Petersburg",
+                59.9,
+                30.3,
+                true,
+            );
+            let after = ashburn(next_after, "DescribeTags");
+            let mut found = Vec::new();
+            if late {
+                found.extend(h.run(after, "TH-016"));
+                found.extend(h.run(stolen, "TH-016"));
+            } else {
+                found.extend(h.run(stolen, "TH-016"));
+                found.extend(h.run(after, "TH-016"));
+            }
+            let mut ends: Vec<(i64, i64)> = found
+                .iter()
+                .map(|f| (f.first_event_ms - T0, f.last_event_ms - T0))
+                .collect();
+            ends.sort();
+            journeys.push(ends);
+        }
+        let expected = vec![(last_before, attack), (attack, next_after)];
+        assert_eq!(journeys, [expected.clone(), expected]);
+    }
 }
