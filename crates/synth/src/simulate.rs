@@ -801,8 +801,9 @@ pub fn time_ms(record: &Value) -> i64 {
 }
 
 /// Group records as CloudTrail delivers them to S3: one file per account,
-/// region and `minutes` (CloudTrail's are 5), named by the start of its
-/// time slot and ending in `_{tag}.json.gz`. Returns (relative path,
+/// region and `minutes` (CloudTrail's are 5), its records in event-time
+/// order, named by the start of its time slot and ending in
+/// `_{tag}.json.gz`. Returns (relative path,
 /// `{"Records":[…]}`).
 pub fn s3_delivery_files(records: Vec<Value>, minutes: i64, tag: &str) -> Vec<(String, Value)> {
     let slot_ms = minutes * 60_000;
@@ -826,7 +827,10 @@ pub fn s3_delivery_files(records: Vec<Value>, minutes: i64, tag: &str) -> Vec<(S
     }
     files
         .into_iter()
-        .map(|(path, records)| (path, json!({ "Records": records })))
+        .map(|(path, mut records)| {
+            records.sort_by_cached_key(time_ms);
+            (path, json!({ "Records": records }))
+        })
         .collect()
 }
 

@@ -80,6 +80,57 @@ fn scans_the_shipped_examples_and_explains_each_finding() {
     assert!(!table.contains("LOW"), "{table}");
 }
 
+/// The example logs give the same findings read as delivered (5-minute
+/// files, one account and region after another) as read strictly in
+/// event-time order.
+#[test]
+fn the_examples_give_the_same_findings_in_event_time_order() {
+    let mut records = Vec::new();
+    for file in files_under(&root().join("examples")) {
+        let doc: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(
+            std::fs::File::open(&file).unwrap(),
+        ))
+        .unwrap();
+        records.extend(doc["Records"].as_array().unwrap().iter().cloned());
+    }
+    // ISO 8601 UTC times sort as text.
+    records.sort_by(|a, b| a["eventTime"].as_str().cmp(&b["eventTime"].as_str()));
+    let dir = tempfile::tempdir().unwrap();
+    let in_time_order = dir.path().join("events.jsonl");
+    let mut lines = std::fs::File::create(&in_time_order).unwrap();
+    for r in &records {
+        writeln!(lines, "{r}").unwrap();
+    }
+    let findings = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    let delivered = findings(scan_examples(&["--format", "json"]));
+    let sorted = findings(trailhound(&[
+        "scan",
+        in_time_order.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(delivered.len(), 22);
+    assert_eq!(delivered, sorted);
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[test]
 fn bad_input_is_reported_dead_lettered_and_the_rest_is_scanned() {
     let dir = tempfile::tempdir().unwrap();
