@@ -13,7 +13,7 @@ use trailhound_proto::{Attack, CloudTrailEvent, EnrichedEvent, Geo, Network, Use
 
 use crate::attack::AttackTable;
 use crate::aws_ranges::AwsRanges;
-use crate::geo::GeoDb;
+use crate::geo::{GeoDb, GeoKind};
 use crate::threat_lists::ThreatLists;
 use crate::watched::WatchedDb;
 use crate::{hosting, service, source, user_agent};
@@ -76,17 +76,18 @@ pub struct NoPrincipal {
 impl Enricher {
     pub fn new(config: &EnricherConfig, partitions: u32) -> Self {
         let mut warnings = Vec::new();
-        let mut open = |path: &Option<PathBuf>, what: &'static str| match path {
+        let mut open = |path: &Option<PathBuf>, kind: GeoKind| match path {
             None => {
+                let what = kind.name();
                 warnings.push(format!(
                     "no {what} database configured: {what} fields are unknown"
                 ));
                 None
             }
-            Some(p) => Some(WatchedDb::open(p.clone(), what, &mut warnings)),
+            Some(p) => Some(WatchedDb::open(p.clone(), kind, &mut warnings)),
         };
-        let city = open(&config.geoip_city, "city");
-        let asn = open(&config.geoip_asn, "ASN");
+        let city = open(&config.geoip_city, GeoKind::City);
+        let asn = open(&config.geoip_asn, GeoKind::Asn);
         let ranges = match &config.aws_ip_ranges {
             None => None,
             Some(p) if p.as_os_str() == "builtin" => Some(AwsRanges::builtin()),
@@ -427,8 +428,9 @@ mod tests {
     #[test]
     fn missing_or_corrupt_database_is_one_warning_and_unknown_fields() {
         let config = EnricherConfig {
+            // A City database that opens, with records that do not decode.
             geoip_city: Some(shared(
-                "maxmind-test/bad-data/maxminddb-golang/invalid-data-record-offset.mmdb",
+                "maxmind-test/test-data/GeoIP2-City-Test-Broken-Double-Format.mmdb",
             )),
             geoip_asn: Some(PathBuf::from("/nonexistent/asn.mmdb")),
             aws_ip_ranges: Some(PathBuf::from("builtin")),
@@ -450,6 +452,28 @@ mod tests {
             (network.aws_region.as_str(), network.aws_source.as_str()),
             ("us-east-1", "ip-ranges")
         );
+    }
+
+    #[test]
+    fn a_database_of_the_wrong_kind_is_a_warning_naming_it() {
+        let config = EnricherConfig {
+            geoip_city: Some(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")),
+            geoip_asn: Some(shared("maxmind-test/test-data/GeoIP2-City-Test.mmdb")),
+            ..EnricherConfig::default()
+        };
+        let mut e = Enricher::new(&config, 16);
+        assert!(
+            e.warnings
+                .iter()
+                .any(|w| w.starts_with("ASN database unusable")
+                    && w.contains(
+                        "GeoIP2-City-Test.mmdb: type \"GeoIP2-City\" is not for ASN lookups"
+                    )),
+            "{:?}",
+            e.warnings
+        );
+        let out = e.enrich(event("81.2.69.142")).unwrap();
+        assert_eq!(out.geo.unwrap().city, "London");
     }
 
     #[test]

@@ -10,6 +10,35 @@ use trailhound_proto::Geo;
 
 use crate::EnrichError;
 
+/// What a database is used for. As MaxMind's own readers do, a database
+/// is refused for a use its type does not name: a City database given as
+/// the ASN one would otherwise leave every ASN field empty without a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeoKind {
+    City,
+    Asn,
+}
+
+impl GeoKind {
+    /// As messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::City => "city",
+            Self::Asn => "ASN",
+        }
+    }
+
+    /// Words in a database's type (GeoLite2-City, DBIP-City-Lite,
+    /// GeoIP2-Enterprise, RouteViews-DBIP-ASN-Lite, GeoIP2-ISP, …) that
+    /// mark one of this kind.
+    fn marks(self) -> &'static [&'static str] {
+        match self {
+            Self::City => &["City", "Country", "Enterprise"],
+            Self::Asn => &["ASN", "ISP"],
+        }
+    }
+}
+
 /// One open database. Lookups that fail inside a corrupt database return
 /// `None`; the first such failure is logged once.
 #[derive(Debug)]
@@ -42,6 +71,24 @@ impl GeoDb {
             reader,
             name,
             warned: Default::default(),
+        })
+    }
+
+    /// Open `path` for `kind` of lookups; a database whose type names
+    /// another kind is an error naming both.
+    pub fn open_as(path: &Path, kind: GeoKind) -> Result<Self, EnrichError> {
+        let db = Self::open(path)?;
+        let found = &db.reader.metadata().database_type;
+        if kind.marks().iter().any(|mark| found.contains(mark)) {
+            return Ok(db);
+        }
+        Err(EnrichError::Database {
+            path: db.name,
+            message: format!(
+                "type {found:?} is not for {} lookups (it names none of {})",
+                kind.name(),
+                kind.marks().join(", ")
+            ),
         })
     }
 
@@ -161,6 +208,37 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_database_of_another_kind_is_refused_naming_both() {
+        let test_db = |name: &str| shared(&format!("maxmind-test/test-data/{name}-Test.mmdb"));
+        for (name, kind) in [
+            ("GeoIP2-City", GeoKind::City),
+            ("GeoIP2-Country", GeoKind::City),
+            ("GeoIP2-Enterprise", GeoKind::City),
+            ("GeoLite2-ASN", GeoKind::Asn),
+            ("GeoIP2-ISP", GeoKind::Asn),
+        ] {
+            assert!(GeoDb::open_as(&test_db(name), kind).is_ok(), "{name}");
+        }
+        for (name, kind) in [
+            ("GeoIP2-City", GeoKind::Asn),
+            ("GeoLite2-ASN", GeoKind::City),
+            ("GeoIP2-Domain", GeoKind::City),
+            ("GeoIP2-Anonymous-IP", GeoKind::Asn),
+        ] {
+            let refused = GeoDb::open_as(&test_db(name), kind)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains(&format!(
+                    "{name}-Test.mmdb: type \"{name}\" is not for {} lookups",
+                    kind.name()
+                )),
+                "{refused}"
+            );
         }
     }
 

@@ -7,12 +7,12 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::geo::GeoDb;
+use crate::geo::{GeoDb, GeoKind};
 
 #[derive(Debug)]
 pub struct WatchedDb {
     path: PathBuf,
-    what: &'static str,
+    kind: GeoKind,
     modified: Option<SystemTime>,
     pub db: Option<GeoDb>,
 }
@@ -20,9 +20,10 @@ pub struct WatchedDb {
 impl WatchedDb {
     /// Open `path`; a failure is a warning and "unknown" fields until the
     /// file changes.
-    pub fn open(path: PathBuf, what: &'static str, warnings: &mut Vec<String>) -> Self {
+    pub fn open(path: PathBuf, kind: GeoKind, warnings: &mut Vec<String>) -> Self {
         let modified = modified(&path);
-        let db = GeoDb::open(&path)
+        let what = kind.name();
+        let db = GeoDb::open_as(&path, kind)
             .map_err(|e| {
                 warnings.push(format!(
                     "{what} database unusable, {what} fields are unknown: {e}"
@@ -31,7 +32,7 @@ impl WatchedDb {
             .ok();
         Self {
             path,
-            what,
+            kind,
             modified,
             db,
         }
@@ -45,16 +46,16 @@ impl WatchedDb {
             return false;
         }
         self.modified = now;
-        match GeoDb::open(&self.path) {
+        match GeoDb::open_as(&self.path, self.kind) {
             Ok(db) => {
-                tracing::info!(path = %self.path.display(), "{} database reloaded", self.what);
+                tracing::info!(path = %self.path.display(), "{} database reloaded", self.kind.name());
                 self.db = Some(db);
                 true
             }
             Err(e) => {
                 tracing::warn!(
                     "{} database changed but is unusable, keeping the previous copy: {e}",
-                    self.what
+                    self.kind.name()
                 );
                 false
             }
