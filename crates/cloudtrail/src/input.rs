@@ -621,7 +621,8 @@ pub fn parse_document(
             Ok(())
         }
         Some(b'{') => {
-            if memchr::memmem::find(text, b"\"Records\"").is_some() {
+            let has_key = |key: &[u8]| memchr::memmem::find(text, key).is_some();
+            if has_key(b"\"Records\"") || has_key(b"\"Events\"") {
                 let mut found = false;
                 parse_valid_prefix(name, text, |text| {
                     let mut de = sonic_rs::Deserializer::from_str(text);
@@ -722,6 +723,7 @@ fn each_in_array(
             sep,
             keep_raw,
             sink,
+            newest_first: false,
         })
         .and_then(|()| de.end())
     })
@@ -825,8 +827,8 @@ fn too_deep_message(at: usize) -> String {
 }
 
 /// Parse one record (`raw`, its JSON text, which may still be malformed);
-/// unwrap EventBridge envelopes; reject what is unusable, nested too deep
-/// included.
+/// unwrap EventBridge envelopes and Event history's events; reject what is
+/// unusable, nested too deep included.
 fn parse_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) {
     match too_deep_at(raw.as_bytes()) {
         Some(at) => sink(Err(Rejected {
@@ -880,6 +882,12 @@ fn parse_shallow_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dy
         }
         return parse_shallow_record(origin, detail.as_raw_str(), keep_raw, sink);
     }
+    if record.event_name.is_none()
+        && let Some(text) = record.cloudtrail_event
+    {
+        // Unescaped from a string: its nesting is measured now.
+        return parse_record(origin, &text, keep_raw, sink);
+    }
     sink(match record.event_time_ms() {
         Ok(t) => {
             let mut event = Box::new(record.into_event(t, raw, keep_raw));
@@ -916,13 +924,17 @@ fn event_id_of(raw: &str) -> Option<String> {
         .and_then(|i| i.event_id)
 }
 
-/// Visits a JSON array, handing each element to [`parse_record`] as soon as
-/// it is read, so elements before a syntax error are not lost.
+/// Visits a JSON array, handing each element to [`parse_shallow_record`]
+/// as soon as it is read, so elements before a syntax error are not lost.
+/// An array `newest_first` (Event history's: LookupEvents lists the most
+/// recent event first) is read whole, those before a syntax error too, and
+/// handed on oldest first, as the baselines expect.
 struct EachRecord<'s, 'n> {
     name: &'n str,
     sep: &'n str,
     keep_raw: bool,
     sink: &'s mut dyn FnMut(Parsed),
+    newest_first: bool,
 }
 
 impl<'de> Visitor<'de> for EachRecord<'_, '_> {
@@ -933,14 +945,31 @@ impl<'de> Visitor<'de> for EachRecord<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0usize;
         let mut number = itoa::Buffer::new();
-        while let Some(raw) = seq.next_element::<sonic_rs::LazyValue<'_>>()? {
+        let mut parse = |index: usize, raw: &sonic_rs::LazyValue<'_>| {
             let origin = [self.name, self.sep, number.format(index)].concat();
             parse_shallow_record(origin, raw.as_raw_str(), self.keep_raw, self.sink);
-            index += 1;
+        };
+        if !self.newest_first {
+            let mut index = 0usize;
+            while let Some(raw) = seq.next_element::<sonic_rs::LazyValue<'_>>()? {
+                parse(index, &raw);
+                index += 1;
+            }
+            return Ok(());
         }
-        Ok(())
+        let mut newest_first = Vec::new();
+        let ended = loop {
+            match seq.next_element::<sonic_rs::LazyValue<'de>>() {
+                Ok(Some(raw)) => newest_first.push(raw),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        for (index, raw) in newest_first.iter().enumerate().rev() {
+            parse(index, raw);
+        }
+        ended
     }
 }
 
@@ -953,7 +982,8 @@ impl<'de> DeserializeSeed<'de> for EachRecord<'_, '_> {
 }
 
 /// Visits the top-level object of an S3 delivery file and streams its
-/// `Records` array; other keys are skipped.
+/// `Records` array, or of Event history (`aws cloudtrail lookup-events`)
+/// and hands on its `Events`; other keys are skipped.
 struct RecordsField<'s, 'n> {
     name: &'n str,
     keep_raw: bool,
@@ -970,13 +1000,14 @@ impl<'de> Visitor<'de> for RecordsField<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<&'de str>()? {
-            if key == "Records" {
-                let name = format!("{}#Records", self.name);
+            if key == "Records" || key == "Events" {
+                let name = format!("{}#{key}", self.name);
                 let seed = EachRecord {
                     name: &name,
                     sep: "/",
                     keep_raw: self.keep_raw,
                     sink: &mut *self.sink,
+                    newest_first: key == "Events",
                 };
                 map.next_value_seed(seed)?;
                 *self.found = true;
@@ -1012,18 +1043,79 @@ mod tests {
             r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":{EVENT}}}"#
         );
         let single = EVENT.to_string();
+        let history_item = history_event(EVENT);
+        let history = format!(r#"{{"Events":[{history_item},{history_item}],"NextToken":null}}"#);
+        let history_lines = format!("{history_item}\n{history_item}\n");
         for (doc, n) in [
             (delivery, 2),
             (array, 1),
             (lines, 2),
             (bridge, 1),
             (single, 1),
+            (history, 2),
+            (history_lines, 2),
         ] {
             let (ok, bad, result) = collect(doc.as_bytes());
             assert!(result.is_ok() && bad.is_empty(), "{doc}: {bad:?}");
             assert_eq!(ok.len(), n, "{doc}");
             assert_eq!(ok[0].event_name, "ListBuckets");
         }
+    }
+
+    /// An event as `aws cloudtrail lookup-events` lists it: a few fields of
+    /// its own, and the record as JSON text.
+    fn history_event(record: &str) -> String {
+        let text = serde_json::to_string(record).unwrap();
+        format!(
+            r#"{{"EventId":"e1","EventName":"ListBuckets","ReadOnly":"true","EventTime":"2024-01-01T00:00:00+00:00","Resources":[],"CloudTrailEvent":{text}}}"#
+        )
+    }
+
+    #[test]
+    fn event_history_is_read_oldest_first_up_to_a_break() {
+        let at = |id: &str, minute: u32| {
+            history_event(
+                &EVENT
+                    .replace("\"e1\"", &format!("{id:?}"))
+                    .replace("00:00:00Z", &format!("00:{minute:02}:00Z")),
+            )
+        };
+        let unusable = history_event(r#"{"eventID":"bad","eventName":"ListBuckets"}"#);
+        // Most recent first, as LookupEvents lists them.
+        let newest_first = [at("e3", 3), unusable, at("e2", 2), at("e1", 1)].join(",");
+        let (ok, bad, result) = collect(format!(r#"{{"Events":[{newest_first}]}}"#).as_bytes());
+        assert!(result.is_ok());
+        let read: Vec<_> = ok
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.origin.as_str()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("e1", "f.json#Events/3"),
+                ("e2", "f.json#Events/2"),
+                ("e3", "f.json#Events/0")
+            ]
+        );
+        assert_eq!(bad.len(), 1);
+        assert_eq!(
+            (bad[0].origin.as_str(), bad[0].event_id.as_deref()),
+            ("f.json#Events/1", Some("bad"))
+        );
+        assert!(bad[0].reason.contains("eventTime"), "{}", bad[0].reason);
+
+        // Cut inside the third event: the two before it are still read.
+        let whole = format!(
+            r#"{{"Events":[{},{},{}]}}"#,
+            at("e3", 3),
+            at("e2", 2),
+            at("e1", 1)
+        );
+        let cut = &whole[..whole.len() - 40];
+        let (ok, _, result) = collect(cut.as_bytes());
+        assert!(result.is_err());
+        let read: Vec<_> = ok.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(read, ["e2", "e3"]);
     }
 
     #[test]

@@ -13,8 +13,9 @@ use trailhound_proto::{CloudTrailEvent, UserIdentity};
 
 use crate::time::parse_event_time;
 
-/// One record as it appears in a log. EventBridge envelopes deserialise
-/// into the same struct: their event is in `detail`.
+/// One record as it appears in a log. EventBridge envelopes and CloudTrail
+/// Event history's events deserialise into the same struct: their record
+/// is in `detail` and `CloudTrailEvent`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record<'a> {
@@ -47,6 +48,10 @@ pub struct Record<'a> {
     pub detail_type: Option<String>,
     #[serde(borrow)]
     pub detail: Option<LazyValue<'a>>,
+    /// Event history (`aws cloudtrail lookup-events`): the record as JSON
+    /// text in a string.
+    #[serde(rename = "CloudTrailEvent")]
+    pub cloudtrail_event: Option<String>,
 }
 
 /// A string borrowed from the input when it has no escapes. A newtype

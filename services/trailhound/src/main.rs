@@ -87,7 +87,8 @@ enum NatsCommand {
 #[derive(clap::Args)]
 struct ScanArgs {
     /// Files or directories (searched recursively); `-` reads stdin. S3
-    /// delivery files (plain or .gz), JSON arrays, JSON lines, EventBridge.
+    /// delivery files (plain or .gz), JSON arrays, JSON lines, EventBridge,
+    /// Event history (`aws cloudtrail lookup-events`).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     #[command(flatten)]

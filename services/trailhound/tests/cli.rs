@@ -81,10 +81,11 @@ fn scans_the_shipped_examples_and_explains_each_finding() {
 }
 
 /// The example logs give the same findings read as delivered (5-minute
-/// files, one account and region after another) as read strictly in
-/// event-time order.
+/// files, one account and region after another), as JSON lines strictly in
+/// event-time order, and as CloudTrail Event history lists them (`aws
+/// cloudtrail lookup-events`: the most recent first, each record as text).
 #[test]
-fn the_examples_give_the_same_findings_in_event_time_order() {
+fn the_examples_give_the_same_findings_in_every_order_and_shape() {
     let mut records = Vec::new();
     for file in files_under(&root().join("examples")) {
         let doc: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(
@@ -101,21 +102,45 @@ fn the_examples_give_the_same_findings_in_event_time_order() {
     for r in &records {
         writeln!(lines, "{r}").unwrap();
     }
+    let events: Vec<serde_json::Value> = records
+        .iter()
+        .rev()
+        .map(|r| {
+            serde_json::json!({
+                "EventId": r["eventID"],
+                "EventName": r["eventName"],
+                "EventTime": r["eventTime"],
+                "EventSource": r["eventSource"],
+                "Resources": [],
+                "CloudTrailEvent": r.to_string(),
+            })
+        })
+        .collect();
+    let history = dir.path().join("lookup-events.json");
+    std::fs::write(
+        &history,
+        serde_json::json!({ "Events": events }).to_string(),
+    )
+    .unwrap();
+
     let findings = |out: Output| {
         assert!(out.status.success(), "{}", text(&out.stderr));
         let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
         lines.sort();
         lines
     };
+    let scan = |path: &PathBuf| {
+        findings(trailhound(&[
+            "scan",
+            path.to_str().unwrap(),
+            "--format",
+            "json",
+        ]))
+    };
     let delivered = findings(scan_examples(&["--format", "json"]));
-    let sorted = findings(trailhound(&[
-        "scan",
-        in_time_order.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
     assert_eq!(delivered.len(), 22);
-    assert_eq!(delivered, sorted);
+    assert_eq!(delivered, scan(&in_time_order), "in time order");
+    assert_eq!(delivered, scan(&history), "as Event history");
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
