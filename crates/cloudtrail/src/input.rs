@@ -622,7 +622,7 @@ pub fn parse_document(
         }
         Some(b'{') => {
             let has_key = |key: &[u8]| memchr::memmem::find(text, key).is_some();
-            if has_key(b"\"Records\"") || has_key(b"\"Events\"") {
+            if has_key(b"\"Records\"") || has_key(b"\"Events\"") || has_key(b"\"events\"") {
                 let mut found = false;
                 parse_valid_prefix(name, text, |text| {
                     let mut de = sonic_rs::Deserializer::from_str(text);
@@ -638,9 +638,7 @@ pub fn parse_document(
                     return Ok(());
                 }
             }
-            let raw: &RawValue = serde_json::from_slice(text).map_err(|e| json_error(name, e))?;
-            parse_record(name.to_string(), raw.get(), keep_raw, sink);
-            Ok(())
+            each_object(name, text, keep_raw, sink)
         }
         Some(_) => Err(InputError::Json {
             origin: name.to_string(),
@@ -686,6 +684,37 @@ fn parse_lines(
         }
     }
     line
+}
+
+/// A record, or several objects one after another with nothing between
+/// them (CloudWatch Logs subscription payloads as Kinesis Data Firehose
+/// writes them to S3), each parsed as a record and named by its place when
+/// there are several. Objects before a break are delivered.
+fn each_object(
+    name: &str,
+    text: &[u8],
+    keep_raw: bool,
+    sink: &mut dyn FnMut(Parsed),
+) -> Result<(), InputError> {
+    let mut objects = Vec::new();
+    let mut stream = serde_json::Deserializer::from_slice(text).into_iter::<&RawValue>();
+    let ended = loop {
+        match stream.next() {
+            Some(Ok(raw)) => objects.push(raw),
+            Some(Err(e)) => break Err(json_error(name, e)),
+            None => break Ok(()),
+        }
+    };
+    if let [only] = objects[..] {
+        parse_record(name.to_string(), only.get(), keep_raw, sink);
+    } else {
+        let mut number = itoa::Buffer::new();
+        for (index, raw) in objects.iter().enumerate() {
+            let origin = [name, "#", number.format(index)].concat();
+            parse_record(origin, raw.get(), keep_raw, sink);
+        }
+    }
+    ended
 }
 
 fn json_error(origin: &str, e: serde_json::Error) -> InputError {
@@ -852,7 +881,7 @@ fn parse_shallow_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dy
     };
     // sonic-rs (SIMD) for the records themselves: a third faster than
     // serde_json on CloudTrail's long strings, and parsing is the limit.
-    let record: Record<'_> = match sonic_rs::from_str(raw) {
+    let mut record: Record<'_> = match sonic_rs::from_str(raw) {
         Ok(r) => r,
         Err(e) if e.is_syntax() || e.is_eof() => {
             let reason = format!("malformed JSON: {}", first_line(&e));
@@ -883,10 +912,31 @@ fn parse_shallow_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dy
         return parse_shallow_record(origin, detail.as_raw_str(), keep_raw, sink);
     }
     if record.event_name.is_none()
-        && let Some(text) = record.cloudtrail_event
+        && let Some(text) = record.cloudtrail_event.take().or(record.message.take())
     {
         // Unescaped from a string: its nesting is measured now.
         return parse_record(origin, &text, keep_raw, sink);
+    }
+    if record.event_name.is_none()
+        && let Some(events) = record.log_events
+    {
+        if record.message_type.as_deref() == Some("CONTROL_MESSAGE") {
+            return;
+        }
+        let name = [origin.as_str(), "#logEvents"].concat();
+        let mut de = sonic_rs::Deserializer::from_str(events.as_raw_str());
+        let each = EachRecord {
+            name: &name,
+            sep: "/",
+            keep_raw,
+            sink: &mut *sink,
+            newest_first: false,
+        };
+        if let Err(e) = de.deserialize_seq(each) {
+            let reason = format!("logEvents is not a list of events: {}", first_line(&e));
+            sink(Err(reject(origin, None, reason)));
+        }
+        return;
     }
     sink(match record.event_time_ms() {
         Ok(t) => {
@@ -982,8 +1032,9 @@ impl<'de> DeserializeSeed<'de> for EachRecord<'_, '_> {
 }
 
 /// Visits the top-level object of an S3 delivery file and streams its
-/// `Records` array, or of Event history (`aws cloudtrail lookup-events`)
-/// and hands on its `Events`; other keys are skipped.
+/// `Records` array, of CloudWatch Logs events (`aws logs filter-log-events`)
+/// and streams its `events`, or of Event history (`aws cloudtrail
+/// lookup-events`) and hands on its `Events`; other keys are skipped.
 struct RecordsField<'s, 'n> {
     name: &'n str,
     keep_raw: bool,
@@ -1000,7 +1051,7 @@ impl<'de> Visitor<'de> for RecordsField<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<&'de str>()? {
-            if key == "Records" || key == "Events" {
+            if key == "Records" || key == "Events" || key == "events" {
                 let name = format!("{}#{key}", self.name);
                 let seed = EachRecord {
                     name: &name,
@@ -1046,6 +1097,9 @@ mod tests {
         let history_item = history_event(EVENT);
         let history = format!(r#"{{"Events":[{history_item},{history_item}],"NextToken":null}}"#);
         let history_lines = format!("{history_item}\n{history_item}\n");
+        let log_event = cloudwatch_event(EVENT);
+        let filtered = format!(r#"{{"events":[{log_event},{log_event}],"searchedLogStreams":[]}}"#);
+        let subscription = subscription_payload("DATA_MESSAGE", &[EVENT, EVENT]);
         for (doc, n) in [
             (delivery, 2),
             (array, 1),
@@ -1054,6 +1108,8 @@ mod tests {
             (single, 1),
             (history, 2),
             (history_lines, 2),
+            (filtered, 2),
+            (subscription, 2),
         ] {
             let (ok, bad, result) = collect(doc.as_bytes());
             assert!(result.is_ok() && bad.is_empty(), "{doc}: {bad:?}");
@@ -1069,6 +1125,64 @@ mod tests {
         format!(
             r#"{{"EventId":"e1","EventName":"ListBuckets","ReadOnly":"true","EventTime":"2024-01-01T00:00:00+00:00","Resources":[],"CloudTrailEvent":{text}}}"#
         )
+    }
+
+    /// An event of a trail's CloudWatch Logs log group: the record as text.
+    fn cloudwatch_event(record: &str) -> String {
+        let text = serde_json::to_string(record).unwrap();
+        format!(r#"{{"id":"37","timestamp":1704067200000,"message":{text}}}"#)
+    }
+
+    /// What a CloudWatch Logs subscription delivers.
+    fn subscription_payload(message_type: &str, records: &[&str]) -> String {
+        let events: Vec<String> = records.iter().map(|r| cloudwatch_event(r)).collect();
+        format!(
+            r#"{{"messageType":"{message_type}","owner":"111111111111","logGroup":"trail","logStream":"111111111111_CloudTrail_us-east-1","subscriptionFilters":["all"],"logEvents":[{}]}}"#,
+            events.join(",")
+        )
+    }
+
+    #[test]
+    fn cloudwatch_logs_payloads_end_to_end_or_in_lines_skip_control_messages() {
+        let data = subscription_payload("DATA_MESSAGE", &[EVENT, EVENT]);
+        let control = subscription_payload(
+            "CONTROL_MESSAGE",
+            &["CWL CONTROL MESSAGE: Checking health of destination Firehose."],
+        );
+        // As Kinesis Data Firehose writes them to S3: one after another.
+        let end_to_end = [data.as_str(), &control, &data].concat();
+        let (ok, bad, result) = collect(end_to_end.as_bytes());
+        assert!(result.is_ok() && bad.is_empty(), "{bad:?}");
+        let origins: Vec<_> = ok.iter().map(|e| e.origin.as_str()).collect();
+        assert_eq!(
+            origins,
+            [
+                "f.json#0#logEvents/0",
+                "f.json#0#logEvents/1",
+                "f.json#2#logEvents/0",
+                "f.json#2#logEvents/1"
+            ]
+        );
+        let lines = [data.as_str(), &control, &data].join("\n");
+        let (ok, bad, result) = collect(lines.as_bytes());
+        assert!(result.is_ok() && bad.is_empty(), "{bad:?}");
+        assert_eq!(ok.len(), 4);
+        assert_eq!(ok[3].origin, "f.json:3#logEvents/1");
+
+        // A message that is not a record is rejected, naming its place;
+        // the payloads before a break are read.
+        let odd = subscription_payload("DATA_MESSAGE", &["not json", EVENT]);
+        let broken = [odd.as_str(), &data[..data.len() / 2]].concat();
+        let (ok, bad, result) = collect(broken.as_bytes());
+        assert!(result.is_err());
+        assert_eq!(ok.len(), 1);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].origin, "f.json#logEvents/0");
+        assert!(
+            bad[0].reason.starts_with("malformed JSON"),
+            "{}",
+            bad[0].reason
+        );
     }
 
     #[test]

@@ -13,9 +13,11 @@ use trailhound_proto::{CloudTrailEvent, UserIdentity};
 
 use crate::time::parse_event_time;
 
-/// One record as it appears in a log. EventBridge envelopes and CloudTrail
-/// Event history's events deserialise into the same struct: their record
-/// is in `detail` and `CloudTrailEvent`.
+/// One record as it appears in a log. The wrappers CloudTrail records come
+/// in deserialise into the same struct: EventBridge envelopes (the record
+/// in `detail`), Event history's events (in `CloudTrailEvent`), CloudWatch
+/// Logs events (in `message`) and the payloads of CloudWatch Logs
+/// subscriptions (`logEvents`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record<'a> {
@@ -52,6 +54,14 @@ pub struct Record<'a> {
     /// text in a string.
     #[serde(rename = "CloudTrailEvent")]
     pub cloudtrail_event: Option<String>,
+    /// A CloudWatch Logs event of a trail's log group: the record as JSON
+    /// text.
+    pub message: Option<String>,
+    /// A CloudWatch Logs subscription's payload: `DATA_MESSAGE` with its
+    /// events, or `CONTROL_MESSAGE`, CloudWatch's check of the destination.
+    pub message_type: Option<String>,
+    #[serde(borrow)]
+    pub log_events: Option<LazyValue<'a>>,
 }
 
 /// A string borrowed from the input when it has no escapes. A newtype

@@ -88,7 +88,8 @@ enum NatsCommand {
 struct ScanArgs {
     /// Files or directories (searched recursively); `-` reads stdin. S3
     /// delivery files (plain or .gz), JSON arrays, JSON lines, EventBridge,
-    /// Event history (`aws cloudtrail lookup-events`).
+    /// Event history (`aws cloudtrail lookup-events`), CloudWatch Logs
+    /// (`aws logs filter-log-events`, subscription payloads).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     #[command(flatten)]

@@ -82,8 +82,9 @@ fn scans_the_shipped_examples_and_explains_each_finding() {
 
 /// The example logs give the same findings read as delivered (5-minute
 /// files, one account and region after another), as JSON lines strictly in
-/// event-time order, and as CloudTrail Event history lists them (`aws
-/// cloudtrail lookup-events`: the most recent first, each record as text).
+/// event-time order, as CloudTrail Event history lists them (`aws
+/// cloudtrail lookup-events`: the most recent first, each record as text),
+/// and as a CloudWatch Logs subscription delivers them.
 #[test]
 fn the_examples_give_the_same_findings_in_every_order_and_shape() {
     let mut records = Vec::new();
@@ -122,6 +123,22 @@ fn the_examples_give_the_same_findings_in_every_order_and_shape() {
         serde_json::json!({ "Events": events }).to_string(),
     )
     .unwrap();
+    // A CloudWatch Logs subscription's payloads, 500 events each, one
+    // after another as Kinesis Data Firehose writes them to S3.
+    let subscription = dir.path().join("firehose.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&subscription).unwrap(),
+        flate2::Compression::fast(),
+    );
+    for batch in records.chunks(500) {
+        let log_events: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|r| serde_json::json!({"id": r["eventID"], "message": r.to_string()}))
+            .collect();
+        let payload = serde_json::json!({"messageType": "DATA_MESSAGE", "logEvents": log_events});
+        write!(gz, "{payload}").unwrap();
+    }
+    gz.finish().unwrap();
 
     let findings = |out: Output| {
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -141,6 +158,11 @@ fn the_examples_give_the_same_findings_in_every_order_and_shape() {
     assert_eq!(delivered.len(), 22);
     assert_eq!(delivered, scan(&in_time_order), "in time order");
     assert_eq!(delivered, scan(&history), "as Event history");
+    assert_eq!(
+        delivered,
+        scan(&subscription),
+        "as CloudWatch Logs delivers them"
+    );
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
