@@ -856,8 +856,8 @@ fn too_deep_message(at: usize) -> String {
 }
 
 /// Parse one record (`raw`, its JSON text, which may still be malformed);
-/// unwrap EventBridge envelopes and Event history's events; reject what is
-/// unusable, nested too deep included.
+/// unwrap the wrappers [`Record`] names (EventBridge, Event history,
+/// CloudWatch Logs); reject what is unusable, nested too deep included.
 fn parse_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) {
     match too_deep_at(raw.as_bytes()) {
         Some(at) => sink(Err(Rejected {
