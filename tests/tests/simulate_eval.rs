@@ -126,7 +126,9 @@ fn a_second_trail_recording_the_same_events_changes_no_finding() {
     let dir = tempfile::tempdir().unwrap();
     let events = dataset(dir.path());
     let trail = logs_dir(dir.path());
-    let files = trailhound_cloudtrail::discover(std::slice::from_ref(&trail)).unwrap();
+    let files = trailhound_cloudtrail::discover(std::slice::from_ref(&trail))
+        .unwrap()
+        .files;
     let copy_into = |root: &Path, file: &Path, bytes: &[u8]| {
         let copy = root.join(file.strip_prefix(&trail).unwrap());
         std::fs::create_dir_all(copy.parent().unwrap()).unwrap();

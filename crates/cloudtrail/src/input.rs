@@ -61,6 +61,18 @@ impl fmt::Display for Rejected {
 /// stage to stage, and a pointer moves cheaper than its 700 bytes.
 pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
 
+/// What [`discover`] found.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// The files to read, in reading order.
+    pub files: Vec<PathBuf>,
+    /// Files a trail writes beside its logs, left out by name: digest files
+    /// (log file integrity validation) and CloudTrail Insights files (AWS's
+    /// own anomaly events, which no caller made). A synced bucket holds one
+    /// digest file per region and hour.
+    pub not_logs: usize,
+}
+
 /// Expand files and directories into the files to read: a directory's
 /// files recursively, CloudTrail delivery files in the order of the
 /// delivery time in their names (S3's layout groups them by account and
@@ -71,7 +83,8 @@ pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
 /// a file named twice (`logs/ logs/2024/`) is read once. Linked directories
 /// are followed, each directory walked once: a link back to an ancestor
 /// does not loop, nor a second way to a directory read its files again.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
+/// Digest and Insights files are left out, and counted.
+pub fn discover(paths: &[PathBuf]) -> Result<Discovered, InputError> {
     use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
     // Directories walked, by device and inode (a `stat` of each directory,
@@ -118,7 +131,26 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
         // Stable: each path's own order stays where times are equal or absent.
         files.sort_by_key(|(time, _)| *time);
     }
-    Ok(files.into_iter().map(|(_, path)| path).collect())
+    let before = files.len();
+    files.retain(|(_, path)| !path.to_str().is_some_and(written_beside_logs));
+    Ok(Discovered {
+        not_logs: before - files.len(),
+        files: files.into_iter().map(|(_, path)| path).collect(),
+    })
+}
+
+/// Whether a file's path or an S3 key is one a trail writes beside its
+/// logs, a digest or CloudTrail Insights file, by CloudTrail's folders and
+/// names for them (`AWSLogs/{account}/CloudTrail-Digest/{region}/…/
+/// {account}_CloudTrail-Digest_{region}_…`, and `CloudTrail-Insight`).
+pub fn written_beside_logs(path: &str) -> bool {
+    const MARKS: [&str; 4] = [
+        "/CloudTrail-Digest/",
+        "_CloudTrail-Digest_",
+        "/CloudTrail-Insight/",
+        "_CloudTrail-Insight_",
+    ];
+    MARKS.iter().any(|mark| path.contains(mark))
 }
 
 /// The delivery time in a CloudTrail file name
@@ -1640,6 +1672,9 @@ mod tests {
             "other/events.jsonl",
             "other/.partial.jsonl",
             ".cache/1_CloudTrail_us-east-1_20240301T0000Z_h.json.gz",
+            // Written beside the logs, not logs: left out and counted.
+            "AWSLogs/1/CloudTrail-Digest/us-east-1/2024/03/02/1_CloudTrail-Digest_us-east-1_trail_us-east-1_20240302T000512Z.json.gz",
+            "AWSLogs/1/CloudTrail-Insight/us-east-1/2024/03/02/1_CloudTrail-Insight_us-east-1_20240302T0005Z_i.json.gz",
         ];
         for name in names {
             let path = dir.path().join(name);
@@ -1663,8 +1698,10 @@ mod tests {
         std::fs::write(trail.path().join(second), "").unwrap();
         let root = dir.path().to_path_buf();
         let paths = [root.clone(), root.join("other"), trail.path().into(), root];
-        let order: Vec<String> = discover(&paths)
-            .unwrap()
+        let found = discover(&paths).unwrap();
+        assert_eq!(found.not_logs, 2);
+        let order: Vec<String> = found
+            .files
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();

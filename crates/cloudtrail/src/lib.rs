@@ -15,7 +15,7 @@ pub mod record;
 pub mod time;
 
 pub use input::{
-    Fingerprint, Hashed, Identified, InputError, Parsed, Probed, ReadSoFar, Rejected, Source,
-    decompress, discover, parse_document,
+    Discovered, Fingerprint, Hashed, Identified, InputError, Parsed, Probed, ReadSoFar, Rejected,
+    Source, decompress, discover, parse_document, written_beside_logs,
 };
 pub use principal::{normalise, normalise_into, partition_of};

@@ -92,6 +92,8 @@ pub struct ScanReport {
     pub files_copies: usize,
     /// The first of them, "copy (the same as original)", for display.
     pub copy_examples: Vec<String>,
+    /// Digest and Insights files, written beside a trail's logs: not read.
+    pub files_not_logs: usize,
     /// Files that could not be read or whose structure is broken.
     pub file_errors: Vec<String>,
     pub events_read: u64,
@@ -155,7 +157,8 @@ pub fn scan(
         Some(path) => Some(DeadLetter::create(path)?),
         None => None,
     };
-    let files = trailhound_cloudtrail::discover(paths)?;
+    let discovered = trailhound_cloudtrail::discover(paths)?;
+    let files = discovered.files;
     // Files are read and parsed on a second thread while this one runs the
     // stages: parsing is about 40 % of the work. Events go back to that
     // thread to be freed: mimalloc frees another thread's allocations
@@ -177,6 +180,7 @@ pub fn scan(
         );
         let mut report = ScanReport {
             warnings: bus.enrich.0.warnings.clone(),
+            files_not_logs: discovered.not_logs,
             ..Default::default()
         };
         let mut run = Run {

@@ -34,7 +34,7 @@ pub async fn run(
     // A file is new again when its size or modification time changes.
     let mut done: HashSet<(PathBuf, u64, Option<SystemTime>)> = HashSet::new();
     loop {
-        let files = trailhound_cloudtrail::discover(&paths)?;
+        let files = trailhound_cloudtrail::discover(&paths)?.files;
         let fresh: Vec<PathBuf> = files
             .into_iter()
             .filter(|path| {

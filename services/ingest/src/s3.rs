@@ -36,14 +36,14 @@ impl std::fmt::Display for S3Object {
 /// notification (its keys URL-encoded), the same wrapped in an SNS
 /// notification, CloudTrail's own SNS notification (`s3Bucket`,
 /// `s3ObjectKey`), an EventBridge "Object Created" event. S3's test event
-/// and events other than object creation announce nothing; CloudTrail
-/// digest files are not logs and are left out.
+/// and events other than object creation announce nothing; CloudTrail's
+/// digest and Insights files are not logs and are left out.
 pub fn announced_objects(body: &str) -> Result<Vec<S3Object>, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     let objects = objects_of(&value)?;
     Ok(objects
         .into_iter()
-        .filter(|o| !o.key.contains("/CloudTrail-Digest/") && !o.key.ends_with('/'))
+        .filter(|o| !trailhound_cloudtrail::written_beside_logs(&o.key) && !o.key.ends_with('/'))
         .collect())
 }
 
@@ -321,7 +321,8 @@ mod tests {
     const S3_EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
         "s3":{"bucket":{"name":"trail-bucket"},"object":{"key":"AWSLogs/111122223333/CloudTrail/us-east-1/2024/04/15/a+b%3Dc.json.gz","size":1}}},
         {"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"trail-bucket"},"object":{"key":"gone.json.gz"}}},
-        {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"trail-bucket"},"object":{"key":"AWSLogs/111122223333/CloudTrail-Digest/us-east-1/d.json.gz"}}}]}"#;
+        {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"trail-bucket"},"object":{"key":"AWSLogs/111122223333/CloudTrail-Digest/us-east-1/d.json.gz"}}},
+        {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"trail-bucket"},"object":{"key":"AWSLogs/111122223333/CloudTrail-Insight/us-east-1/i.json.gz"}}}]}"#;
 
     #[test]
     fn s3_event_notifications_announce_created_objects_with_decoded_keys() {

@@ -147,7 +147,7 @@ pub(crate) fn visit_records(
     note_unusable: bool,
     mut visit: impl FnMut(Box<CloudTrailEvent>) -> Result<(), String>,
 ) -> anyhow::Result<()> {
-    let files = trailhound_cloudtrail::discover(paths)?;
+    let files = trailhound_cloudtrail::discover(paths)?.files;
     let mut read_before = ReadBefore::default();
     for (index, file) in files.iter().enumerate() {
         let (source, fingerprint) = match copies::open(file) {

@@ -391,11 +391,15 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     let created = findings.iter().filter(|f| f.created).count();
     writeln!(
         err,
-        "scanned {} file(s) ({} already scanned, {} copies, {} unreadable): {} events read, {} used, {} duplicates, {} rejected; {} principal(s)",
+        "scanned {} file(s) ({} already scanned, {} copies, {} unreadable){}: {} events read, {} used, {} duplicates, {} rejected; {} principal(s)",
         r.files_read + r.files_skipped + r.files_copies,
         r.files_skipped,
         r.files_copies,
         r.file_errors.len(),
+        match r.files_not_logs {
+            0 => String::new(),
+            n => format!(", and {n} digest or Insights file(s) left out"),
+        },
         r.events_read,
         r.events_used,
         r.events_duplicate,

@@ -178,6 +178,42 @@ fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
+/// A synced trail bucket holds digest files (one per region and hour) and
+/// Insights files beside the logs: left out and counted, not rejected.
+#[test]
+fn digest_and_insights_files_of_a_bucket_are_left_out() {
+    let bucket = tempfile::tempdir().unwrap();
+    let account = bucket.path().join("AWSLogs/210987654321");
+    for (dir, name, content) in [
+        (
+            "CloudTrail-Digest/us-east-1/2024/04/15",
+            "210987654321_CloudTrail-Digest_us-east-1_trail_us-east-1_20240415T020512Z.json.gz",
+            r#"{"awsAccountId":"210987654321","digestStartTime":"2024-04-15T01:05:12Z","logFiles":[]}"#,
+        ),
+        (
+            "CloudTrail-Insight/us-east-1/2024/04/15",
+            "210987654321_CloudTrail-Insight_us-east-1_20240415T0205Z_a1.json.gz",
+            r#"{"Records":[{"eventTime":"2024-04-15T02:00:00Z","eventType":"AwsCloudTrailInsight","eventCategory":"Insight"}]}"#,
+        ),
+    ] {
+        std::fs::create_dir_all(account.join(dir)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(account.join(dir).join(name)).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(content.as_bytes()).unwrap();
+        gz.finish().unwrap();
+    }
+    let out = scan_examples(&[bucket.path().to_str().unwrap(), "--format", "json"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(text(&out.stdout).lines().count(), 22);
+    assert!(
+        stderr.contains("0 unreadable), and 2 digest or Insights file(s) left out: 7543 events read, 7543 used, 0 duplicates, 0 rejected"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bad_input_is_reported_dead_lettered_and_the_rest_is_scanned() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,7 +45,7 @@ pub async fn ingest_paths(
     paths: &[PathBuf],
 ) -> Result<IngestReport, async_nats::Error> {
     let mut report = IngestReport::default();
-    for path in trailhound_cloudtrail::discover(paths)? {
+    for path in trailhound_cloudtrail::discover(paths)?.files {
         let source = match trailhound_cloudtrail::Source::open(&path) {
             Ok(source) => source,
             Err(e) => {
