@@ -66,10 +66,8 @@ pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
 pub struct Discovered {
     /// The files to read, in reading order.
     pub files: Vec<PathBuf>,
-    /// Files a trail writes beside its logs, left out by name: digest files
-    /// (log file integrity validation) and CloudTrail Insights files (AWS's
-    /// own anomaly events, which no caller made). A synced bucket holds one
-    /// digest file per region and hour.
+    /// Files of a logging bucket that are not CloudTrail logs, left out by
+    /// their place ([`not_cloudtrail_logs`]).
     pub not_logs: usize,
 }
 
@@ -83,7 +81,8 @@ pub struct Discovered {
 /// a file named twice (`logs/ logs/2024/`) is read once. Linked directories
 /// are followed, each directory walked once: a link back to an ancestor
 /// does not loop, nor a second way to a directory read its files again.
-/// Digest and Insights files are left out, and counted.
+/// Files that are not CloudTrail logs by their place in a logging bucket
+/// are left out, and counted.
 pub fn discover(paths: &[PathBuf]) -> Result<Discovered, InputError> {
     use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
@@ -132,25 +131,36 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovered, InputError> {
         files.sort_by_key(|(time, _)| *time);
     }
     let before = files.len();
-    files.retain(|(_, path)| !path.to_str().is_some_and(written_beside_logs));
+    files.retain(|(_, path)| !path.to_str().is_some_and(not_cloudtrail_logs));
     Ok(Discovered {
         not_logs: before - files.len(),
         files: files.into_iter().map(|(_, path)| path).collect(),
     })
 }
 
-/// Whether a file's path or an S3 key is one a trail writes beside its
-/// logs, a digest or CloudTrail Insights file, by CloudTrail's folders and
-/// names for them (`AWSLogs/{account}/CloudTrail-Digest/{region}/…/
-/// {account}_CloudTrail-Digest_{region}_…`, and `CloudTrail-Insight`).
-pub fn written_beside_logs(path: &str) -> bool {
-    const MARKS: [&str; 4] = [
-        "/CloudTrail-Digest/",
-        "_CloudTrail-Digest_",
-        "/CloudTrail-Insight/",
-        "_CloudTrail-Insight_",
-    ];
-    MARKS.iter().any(|mark| path.contains(mark))
+/// Whether a file's path or an S3 key is, by its place, not CloudTrail
+/// logs: a digest or Insights file by its name (`{account}_CloudTrail-Digest_…`,
+/// `{account}_CloudTrail-Insight_…`), or anything in a folder beside
+/// `CloudTrail` in an account's folder of a logging bucket
+/// (`AWSLogs/[{org}/]{account}/{folder}/…`): the digest files a trail
+/// writes beside its logs (`CloudTrail-Digest`, one per region and hour),
+/// its Insights files (`CloudTrail-Insight`, AWS's own anomaly events,
+/// which no caller made), other services' logs in a shared bucket
+/// (`elasticloadbalancing`, `vpcflowlogs`, `Config` …).
+pub fn not_cloudtrail_logs(path: &str) -> bool {
+    if path.contains("_CloudTrail-Digest_") || path.contains("_CloudTrail-Insight_") {
+        return true;
+    }
+    let Some(at) = path.find("AWSLogs/") else {
+        return false;
+    };
+    let mut parts = path[at + "AWSLogs/".len()..].split('/').peekable();
+    parts.next_if(|part| part.starts_with("o-"));
+    let account = parts
+        .next()
+        .is_some_and(|part| part.len() == 12 && part.bytes().all(|b| b.is_ascii_digit()));
+    let folder = parts.next();
+    account && parts.next().is_some() && folder != Some("CloudTrail")
 }
 
 /// The delivery time in a CloudTrail file name
@@ -1663,6 +1673,42 @@ mod tests {
     }
 
     #[test]
+    fn what_is_not_cloudtrail_logs_is_known_by_its_place() {
+        for (path, not_logs) in [
+            (
+                "AWSLogs/111122223333/CloudTrail/us-east-1/2024/04/15/a.json.gz",
+                false,
+            ),
+            (
+                "b/AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail/eu-west-1/a.json.gz",
+                false,
+            ),
+            (
+                "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/d.json.gz",
+                true,
+            ),
+            (
+                "/s/AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail-Insight/x/i.json.gz",
+                true,
+            ),
+            (
+                "AWSLogs/111122223333/vpcflowlogs/us-east-1/2024/f.log.gz",
+                true,
+            ),
+            (
+                "x/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20240415T020512Z.json.gz",
+                true,
+            ),
+            // Not a bucket's layout: an account's own files, a folder of exports.
+            ("AWSLogs/111122223333/export.jsonl", false),
+            ("cases/AWSLogs/incident-7/events.jsonl", false),
+            ("events.jsonl", false),
+        ] {
+            assert_eq!(not_cloudtrail_logs(path), not_logs, "{path}");
+        }
+    }
+
+    #[test]
     fn delivery_files_in_delivery_time_order_across_regions_and_trails() {
         let dir = tempfile::tempdir().unwrap();
         let names = [
@@ -1672,9 +1718,11 @@ mod tests {
             "other/events.jsonl",
             "other/.partial.jsonl",
             ".cache/1_CloudTrail_us-east-1_20240301T0000Z_h.json.gz",
-            // Written beside the logs, not logs: left out and counted.
+            // Not CloudTrail logs by their place: left out and counted.
             "AWSLogs/1/CloudTrail-Digest/us-east-1/2024/03/02/1_CloudTrail-Digest_us-east-1_trail_us-east-1_20240302T000512Z.json.gz",
             "AWSLogs/1/CloudTrail-Insight/us-east-1/2024/03/02/1_CloudTrail-Insight_us-east-1_20240302T0005Z_i.json.gz",
+            "AWSLogs/o-a1b2c3d4e5/111122223333/elasticloadbalancing/us-east-1/2024/03/02/111122223333_elasticloadbalancing_us-east-1_app.web.1_20240302T0005Z_10.0.0.1_x.log.gz",
+            "other/1_CloudTrail-Digest_us-east-1_trail_us-east-1_20240302T000512Z.json.gz",
         ];
         for name in names {
             let path = dir.path().join(name);
@@ -1699,7 +1747,7 @@ mod tests {
         let root = dir.path().to_path_buf();
         let paths = [root.clone(), root.join("other"), trail.path().into(), root];
         let found = discover(&paths).unwrap();
-        assert_eq!(found.not_logs, 2);
+        assert_eq!(found.not_logs, 4);
         let order: Vec<String> = found
             .files
             .iter()

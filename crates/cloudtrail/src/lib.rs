@@ -16,6 +16,6 @@ pub mod time;
 
 pub use input::{
     Discovered, Fingerprint, Hashed, Identified, InputError, Parsed, Probed, ReadSoFar, Rejected,
-    Source, decompress, discover, parse_document, written_beside_logs,
+    Source, decompress, discover, not_cloudtrail_logs, parse_document,
 };
 pub use principal::{normalise, normalise_into, partition_of};

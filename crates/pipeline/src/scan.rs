@@ -92,7 +92,8 @@ pub struct ScanReport {
     pub files_copies: usize,
     /// The first of them, "copy (the same as original)", for display.
     pub copy_examples: Vec<String>,
-    /// Digest and Insights files, written beside a trail's logs: not read.
+    /// Files that are not CloudTrail logs by their place in a logging bucket
+    /// (digest and Insights files, other services' logs): not read.
     pub files_not_logs: usize,
     /// Files that could not be read or whose structure is broken.
     pub file_errors: Vec<String>,

@@ -36,14 +36,15 @@ impl std::fmt::Display for S3Object {
 /// notification (its keys URL-encoded), the same wrapped in an SNS
 /// notification, CloudTrail's own SNS notification (`s3Bucket`,
 /// `s3ObjectKey`), an EventBridge "Object Created" event. S3's test event
-/// and events other than object creation announce nothing; CloudTrail's
-/// digest and Insights files are not logs and are left out.
+/// and events other than object creation announce nothing; objects that
+/// are not CloudTrail logs by their place (digest and Insights files, other
+/// services' logs in a shared bucket) are left out.
 pub fn announced_objects(body: &str) -> Result<Vec<S3Object>, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     let objects = objects_of(&value)?;
     Ok(objects
         .into_iter()
-        .filter(|o| !trailhound_cloudtrail::written_beside_logs(&o.key) && !o.key.ends_with('/'))
+        .filter(|o| !trailhound_cloudtrail::not_cloudtrail_logs(&o.key) && !o.key.ends_with('/'))
         .collect())
 }
 

@@ -398,7 +398,7 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
         r.file_errors.len(),
         match r.files_not_logs {
             0 => String::new(),
-            n => format!(", and {n} digest or Insights file(s) left out"),
+            n => format!(", and {n} not CloudTrail logs left out"),
         },
         r.events_read,
         r.events_used,

@@ -178,10 +178,11 @@ fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-/// A synced trail bucket holds digest files (one per region and hour) and
-/// Insights files beside the logs: left out and counted, not rejected.
+/// A synced logging bucket holds digest files (one per region and hour)
+/// and Insights files beside a trail's logs, and perhaps other services'
+/// logs: left out and counted, not rejected.
 #[test]
-fn digest_and_insights_files_of_a_bucket_are_left_out() {
+fn what_is_not_cloudtrail_logs_in_a_bucket_is_left_out() {
     let bucket = tempfile::tempdir().unwrap();
     let account = bucket.path().join("AWSLogs/210987654321");
     for (dir, name, content) in [
@@ -194,6 +195,11 @@ fn digest_and_insights_files_of_a_bucket_are_left_out() {
             "CloudTrail-Insight/us-east-1/2024/04/15",
             "210987654321_CloudTrail-Insight_us-east-1_20240415T0205Z_a1.json.gz",
             r#"{"Records":[{"eventTime":"2024-04-15T02:00:00Z","eventType":"AwsCloudTrailInsight","eventCategory":"Insight"}]}"#,
+        ),
+        (
+            "elasticloadbalancing/us-east-1/2024/04/15",
+            "210987654321_elasticloadbalancing_us-east-1_app.web.1_20240415T0205Z_10.0.0.1_x.log.gz",
+            "https 2024-04-15T02:05:00.1Z app/web/1 203.0.113.9:443 10.0.0.1:80 0.001 0.002 0.000 200 200 0 512 \"GET https://example.com:443/ HTTP/1.1\"",
         ),
     ] {
         std::fs::create_dir_all(account.join(dir)).unwrap();
@@ -209,7 +215,7 @@ fn digest_and_insights_files_of_a_bucket_are_left_out() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(text(&out.stdout).lines().count(), 22);
     assert!(
-        stderr.contains("0 unreadable), and 2 digest or Insights file(s) left out: 7543 events read, 7543 used, 0 duplicates, 0 rejected"),
+        stderr.contains("0 unreadable), and 3 not CloudTrail logs left out: 7543 events read, 7543 used, 0 duplicates, 0 rejected"),
         "{stderr}"
     );
 }
