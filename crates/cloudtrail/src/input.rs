@@ -794,7 +794,7 @@ fn each_in_array(
             sep,
             keep_raw,
             sink,
-            newest_first: false,
+            in_time_order: false,
         })
         .and_then(|()| de.end())
     })
@@ -972,7 +972,7 @@ fn parse_shallow_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dy
             sep: "/",
             keep_raw,
             sink: &mut *sink,
-            newest_first: false,
+            in_time_order: false,
         };
         if let Err(e) = de.deserialize_seq(each) {
             let reason = format!("logEvents is not a list of events: {}", first_line(&e));
@@ -1018,15 +1018,17 @@ fn event_id_of(raw: &str) -> Option<String> {
 
 /// Visits a JSON array, handing each element to [`parse_shallow_record`]
 /// as soon as it is read, so elements before a syntax error are not lost.
-/// An array `newest_first` (Event history's: LookupEvents lists the most
-/// recent event first) is read whole, those before a syntax error too, and
-/// handed on oldest first, as the baselines expect.
+/// An array to be put `in_time_order` (Event history's: LookupEvents lists
+/// the most recent event first, and histories of several regions joined
+/// list one region's after another's) is parsed whole, the elements before
+/// a syntax error too, and handed on in event-time order, as the baselines
+/// expect.
 struct EachRecord<'s, 'n> {
     name: &'n str,
     sep: &'n str,
     keep_raw: bool,
     sink: &'s mut dyn FnMut(Parsed),
-    newest_first: bool,
+    in_time_order: bool,
 }
 
 impl<'de> Visitor<'de> for EachRecord<'_, '_> {
@@ -1037,29 +1039,29 @@ impl<'de> Visitor<'de> for EachRecord<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut number = itoa::Buffer::new();
-        let mut parse = |index: usize, raw: &sonic_rs::LazyValue<'_>| {
-            let origin = [self.name, self.sep, number.format(index)].concat();
-            parse_shallow_record(origin, raw.as_raw_str(), self.keep_raw, self.sink);
+        let mut parsed = Vec::new();
+        let mut keep = |record: Parsed| parsed.push(record);
+        let sink: &mut dyn FnMut(Parsed) = if self.in_time_order {
+            &mut keep
+        } else {
+            self.sink
         };
-        if !self.newest_first {
-            let mut index = 0usize;
-            while let Some(raw) = seq.next_element::<sonic_rs::LazyValue<'_>>()? {
-                parse(index, &raw);
-                index += 1;
-            }
-            return Ok(());
-        }
-        let mut newest_first = Vec::new();
+        let (mut index, mut number) = (0usize, itoa::Buffer::new());
         let ended = loop {
-            match seq.next_element::<sonic_rs::LazyValue<'de>>() {
-                Ok(Some(raw)) => newest_first.push(raw),
+            match seq.next_element::<sonic_rs::LazyValue<'_>>() {
+                Ok(Some(raw)) => {
+                    let origin = [self.name, self.sep, number.format(index)].concat();
+                    parse_shallow_record(origin, raw.as_raw_str(), self.keep_raw, sink);
+                    index += 1;
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
         };
-        for (index, raw) in newest_first.iter().enumerate().rev() {
-            parse(index, raw);
+        // Stable: rejections first, then events; those of one time as listed.
+        parsed.sort_by_key(|record| record.as_ref().map_or(i64::MIN, |e| e.event_time_ms));
+        for record in parsed {
+            (self.sink)(record);
         }
         ended
     }
@@ -1100,7 +1102,7 @@ impl<'de> Visitor<'de> for RecordsField<'_, '_> {
                     sep: "/",
                     keep_raw: self.keep_raw,
                     sink: &mut *self.sink,
-                    newest_first: key == "Events",
+                    in_time_order: key == "Events",
                 };
                 map.next_value_seed(seed)?;
                 *self.found = true;
@@ -1228,7 +1230,7 @@ mod tests {
     }
 
     #[test]
-    fn event_history_is_read_oldest_first_up_to_a_break() {
+    fn event_history_is_read_in_time_order_up_to_a_break() {
         let at = |id: &str, minute: u32| {
             history_event(
                 &EVENT
@@ -1259,6 +1261,12 @@ mod tests {
             ("f.json#Events/1", Some("bad"))
         );
         assert!(bad[0].reason.contains("eventTime"), "{}", bad[0].reason);
+
+        // Two regions' histories joined: one region's after the other's.
+        let joined = [at("e3", 3), at("e1", 1), at("e4", 4), at("e2", 2)].join(",");
+        let (ok, _, _) = collect(format!(r#"{{"Events":[{joined}]}}"#).as_bytes());
+        let read: Vec<_> = ok.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(read, ["e1", "e2", "e3", "e4"]);
 
         // Cut inside the third event: the two before it are still read.
         let whole = format!(
