@@ -1352,6 +1352,19 @@ mod tests {
     }
 
     #[test]
+    fn an_insights_event_is_rejected_as_one() {
+        let insight = r#"{"eventVersion":"1.07","eventTime":"2024-04-15T02:00:00Z","awsRegion":"us-east-1","eventID":"i1","eventType":"AwsCloudTrailInsight","insightDetails":{"state":"Start","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","insightType":"ApiCallRateInsight"},"eventCategory":"Insight"}"#;
+        let (ok, bad, _) = collect(insight.as_bytes());
+        assert!(ok.is_empty());
+        assert_eq!(bad[0].event_id.as_deref(), Some("i1"));
+        assert!(
+            bad[0].reason.starts_with("a CloudTrail Insights event"),
+            "{}",
+            bad[0].reason
+        );
+    }
+
+    #[test]
     fn unusable_record_names_its_event_id_and_field() {
         let doc = r#"[{"eventID":"x9","eventTime":"2024-01-01T00:00:00Z","eventName":"A","eventSource":"s"}]"#;
         let (ok, bad, _) = collect(doc.as_bytes());

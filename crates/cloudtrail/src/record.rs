@@ -166,6 +166,10 @@ pub enum RecordError {
     Missing(&'static str),
     #[error("eventTime {0:?} is not a time")]
     BadTime(String),
+    #[error(
+        "a CloudTrail Insights event (AWS's own note of an unusual call or error rate), not a call"
+    )]
+    Insight,
 }
 
 impl Record<'_> {
@@ -182,6 +186,9 @@ impl Record<'_> {
             ("eventName", self.event_name.is_some()),
             ("userIdentity", self.user_identity.is_some()),
         ] {
+            if !present && self.event_type.as_deref() == Some("AwsCloudTrailInsight") {
+                return Err(RecordError::Insight);
+            }
             if !present {
                 return Err(RecordError::Missing(field));
             }
