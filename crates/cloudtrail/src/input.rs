@@ -1138,6 +1138,8 @@ mod tests {
             r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":{EVENT}}}"#
         );
         let single = EVENT.to_string();
+        // EventBridge events as Kinesis Data Firehose writes them to S3.
+        let bridged = [bridge.as_str(), &bridge, &bridge].concat();
         let history_item = history_event(EVENT);
         let history = format!(r#"{{"Events":[{history_item},{history_item}],"NextToken":null}}"#);
         let history_lines = format!("{history_item}\n{history_item}\n");
@@ -1149,6 +1151,7 @@ mod tests {
             (array, 1),
             (lines, 2),
             (bridge, 1),
+            (bridged, 3),
             (single, 1),
             (history, 2),
             (history_lines, 2),
