@@ -966,16 +966,9 @@ fn parse_shallow_record(origin: String, raw: &str, keep_raw: bool, sink: &mut dy
             return;
         }
         let name = [origin.as_str(), "#logEvents"].concat();
-        let mut de = sonic_rs::Deserializer::from_str(events.as_raw_str());
-        let each = EachRecord {
-            name: &name,
-            sep: "/",
-            keep_raw,
-            sink: &mut *sink,
-            in_time_order: false,
-        };
-        if let Err(e) = de.deserialize_seq(each) {
-            let reason = format!("logEvents is not a list of events: {}", first_line(&e));
+        let listed = each_in_array(&name, events.as_raw_str().as_bytes(), "/", keep_raw, sink);
+        if let Err(InputError::Json { message, .. }) = listed {
+            let reason = format!("logEvents is not a list of events: {message}");
             sink(Err(reject(origin, None, reason)));
         }
         return;
