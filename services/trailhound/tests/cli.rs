@@ -88,7 +88,10 @@ fn scans_the_shipped_examples_and_explains_each_finding() {
 #[test]
 fn the_examples_give_the_same_findings_in_every_order_and_shape() {
     let mut records = Vec::new();
-    for file in files_under(&root().join("examples")) {
+    for file in trailhound_cloudtrail::discover(&[root().join("examples")])
+        .unwrap()
+        .files
+    {
         let doc: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(
             std::fs::File::open(&file).unwrap(),
         ))
@@ -163,19 +166,6 @@ fn the_examples_give_the_same_findings_in_every_order_and_shape() {
         scan(&subscription),
         "as CloudWatch Logs delivers them"
     );
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// A synced logging bucket holds digest files (one per region and hour)
