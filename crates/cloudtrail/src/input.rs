@@ -7,6 +7,7 @@
 //! document is still used. A [`Source`] reads JSON lines a block at a time,
 //! so a file of JSON lines is never held whole.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,23 @@ impl fmt::Display for Rejected {
 /// What reading one record gives. The event is boxed: it is handed from
 /// stage to stage, and a pointer moves cheaper than its 700 bytes.
 pub type Parsed = Result<Box<CloudTrailEvent>, Rejected>;
+
+/// The order a document's records are handed on in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordOrder {
+    /// As written.
+    #[default]
+    AsWritten,
+    /// In event time: the document (Event history, which lists the most
+    /// recent event first) was read whole and its records sorted.
+    EventTime,
+}
+
+/// Put records in event-time order. Stable: rejections first, then
+/// events; those of one time in the order given.
+pub fn sort_by_event_time(records: &mut [Parsed]) {
+    records.sort_by_key(|record| record.as_ref().map_or(i64::MIN, |e| e.event_time_ms));
+}
 
 /// What [`discover`] found.
 #[derive(Debug, Default)]
@@ -339,7 +357,18 @@ impl Source {
     /// Parse every record, calling `sink` for each in order. Returns an
     /// error when the document's structure or its gzip stream is broken;
     /// the records before that point have been delivered.
-    pub fn parse(mut self, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) -> Result<(), InputError> {
+    pub fn parse(self, keep_raw: bool, sink: &mut dyn FnMut(Parsed)) -> Result<(), InputError> {
+        self.parse_telling_order(keep_raw, sink, &Cell::default())
+    }
+
+    /// [`Source::parse`], setting `order` before the first record is handed
+    /// on when the records come in event-time order rather than as written.
+    fn parse_telling_order(
+        mut self,
+        keep_raw: bool,
+        sink: &mut dyn FnMut(Parsed),
+        order: &Cell<RecordOrder>,
+    ) -> Result<(), InputError> {
         let (mut buf, mut read) = match self.in_memory.take() {
             Some(bytes) => (bytes, Ok(true)),
             None => {
@@ -357,7 +386,7 @@ impl Source {
                 read = self.fill(&mut buf, u64::MAX);
             }
             read?;
-            return parse_document(&self.name, &buf, keep_raw, sink);
+            return parse_document_telling_order(&self.name, &buf, keep_raw, sink, order);
         }
         let mut line = 0;
         loop {
@@ -379,27 +408,34 @@ impl Source {
     }
 
     /// [`Source::parse`], handing the records to `send` in batches of
-    /// `size` (the last one shorter, maybe empty). `send` returns false once
-    /// nobody takes them: the rest of the input is then parsed and dropped.
+    /// `size` (the last one shorter, maybe empty), each with the order its
+    /// records come in. `send` returns false once nobody takes them: the
+    /// rest of the input is then parsed and dropped.
     pub fn parse_in_batches(
         self,
         keep_raw: bool,
         size: usize,
-        send: &mut dyn FnMut(Vec<Parsed>) -> bool,
+        send: &mut dyn FnMut(Vec<Parsed>, RecordOrder) -> bool,
     ) -> Result<(), InputError> {
         let mut batch = Vec::with_capacity(size);
         let mut taken = true;
-        let structure = self.parse(keep_raw, &mut |parsed| {
-            if !taken {
-                return;
-            }
-            batch.push(parsed);
-            if batch.len() == size {
-                taken = send(std::mem::replace(&mut batch, Vec::with_capacity(size)));
-            }
-        });
+        let order = Cell::default();
+        let structure = self.parse_telling_order(
+            keep_raw,
+            &mut |parsed| {
+                if !taken {
+                    return;
+                }
+                batch.push(parsed);
+                if batch.len() == size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(size));
+                    taken = send(full, order.get());
+                }
+            },
+            &order,
+        );
         if taken {
-            send(batch);
+            send(batch, order.get());
         }
         structure
     }
@@ -653,6 +689,16 @@ pub fn parse_document(
     keep_raw: bool,
     sink: &mut dyn FnMut(Parsed),
 ) -> Result<(), InputError> {
+    parse_document_telling_order(name, bytes, keep_raw, sink, &Cell::default())
+}
+
+fn parse_document_telling_order(
+    name: &str,
+    bytes: &[u8],
+    keep_raw: bool,
+    sink: &mut dyn FnMut(Parsed),
+    order: &Cell<RecordOrder>,
+) -> Result<(), InputError> {
     let text = trim_bom(bytes);
     let first = text.iter().position(|b| !b.is_ascii_whitespace());
     match first.map(|i| text[i]) {
@@ -673,6 +719,7 @@ pub fn parse_document(
                         keep_raw,
                         sink: &mut *sink,
                         found: &mut found,
+                        order,
                     };
                     de.deserialize_map(seed).and_then(|()| de.end())
                 })?;
@@ -794,7 +841,7 @@ fn each_in_array(
             sep,
             keep_raw,
             sink,
-            in_time_order: false,
+            in_time_order: None,
         })
         .and_then(|()| de.end())
     })
@@ -1021,7 +1068,9 @@ struct EachRecord<'s, 'n> {
     sep: &'n str,
     keep_raw: bool,
     sink: &'s mut dyn FnMut(Parsed),
-    in_time_order: bool,
+    /// Given when the array is to be put in event-time order: told so
+    /// before the first record is handed on.
+    in_time_order: Option<&'s Cell<RecordOrder>>,
 }
 
 impl<'de> Visitor<'de> for EachRecord<'_, '_> {
@@ -1034,7 +1083,7 @@ impl<'de> Visitor<'de> for EachRecord<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut parsed = Vec::new();
         let mut keep = |record: Parsed| parsed.push(record);
-        let sink: &mut dyn FnMut(Parsed) = if self.in_time_order {
+        let sink: &mut dyn FnMut(Parsed) = if self.in_time_order.is_some() {
             &mut keep
         } else {
             self.sink
@@ -1051,8 +1100,10 @@ impl<'de> Visitor<'de> for EachRecord<'_, '_> {
                 Err(e) => break Err(e),
             }
         };
-        // Stable: rejections first, then events; those of one time as listed.
-        parsed.sort_by_key(|record| record.as_ref().map_or(i64::MIN, |e| e.event_time_ms));
+        sort_by_event_time(&mut parsed);
+        if let Some(order) = self.in_time_order {
+            order.set(RecordOrder::EventTime);
+        }
         for record in parsed {
             (self.sink)(record);
         }
@@ -1077,6 +1128,7 @@ struct RecordsField<'s, 'n> {
     keep_raw: bool,
     sink: &'s mut dyn FnMut(Parsed),
     found: &'s mut bool,
+    order: &'s Cell<RecordOrder>,
 }
 
 impl<'de> Visitor<'de> for RecordsField<'_, '_> {
@@ -1095,7 +1147,7 @@ impl<'de> Visitor<'de> for RecordsField<'_, '_> {
                     sep: "/",
                     keep_raw: self.keep_raw,
                     sink: &mut *self.sink,
-                    in_time_order: key == "Events",
+                    in_time_order: (key == "Events").then_some(self.order),
                 };
                 map.next_value_seed(seed)?;
                 *self.found = true;
@@ -1276,6 +1328,27 @@ mod tests {
         assert!(result.is_err());
         let read: Vec<_> = ok.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(read, ["e2", "e3"]);
+    }
+
+    #[test]
+    fn batches_say_whether_their_records_were_put_in_event_time_order() {
+        let order_of = |doc: String| {
+            let source = Source::from_bytes("f.json".into(), doc.into_bytes()).unwrap();
+            let mut orders = Vec::new();
+            source
+                .parse_in_batches(false, 1, &mut |batch, order| {
+                    orders.push((batch.len(), order));
+                    true
+                })
+                .unwrap();
+            orders
+        };
+        let history = format!(r#"{{"Events":[{}]}}"#, history_event(EVENT));
+        let delivered = format!(r#"{{"Records":[{EVENT}]}}"#);
+        let time = RecordOrder::EventTime;
+        assert_eq!(order_of(history), [(1, time), (0, time)]);
+        let written = RecordOrder::AsWritten;
+        assert_eq!(order_of(delivered), [(1, written), (0, written)]);
     }
 
     #[test]
@@ -1580,7 +1653,7 @@ mod tests {
         let batches = |taking: usize| {
             let mut sizes = Vec::new();
             let source = Source::from_bytes("f.json".into(), doc.clone().into_bytes()).unwrap();
-            let result = source.parse_in_batches(false, 2, &mut |batch| {
+            let result = source.parse_in_batches(false, 2, &mut |batch, _| {
                 sizes.push(batch.len());
                 sizes.len() < taking
             });

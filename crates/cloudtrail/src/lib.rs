@@ -15,7 +15,8 @@ pub mod record;
 pub mod time;
 
 pub use input::{
-    Discovered, Fingerprint, Hashed, Identified, InputError, Parsed, Probed, ReadSoFar, Rejected,
-    Source, decompress, discover, not_cloudtrail_logs, parse_document,
+    Discovered, Fingerprint, Hashed, Identified, InputError, Parsed, Probed, ReadSoFar,
+    RecordOrder, Rejected, Source, decompress, discover, not_cloudtrail_logs, parse_document,
+    sort_by_event_time,
 };
 pub use principal::{normalise, normalise_into, partition_of};

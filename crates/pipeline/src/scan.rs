@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use trailhound_alert::AlertConfig;
-use trailhound_cloudtrail::{Parsed, Rejected};
+use trailhound_cloudtrail::{Parsed, RecordOrder, Rejected, sort_by_event_time};
 use trailhound_detect::DetectionConfig;
 use trailhound_enrich::EnricherConfig;
 use trailhound_proto::Alert;
@@ -217,10 +217,10 @@ pub fn scan(
 
 /// What the reader thread sends, file by file, in order.
 enum Input {
-    /// A file whose records follow; with a store, its checkpoint marks.
-    Start(String, Option<Box<FileMarks>>),
+    /// What the records that follow come from.
+    Start(Reading),
     Records(Vec<Parsed>),
-    /// The end of the file's records, and whether its structure was whole
+    /// The end of a file's records, and whether its structure was whole
     /// (a truncated gzip or broken JSON is an error after the good records).
     End(Result<(), String>),
     /// A file scanned before; with the mark to keep that it has not changed
@@ -230,6 +230,86 @@ enum Input {
     /// copy's name, then the original's.
     CopyOf(String, String),
     Unreadable(String),
+}
+
+/// Where records come from.
+enum Reading {
+    /// One file; with a store, its checkpoint marks.
+    File(String, Option<Box<FileMarks>>),
+    /// Event history files merged in event time (see [`Histories`]).
+    Histories(Vec<FileRead>),
+}
+
+impl Reading {
+    fn files(&self) -> usize {
+        match self {
+            Reading::File(..) => 1,
+            Reading::Histories(files) => files.len(),
+        }
+    }
+}
+
+/// A file whose records were read: its name, marks, and whether its
+/// structure was whole.
+struct FileRead {
+    name: String,
+    marks: Option<Box<FileMarks>>,
+    structure: Result<(), String>,
+}
+
+/// Event history files read one after another, held to be handed on
+/// together in event time. `aws cloudtrail lookup-events` lists one
+/// region's history at a time, the most recent event first: files of
+/// several regions, each put in time order alone, would give one region's
+/// months after another's, and the calls of every region after the first
+/// would come later than the reorder window.
+#[derive(Default)]
+struct Histories {
+    files: Vec<FileRead>,
+    records: Vec<Parsed>,
+}
+
+/// Records of Event history held at most (about 1 KiB each) before they
+/// are handed on: files beyond it are merged among themselves.
+const HISTORY_RECORDS: usize = 1 << 20;
+
+impl Histories {
+    /// Hold a file's records (in event time), passing over those an
+    /// earlier, interrupted scan committed, as the stages do for a file
+    /// read alone.
+    fn hold(&mut self, mut file: FileRead, mut records: Vec<Parsed>) {
+        let committed = file
+            .marks
+            .as_mut()
+            .map_or(0, |m| m.committed_of_next(records.len()));
+        self.records.extend(records.drain(committed..));
+        self.files.push(file);
+    }
+
+    fn full(&self) -> bool {
+        self.records.len() >= HISTORY_RECORDS
+    }
+
+    /// Hand on what is held, in event time; false once the stages are gone.
+    fn send(&mut self, outbox: &mut Outbox) -> bool {
+        if self.files.is_empty() {
+            return true;
+        }
+        let mut records = std::mem::take(&mut self.records);
+        sort_by_event_time(&mut records);
+        if !outbox.push(Input::Start(Reading::Histories(std::mem::take(
+            &mut self.files,
+        )))) {
+            return false;
+        }
+        let mut records = records.into_iter();
+        while records.len() > 0 {
+            if !outbox.push(Input::Records(records.by_ref().take(BATCH).collect())) {
+                return false;
+            }
+        }
+        outbox.push(Input::End(Ok(())))
+    }
 }
 
 /// Records sent to the stages at a time.
@@ -323,6 +403,7 @@ fn read_files(
             records: 0,
         };
         let mut read_before = ReadBefore::default();
+        let mut histories = Histories::default();
         for (index, opened) in opened_rx.flatten().enumerate() {
             let (marks, source) = match opened {
                 Ok(Opened::ToRead {
@@ -357,21 +438,45 @@ fn read_files(
                     continue;
                 }
             };
-            if !outbox.push(Input::Start(source.name().to_string(), marks)) {
-                return;
-            }
-            let mut gone = false;
-            let structure = source.parse_in_batches(keep_raw, BATCH, &mut |batch| {
+            let name = source.name().to_string();
+            let (mut marks, mut history, mut gone) = (Some(marks), None, false);
+            let structure = source.parse_in_batches(keep_raw, BATCH, &mut |batch, order| {
                 spent.try_iter().for_each(drop);
-                gone = !outbox.push(Input::Records(batch));
+                if order == RecordOrder::EventTime {
+                    history.get_or_insert_with(Vec::new).extend(batch);
+                    return true;
+                }
+                // The histories held come first: they were read first.
+                if let Some(marks) = marks.take() {
+                    let start = Input::Start(Reading::File(name.clone(), marks));
+                    gone = !histories.send(&mut outbox) || !outbox.push(start);
+                }
+                gone = gone || !outbox.push(Input::Records(batch));
                 !gone
             });
-            let end = Input::End(structure.map_err(|e| e.to_string()));
-            if gone || !outbox.push(end) {
+            let structure = structure.map_err(|e| e.to_string());
+            if let Some(records) = history {
+                let marks = marks.flatten();
+                histories.hold(
+                    FileRead {
+                        name,
+                        marks,
+                        structure,
+                    },
+                    records,
+                );
+                if histories.full() && !histories.send(&mut outbox) {
+                    return;
+                }
+                continue;
+            }
+            if gone || !outbox.push(Input::End(structure)) {
                 return;
             }
         }
-        outbox.flush();
+        if histories.send(&mut outbox) {
+            outbox.flush();
+        }
     });
 }
 
@@ -444,7 +549,7 @@ impl Run<'_> {
         inputs: Receiver<Vec<Input>>,
         spent: SyncSender<Spent>,
     ) -> Result<(), ScanError> {
-        let mut current: Option<(String, Option<Box<FileMarks>>)> = None;
+        let mut current: Option<Reading> = None;
         let mut failure = None;
         for input in inputs.into_iter().flatten() {
             match input {
@@ -467,13 +572,17 @@ impl Run<'_> {
                     }
                     self.file_done()?;
                 }
-                Input::Start(name, marks) => {
-                    self.report.files_read += 1;
-                    current = Some((name, marks));
+                Input::Start(reading) => {
+                    self.report.files_read += reading.files();
+                    current = Some(reading);
                 }
                 Input::Records(batch) => {
-                    let Some((_, marks)) = current.as_mut() else {
-                        continue;
+                    // Merged histories are committed once they end: how far
+                    // the stages got is not a place in any one file.
+                    let (mut marks, may_commit) = match current.as_mut() {
+                        Some(Reading::File(_, marks)) => (marks.as_deref_mut(), true),
+                        Some(Reading::Histories(_)) => (None, false),
+                        None => continue,
                     };
                     let mut records = batch.into_iter();
                     while failure.is_none() && !records.as_slice().is_empty() {
@@ -482,7 +591,7 @@ impl Run<'_> {
                         // Records an earlier, interrupted scan committed are passed over.
                         let committed = marks.as_mut().map_or(0, |m| m.committed_of_next(n));
                         let group = records.by_ref().take(n).skip(committed);
-                        if let Err(e) = self.step(group, marks.as_deref()) {
+                        if let Err(e) = self.step(group, marks.as_deref(), may_commit) {
                             failure = Some(e);
                         }
                     }
@@ -495,17 +604,29 @@ impl Run<'_> {
                     }
                 }
                 Input::End(structure) => {
-                    let (name, marks) = current.take().expect("a file ends after it starts");
-                    match (failure.take(), structure) {
-                        (Some(e), _) => self.report.file_errors.push(format!("{name}: {e}")),
-                        (None, Err(e)) => self.report.file_errors.push(e),
-                        (None, Ok(())) => {
-                            if let Some(m) = marks {
-                                self.marks.extend(m.done(name));
+                    let failure = failure.take();
+                    match current.take().expect("a file ends after it starts") {
+                        Reading::File(name, marks) => {
+                            let file = FileRead {
+                                name,
+                                marks,
+                                structure,
+                            };
+                            self.file_ended(file, failure.as_ref());
+                            self.file_done()?;
+                        }
+                        // Every file's marks before a commit, so that no
+                        // commit holds some of merged histories' events only.
+                        Reading::Histories(files) => {
+                            let ended = files.len();
+                            for file in files {
+                                self.file_ended(file, failure.as_ref());
+                            }
+                            for _ in 0..ended {
+                                self.file_done()?;
                             }
                         }
                     }
-                    self.file_done()?;
                 }
             }
         }
@@ -513,11 +634,12 @@ impl Run<'_> {
     }
 
     /// A group of records through the stages, committing every
-    /// `commit_every` records.
+    /// `commit_every` records when it `may_commit`.
     fn step(
         &mut self,
         group: impl Iterator<Item = Parsed>,
         reading: Option<&FileMarks>,
+        may_commit: bool,
     ) -> Result<(), ScanError> {
         let mut outcomes = std::mem::take(&mut self.outcomes);
         let published = self
@@ -532,10 +654,28 @@ impl Run<'_> {
         }
         published?;
         counted?;
-        if self.since_commit >= self.commit_every {
+        if may_commit && self.since_commit >= self.commit_every {
             self.commit(reading)?;
         }
         Ok(())
+    }
+
+    /// Record how a file ended: an error, or its marks.
+    fn file_ended(&mut self, file: FileRead, failure: Option<&ScanError>) {
+        let FileRead {
+            name,
+            marks,
+            structure,
+        } = file;
+        match (failure, structure) {
+            (Some(e), _) => self.report.file_errors.push(format!("{name}: {e}")),
+            (None, Err(e)) => self.report.file_errors.push(e),
+            (None, Ok(())) => {
+                if let Some(m) = marks {
+                    self.marks.extend(m.done(name));
+                }
+            }
+        }
     }
 
     fn file_done(&mut self) -> Result<(), ScanError> {
@@ -732,6 +872,51 @@ mod tests {
             let report = scan(files, &ScanConfig::default(), &mut |_| {}).unwrap();
             assert_eq!((report.events_used, report.events_late), (3600, late));
         }
+    }
+
+    /// Event history as `aws cloudtrail lookup-events` gives it: the most
+    /// recent event first, each record as text.
+    fn history(records: &[String]) -> String {
+        let events: Vec<String> = records
+            .iter()
+            .rev()
+            .map(|r| serde_json::json!({ "CloudTrailEvent": r }).to_string())
+            .collect();
+        format!(r#"{{"Events":[{}]}}"#, events.join(","))
+    }
+
+    #[test]
+    fn event_history_files_of_several_regions_are_merged_in_event_time() {
+        let dir = tempfile::tempdir().unwrap();
+        // An hour of calls a second apart, every other one in another
+        // region; a file per region, as one lists each region's history.
+        let (mut east, mut west) = (Vec::new(), Vec::new());
+        for (i, line) in lines(3600).lines().enumerate() {
+            match i % 2 {
+                0 => east.push(line.to_string()),
+                _ => west.push(line.replace("us-east-1", "eu-west-1")),
+            }
+        }
+        let files = [dir.path().join("east.json"), dir.path().join("west.json")];
+        std::fs::write(&files[0], history(&east)).unwrap();
+        std::fs::write(&files[1], history(&west)).unwrap();
+
+        let report = scan(&files, &ScanConfig::default(), &mut |_| {}).unwrap();
+        let read = (report.files_read, report.events_used, report.events_late);
+        assert_eq!(read, (2, 3600, 0));
+
+        // Into a state directory: committed once both have ended, and
+        // known unchanged after.
+        let config = ScanConfig {
+            state_dir: Some(dir.path().join("state")),
+            commit_every: 3,
+            ..ScanConfig::default()
+        };
+        let first = scan(&files, &config, &mut |_| {}).unwrap();
+        assert_eq!((first.events_used, first.events_late), (3600, 0));
+        drop(first);
+        let again = scan(&files, &config, &mut |_| {}).unwrap();
+        assert_eq!((again.events_read, again.files_skipped), (0, 2));
     }
 
     #[test]

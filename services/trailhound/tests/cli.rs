@@ -126,6 +126,19 @@ fn the_examples_give_the_same_findings_in_every_order_and_shape() {
         serde_json::json!({ "Events": events }).to_string(),
     )
     .unwrap();
+    // The same, one file per region, as one lists each region's history.
+    let by_region = dir.path().join("lookup-events-by-region");
+    std::fs::create_dir(&by_region).unwrap();
+    let mut regions: std::collections::BTreeMap<&str, Vec<&serde_json::Value>> = Default::default();
+    for (record, event) in records.iter().rev().zip(&events) {
+        let region = record["awsRegion"].as_str().unwrap();
+        regions.entry(region).or_default().push(event);
+    }
+    assert!(regions.len() > 1);
+    for (region, events) in regions {
+        let file = by_region.join(format!("{region}.json"));
+        std::fs::write(file, serde_json::json!({ "Events": events }).to_string()).unwrap();
+    }
     // A CloudWatch Logs subscription's payloads, 500 events each, one
     // after another as Kinesis Data Firehose writes them to S3.
     let subscription = dir.path().join("firehose.gz");
@@ -161,6 +174,10 @@ fn the_examples_give_the_same_findings_in_every_order_and_shape() {
     assert_eq!(delivered.len(), 22);
     assert_eq!(delivered, scan(&in_time_order), "in time order");
     assert_eq!(delivered, scan(&history), "as Event history");
+    assert_eq!(delivered, scan(&by_region), "as Event history by region");
+    let merged = trailhound(&["scan", by_region.to_str().unwrap(), "--format", "json"]);
+    let summary = text(&merged.stderr);
+    assert!(!summary.contains("reorder window"), "{summary}");
     assert_eq!(
         delivered,
         scan(&subscription),

@@ -55,9 +55,12 @@ pub async fn ingest_paths(
         };
         report.files += 1;
         let (tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<Parsed>>(2);
-        // Once publishing has failed, the rest of the file is parsed and dropped.
+        // Once publishing has failed, the rest of the file is parsed and
+        // dropped. Files are not merged in event time here (as `scan` merges
+        // Event history files): the stages' reorder window absorbs what a
+        // deployment's delivery reorders.
         let reading = tokio::task::spawn_blocking(move || {
-            source.parse_in_batches(true, CHUNK, &mut |chunk| tx.blocking_send(chunk).is_ok())
+            source.parse_in_batches(true, CHUNK, &mut |chunk, _| tx.blocking_send(chunk).is_ok())
         });
         while let Some(records) = chunks.recv().await {
             publish_records(js, records, &mut report).await?;
