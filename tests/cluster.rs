@@ -348,16 +348,16 @@ pub async fn wait_until_settled(
         let idle_since = inspect::wait_idle(js, Duration::from_millis(300), left)
             .await
             .unwrap();
-        let mut settled = true;
+        let mut held = Vec::new();
         for stream in ["TH_ENRICHED", "TH_PROFILED", "TH_ACCOUNTED", "TH_OBSERVED"] {
-            settled &= stream_events(js, stream).await >= events;
+            held.push((stream, stream_events(js, stream).await));
         }
-        if settled {
+        if held.iter().all(|&(_, n)| n >= events) {
             return idle_since;
         }
         assert!(
             Instant::now() < deadline,
-            "the pipeline never settled with {events} events"
+            "the pipeline never settled with {events} events: the streams hold {held:?}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

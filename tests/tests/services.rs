@@ -1,6 +1,6 @@
 //! The stage services as real processes over a real nats-server: they find
 //! exactly what `scan` finds, with one replica or two, through `kill -9`
-//! of each stateful service and a NATS restart, and dead-letter poison.
+//! of each stateful service and NATS restarts, and dead-letter poison.
 
 use std::path::Path;
 use std::time::Duration;
@@ -265,21 +265,44 @@ async fn mid_stream() -> MidStream {
 }
 
 impl MidStream {
-    /// The pipeline finishes the stream: every event once, `scan`'s findings.
-    async fn assert_finishes_exactly_once(mut self) {
+    /// The pipeline finishes the stream: every event once, `scan`'s findings
+    /// as `view` shows them.
+    async fn assert_finishes_exactly_once(mut self, view: fn(Vec<Finding>) -> Vec<Finding>) {
         let js = connect(&self.nats.url()).await;
         wait_until_settled(&js, self.events, SETTLE).await;
         self.pipeline.assert_running();
         assert_exactly_once(&js, self.events).await;
-        assert_eq!(sorted(stored_findings(&js).await), self.expected);
+        assert_eq!(view(stored_findings(&js).await), view(self.expected));
     }
 }
 
+/// Findings without their baseline facts, which quote history as of the
+/// events that had arrived: NATS killed while a hop publishes a batch can
+/// store the batch's later outputs before earlier ones (docs/distributed.md).
+fn without_baseline_facts(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut findings = sorted(findings);
+    for finding in &mut findings {
+        finding.baseline_facts.clear();
+    }
+    findings
+}
+
+/// NATS is killed and restarted as the stream flows: at a quarter
+/// profiled, then at every further eighth. What it had sent just before a
+/// kill may never arrive: the services must notice and take it up again in
+/// stream order, or a stateful hop's checkpoint passes it (lost) or it is
+/// processed long after newer events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nats_restart_loses_nothing() {
+async fn nats_restarts_lose_nothing() {
     let mut run = mid_stream().await;
+    for eighths in 3..8 {
+        run.nats.restart();
+        let js = connect(&run.nats.url()).await;
+        wait_for_events(&js, "TH_PROFILED", run.events * eighths / 8, SETTLE).await;
+    }
     run.nats.restart();
-    run.assert_finishes_exactly_once().await;
+    run.assert_finishes_exactly_once(without_baseline_facts)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +314,7 @@ async fn services_stop_on_sigterm_while_nats_is_away_and_lose_nothing() {
     let state = std::mem::replace(&mut run.pipeline, none_yet).stop();
     run.nats.resume();
     run.pipeline = Pipeline::start_in(state, &run.nats.url(), 1, &run.flags);
-    run.assert_finishes_exactly_once().await;
+    run.assert_finishes_exactly_once(sorted).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -227,11 +227,6 @@ where
         RunError::Nats(e) => nats(e),
         RunError::State(e) => state(e),
     };
-    // A stateful hop resumes from its lowest checkpoint on a fresh consumer,
-    // so that each partition arrives in stream order: messages handed to a
-    // crashed predecessor are not redelivered after newer ones (which the
-    // checkpoint would then wrongly skip).
-    let mut resume_from = 1;
     if let Some((ownership, store)) = hop.owned.clone() {
         for partition in ownership.owned(hop.partitions) {
             run_checkpoint(&mut run.checkpoints, &store, name, partition).map_err(state)?;
@@ -249,20 +244,10 @@ where
         run.finish_interrupted_batch(js, &mut hop)
             .await
             .map_err(run_error)?;
-        let lowest = run.checkpoints.values().min().copied();
-        resume_from = lowest.unwrap_or(u64::MAX).saturating_add(1);
     }
-    let consumer = consumer(js, &hop, settings, resume_from)
+    let mut delivery = Delivery::open(js, &hop, settings, run.start(&hop, Start::Shared))
         .await
         .map_err(nats)?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(settings.batch)
-        .max_bytes_per_batch(settings.batch_bytes.max(1 << 20))
-        .heartbeat(Duration::from_secs(5))
-        .messages()
-        .await
-        .map_err(|e| nats(e.into()))?;
     // Ready once consuming and no longer rebuilding taken-over partitions
     // (so `kubectl rollout status` waits for a rescale's replay).
     let mut marked_ready = false;
@@ -280,11 +265,21 @@ where
     loop {
         let first = tokio::select! {
             _ = &mut shutdown => break,
-            next = messages.next() => next,
+            next = delivery.messages.next() => next,
         };
-        let mut batch = match first {
+        let message = match first {
             None => break,
-            Some(Ok(message)) => vec![message],
+            Some(Ok(message)) => message,
+            Some(Err(e))
+                if hop.owned.is_none() && e.kind() == pull::MessagesErrorKind::ConsumerDeleted =>
+            {
+                // Another replica recreated the shared consumer (below).
+                delivery = tokio::select! {
+                    _ = &mut shutdown => break,
+                    reopened = Delivery::reopen(js, &hop, settings, Start::SharedAsReplaced) => reopened,
+                };
+                continue;
+            }
             Some(Err(e)) => {
                 // Missed heartbeats and the like while NATS restarts: the
                 // consumer stream reconnects by itself.
@@ -293,15 +288,24 @@ where
                 continue;
             }
         };
-        let mut bytes = batch[0].payload.len();
-        while batch.len() < settings.batch && bytes < settings.batch_bytes {
-            match messages.next().now_or_never() {
-                Some(Some(Ok(message))) => {
-                    bytes += message.payload.len();
-                    batch.push(message);
-                }
-                _ => break,
-            }
+        let batch = take_batch(message, &mut delivery.messages, settings);
+        if delivery.reconnected(js) {
+            // What the server sent just before the connection dropped may
+            // never have arrived. JetStream would offer it again only after
+            // `ack_wait`, behind newer messages: out of the order the stages
+            // depend on, and below a stateful hop's checkpoint by then (so
+            // skipped as done). Start again from what is known processed.
+            tracing::warn!(
+                hop = name,
+                "reconnected to NATS: recreating the consumer so that delivery resumes in stream order"
+            );
+            drop(batch);
+            let start = run.start(&hop, Start::SharedAfterAckFloor);
+            delivery = tokio::select! {
+                _ = &mut shutdown => break,
+                reopened = Delivery::reopen(js, &hop, settings, start) => reopened,
+            };
+            continue;
         }
         // On shutdown the batch in hand gets a grace period to finish. When
         // NATS stays away longer, stop as a crash would: the inputs stay
@@ -432,64 +436,117 @@ where
     Ok(processed)
 }
 
+/// Where a hop's consumer delivers from when it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// A stateful hop's own consumer, created afresh from this stream
+    /// sequence (after its lowest checkpoint), so that each partition
+    /// arrives in stream order: messages handed to a crashed predecessor, or
+    /// lost on a dropped connection, are not redelivered after newer ones
+    /// (which the checkpoint would then wrongly skip).
+    Fresh(u64),
+    /// The consumer the replicas of a stateless hop share, as it stands
+    /// (created at the very first start).
+    Shared,
+    /// The shared consumer as another replica recreated it: never created
+    /// here, which would start it at the beginning of the stream.
+    SharedAsReplaced,
+    /// The shared consumer recreated after its ack floor, so that what was
+    /// delivered but not acked comes again, in stream order, before newer
+    /// messages (outputs already published are deduplicated by id).
+    SharedAfterAckFloor,
+}
+
+/// A hop's flow of messages, and how often the client had connected to
+/// NATS before it was opened.
+struct Delivery {
+    messages: pull::Stream,
+    connects: u64,
+}
+
+impl Delivery {
+    async fn open<S: Stage>(
+        js: &jetstream::Context,
+        hop: &Hop<S>,
+        settings: &HopSettings,
+        start: Start,
+    ) -> Result<Self, async_nats::Error> {
+        // Counted first: a reconnect while opening then recreates it again.
+        let connects = connects(js);
+        let messages = consumer(js, hop, settings, start)
+            .await?
+            .stream()
+            .max_messages_per_batch(settings.batch)
+            .max_bytes_per_batch(settings.batch_bytes.max(1 << 20))
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await?;
+        Ok(Self { messages, connects })
+    }
+
+    /// [`Delivery::open`] until NATS lets it.
+    async fn reopen<S: Stage>(
+        js: &jetstream::Context,
+        hop: &Hop<S>,
+        settings: &HopSettings,
+        start: Start,
+    ) -> Self {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match Self::open(js, hop, settings, start).await {
+                Ok(delivery) => return delivery,
+                Err(e) => {
+                    tracing::warn!(hop = hop.name, error = %e, retry_in = ?delay, "opening the consumer");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Whether the client reconnected to NATS since this was opened. It
+    /// counts a connection before reading anything from it, so a message
+    /// received on a new connection is always seen as such.
+    fn reconnected(&self, js: &jetstream::Context) -> bool {
+        connects(js) > self.connects
+    }
+}
+
+fn connects(js: &jetstream::Context) -> u64 {
+    js.client()
+        .statistics()
+        .connects
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `first` and what else has arrived, up to the batch limits.
+fn take_batch(
+    first: jetstream::Message,
+    messages: &mut pull::Stream,
+    settings: &HopSettings,
+) -> Vec<jetstream::Message> {
+    let mut bytes = first.payload.len();
+    let mut batch = vec![first];
+    while batch.len() < settings.batch && bytes < settings.batch_bytes {
+        match messages.next().now_or_never() {
+            Some(Some(Ok(message))) => {
+                bytes += message.payload.len();
+                batch.push(message);
+            }
+            _ => break,
+        }
+    }
+    batch
+}
+
 async fn consumer<S: Stage>(
     js: &jetstream::Context,
     hop: &Hop<S>,
     settings: &HopSettings,
-    resume_from: u64,
+    start: Start,
 ) -> Result<jetstream::consumer::PullConsumer, async_nats::Error> {
-    let (durable, filter_subjects) = match &hop.owned {
-        None => (hop.name.to_string(), Vec::new()),
-        Some((ownership, _)) => (
-            format!(
-                "{}-{}-of-{}",
-                hop.name, ownership.replica, ownership.replicas
-            ),
-            ownership
-                .owned(hop.partitions)
-                .map(|p| hop.input.subject_of(p))
-                .collect(),
-        ),
-    };
     let stream = js.get_stream(hop.input.stream).await?;
-    let deliver_policy = if let Some((ownership, _)) = &hop.owned {
-        // Not found is fine: the first start. Consumers of this hop for
-        // another replica count are left over from before a rescale.
-        let _ = stream.delete_consumer(&durable).await;
-        let current = format!("-of-{}", ownership.replicas);
-        let mut names = stream.consumer_names();
-        let mut stale = Vec::new();
-        while let Some(name) = names.next().await {
-            let name = name?;
-            if name.starts_with(&format!("{}-", hop.name))
-                && name.contains("-of-")
-                && !name.ends_with(&current)
-            {
-                stale.push(name);
-            }
-        }
-        for name in stale {
-            tracing::info!(consumer = %name, "removing the consumer of an earlier replica count");
-            let _ = stream.delete_consumer(&name).await;
-        }
-        DeliverPolicy::ByStartSequence {
-            start_sequence: resume_from,
-        }
-    } else {
-        DeliverPolicy::All
-    };
-    let config = pull::Config {
-        durable_name: Some(durable.clone()),
-        deliver_policy,
-        filter_subjects,
-        // A replica's own consumer takes one ack per batch, for the batch's
-        // last message: the server then has a fraction of the acks to store.
-        // Enrich's replicas share a consumer, so each acks its own messages.
-        ack_policy: if hop.owned.is_some() {
-            jetstream::consumer::AckPolicy::All
-        } else {
-            jetstream::consumer::AckPolicy::Explicit
-        },
+    let mut config = pull::Config {
         ack_wait: settings.ack_wait,
         // The hop dead-letters after `max_deliver` itself, with the reason;
         // the server keeps redelivering until then.
@@ -497,7 +554,83 @@ async fn consumer<S: Stage>(
         max_ack_pending: (settings.batch * 4) as i64,
         ..Default::default()
     };
-    Ok(stream.get_or_create_consumer(&durable, config).await?)
+    let Some((ownership, _)) = &hop.owned else {
+        // Enrich's replicas share a consumer, so each acks its own messages.
+        let durable = hop.name.to_string();
+        config.durable_name = Some(durable.clone());
+        config.ack_policy = jetstream::consumer::AckPolicy::Explicit;
+        return Ok(match start {
+            Start::Shared | Start::Fresh(_) => {
+                stream.get_or_create_consumer(&durable, config).await?
+            }
+            Start::SharedAsReplaced => stream.get_consumer(&durable).await?,
+            Start::SharedAfterAckFloor => {
+                let mut shared: jetstream::consumer::PullConsumer =
+                    stream.get_consumer(&durable).await?;
+                let floor = shared.info().await?.ack_floor.stream_sequence;
+                stream.delete_consumer(&durable).await?;
+                config.deliver_policy = DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                };
+                stream.create_consumer_strict(config).await?
+            }
+        });
+    };
+    let Start::Fresh(start_sequence) = start else {
+        unreachable!("a stateful hop's consumer always starts afresh")
+    };
+    let durable = format!(
+        "{}-{}-of-{}",
+        hop.name, ownership.replica, ownership.replicas
+    );
+    // Its earlier incarnation (before a restart or a reconnect) goes first:
+    // binding to it would resume from where it had delivered to.
+    delete_if_present(&stream, &durable).await?;
+    // Consumers of this hop for another replica count are left over from
+    // before a rescale.
+    let current = format!("-of-{}", ownership.replicas);
+    let mut names = stream.consumer_names();
+    let mut stale = Vec::new();
+    while let Some(name) = names.next().await {
+        let name = name?;
+        if name.starts_with(&format!("{}-", hop.name))
+            && name.contains("-of-")
+            && !name.ends_with(&current)
+        {
+            stale.push(name);
+        }
+    }
+    for name in stale {
+        tracing::info!(consumer = %name, "removing the consumer of an earlier replica count");
+        let _ = stream.delete_consumer(&name).await;
+    }
+    config.durable_name = Some(durable.clone());
+    config.deliver_policy = DeliverPolicy::ByStartSequence { start_sequence };
+    config.filter_subjects = ownership
+        .owned(hop.partitions)
+        .map(|p| hop.input.subject_of(p))
+        .collect();
+    // A replica's own consumer takes one ack per batch, for the batch's
+    // last message: the server then has a fraction of the acks to store.
+    config.ack_policy = jetstream::consumer::AckPolicy::All;
+    Ok(stream.create_consumer_strict(config).await?)
+}
+
+/// Delete a consumer unless there is none (the first start).
+async fn delete_if_present(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+) -> Result<(), async_nats::Error> {
+    match stream.delete_consumer(name).await {
+        Err(e)
+            if matches!(e.kind(),
+            jetstream::stream::ConsumerErrorKind::JetStream(ref api)
+                if api.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND) =>
+        {
+            Ok(())
+        }
+        deleted => deleted.map(drop).map_err(Into::into),
+    }
 }
 
 enum RunError {
@@ -523,6 +656,16 @@ struct Run {
 }
 
 impl Run {
+    /// Where `hop`'s consumer starts: a stateful hop's after its lowest
+    /// checkpoint, a stateless hop's at `shared`.
+    fn start<S: Stage>(&self, hop: &Hop<S>, shared: Start) -> Start {
+        if hop.owned.is_none() {
+            return shared;
+        }
+        let lowest = self.checkpoints.values().min().copied();
+        Start::Fresh(lowest.unwrap_or(u64::MAX).saturating_add(1))
+    }
+
     /// Process, publish, commit and ack one batch from the consumer.
     async fn handle<S>(
         &mut self,
