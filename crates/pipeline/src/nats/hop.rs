@@ -274,6 +274,10 @@ where
                 if hop.owned.is_none() && e.kind() == pull::MessagesErrorKind::ConsumerDeleted =>
             {
                 // Another replica recreated the shared consumer (below).
+                tracing::info!(
+                    hop = name,
+                    "binding to the shared consumer another replica recreated"
+                );
                 delivery = tokio::select! {
                     _ = &mut shutdown => break,
                     reopened = Delivery::reopen(js, &hop, settings, Start::SharedAsReplaced) => reopened,
