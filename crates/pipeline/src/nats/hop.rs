@@ -268,27 +268,26 @@ where
             next = delivery.messages.next() => next,
         };
         let message = match first {
-            None => break,
+            // A stateful hop's consumer deleted by someone else: another
+            // instance of the same replica took over, and this one stops.
+            None if hop.owned.is_some() => break,
             Some(Ok(message)) => message,
-            Some(Err(e))
-                if hop.owned.is_none() && e.kind() == pull::MessagesErrorKind::ConsumerDeleted =>
-            {
-                // Another replica recreated the shared consumer (below).
-                tracing::info!(
-                    hop = name,
-                    "binding to the shared consumer another replica recreated"
-                );
-                delivery = tokio::select! {
-                    _ = &mut shutdown => break,
-                    reopened = Delivery::reopen(js, &hop, settings, Start::SharedAsReplaced) => reopened,
-                };
-                continue;
-            }
-            Some(Err(e)) => {
+            Some(Err(e)) if !consumer_gone(&e, hop.owned.is_some()) => {
                 // Missed heartbeats and the like while NATS restarts: the
                 // consumer stream reconnects by itself.
                 tracing::warn!(hop = name, error = %e, "consumer");
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            gone => {
+                // Another replica recreated the shared consumer (below), or
+                // NATS, recovering from a crash, lost the one just created.
+                tracing::info!(hop = name, error = ?gone.and_then(Result::err), "opening the consumer again");
+                let start = run.start(&hop, Start::SharedAsReplaced);
+                delivery = tokio::select! {
+                    _ = &mut shutdown => break,
+                    reopened = Delivery::reopen(js, &hop, settings, start) => reopened,
+                };
                 continue;
             }
         };
@@ -304,7 +303,14 @@ where
                 "reconnected to NATS: recreating the consumer so that delivery resumes in stream order"
             );
             drop(batch);
-            let start = run.start(&hop, Start::SharedAfterAckFloor);
+            let start = if hop.owned.is_some() {
+                run.start(&hop, Start::Shared)
+            } else {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    floor = shared_ack_floor(js, &hop) => Start::SharedFrom(floor + 1),
+                }
+            };
             delivery = tokio::select! {
                 _ = &mut shutdown => break,
                 reopened = Delivery::reopen(js, &hop, settings, start) => reopened,
@@ -455,10 +461,33 @@ enum Start {
     /// The shared consumer as another replica recreated it: never created
     /// here, which would start it at the beginning of the stream.
     SharedAsReplaced,
-    /// The shared consumer recreated after its ack floor, so that what was
-    /// delivered but not acked comes again, in stream order, before newer
-    /// messages (outputs already published are deduplicated by id).
-    SharedAfterAckFloor,
+    /// The shared consumer recreated from this stream sequence (after the
+    /// ack floor it had), so that what was delivered but not acked comes
+    /// again, in stream order, before newer messages (outputs already
+    /// published are deduplicated by id). Once the old one is deleted,
+    /// retries must create it from the same sequence: the floor is gone.
+    SharedFrom(u64),
+}
+
+/// The ack floor of a stateless hop's shared consumer, asked until NATS
+/// answers (it may be recovering; another replica may be recreating it).
+async fn shared_ack_floor<S: Stage>(js: &jetstream::Context, hop: &Hop<S>) -> u64 {
+    let floor = async || -> Result<u64, async_nats::Error> {
+        let stream = js.get_stream(hop.input.stream).await?;
+        let mut shared: jetstream::consumer::PullConsumer = stream.get_consumer(hop.name).await?;
+        Ok(shared.info().await?.ack_floor.stream_sequence)
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match floor().await {
+            Ok(floor) => return floor,
+            Err(e) => {
+                tracing::warn!(hop = hop.name, error = %e, retry_in = ?delay, "reading the shared consumer's ack floor");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// A hop's flow of messages, and how often the client had connected to
@@ -516,6 +545,16 @@ impl Delivery {
     }
 }
 
+/// Whether the consumer a hop pulls from is gone (a stateful hop's own
+/// deleted by someone else ends its stream instead: see the loop).
+fn consumer_gone(error: &pull::MessagesError, owned: bool) -> bool {
+    match error.kind() {
+        pull::MessagesErrorKind::NoResponders => true,
+        pull::MessagesErrorKind::ConsumerDeleted => !owned,
+        _ => false,
+    }
+}
+
 fn connects(js: &jetstream::Context) -> u64 {
     js.client()
         .statistics()
@@ -568,14 +607,9 @@ async fn consumer<S: Stage>(
                 stream.get_or_create_consumer(&durable, config).await?
             }
             Start::SharedAsReplaced => stream.get_consumer(&durable).await?,
-            Start::SharedAfterAckFloor => {
-                let mut shared: jetstream::consumer::PullConsumer =
-                    stream.get_consumer(&durable).await?;
-                let floor = shared.info().await?.ack_floor.stream_sequence;
-                stream.delete_consumer(&durable).await?;
-                config.deliver_policy = DeliverPolicy::ByStartSequence {
-                    start_sequence: floor + 1,
-                };
+            Start::SharedFrom(start_sequence) => {
+                delete_if_present(&stream, &durable).await?;
+                config.deliver_policy = DeliverPolicy::ByStartSequence { start_sequence };
                 stream.create_consumer_strict(config).await?
             }
         });
