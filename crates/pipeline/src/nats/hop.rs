@@ -477,12 +477,21 @@ async fn shared_ack_floor<S: Stage>(js: &jetstream::Context, hop: &Hop<S>) -> u6
         let mut shared: jetstream::consumer::PullConsumer = stream.get_consumer(hop.name).await?;
         Ok(shared.info().await?.ack_floor.stream_sequence)
     };
+    until_ok(hop.name, "reading the shared consumer's ack floor", floor).await
+}
+
+/// `attempt` until it succeeds, each failure logged as `what` and followed
+/// by a wait: 100 ms, then twice as long each time, at most 5 s.
+async fn until_ok<T, F>(hop: &str, what: &str, mut attempt: impl FnMut() -> F) -> T
+where
+    F: Future<Output = Result<T, async_nats::Error>>,
+{
     let mut delay = Duration::from_millis(100);
     loop {
-        match floor().await {
-            Ok(floor) => return floor,
+        match attempt().await {
+            Ok(done) => return done,
             Err(e) => {
-                tracing::warn!(hop = hop.name, error = %e, retry_in = ?delay, "reading the shared consumer's ack floor");
+                tracing::warn!(hop, error = %e, retry_in = ?delay, "{what}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -524,17 +533,10 @@ impl Delivery {
         settings: &HopSettings,
         start: Start,
     ) -> Self {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match Self::open(js, hop, settings, start).await {
-                Ok(delivery) => return delivery,
-                Err(e) => {
-                    tracing::warn!(hop = hop.name, error = %e, retry_in = ?delay, "opening the consumer");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        until_ok(hop.name, "opening the consumer", || {
+            Self::open(js, hop, settings, start)
+        })
+        .await
     }
 
     /// Whether the client reconnected to NATS since this was opened. It
@@ -907,7 +909,7 @@ impl Run {
                 published.flush_all().await;
             }
         }
-        self.publish(js, &formed.outgoing).await?;
+        self.publish(js, hop.name, &formed.outgoing).await?;
         if let Some(store) = store {
             let mut changes = Batch::default();
             hop.stage.drain_into(&mut changes);
@@ -1027,14 +1029,10 @@ impl Run {
     async fn publish(
         &mut self,
         js: &jetstream::Context,
+        hop: &str,
         outgoing: &[Outgoing],
     ) -> Result<(), RunError> {
-        let mut delay = Duration::from_millis(100);
-        while let Err(e) = publish_all(js, outgoing).await {
-            tracing::warn!(error = %e, retry_in = ?delay, "publishing");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        until_ok(hop, "publishing", || publish_all(js, outgoing)).await;
         self.stats.published += outgoing.len() as u64;
         self.metrics.messages_out.inc_by(outgoing.len() as u64);
         Ok(())
