@@ -1,18 +1,22 @@
-//! The ingest service's network sources as real processes: CloudTrail
-//! POSTed over HTTP, and S3 objects announced on SQS by a real S3 event
-//! notification (moto's server on 127.0.0.1). Each publishes every event
-//! once and dead-letters what it cannot use, with the reason.
+//! Network sources as real processes: the ingest service's CloudTrail
+//! POSTed over HTTP and S3 objects announced on SQS by a real S3 event
+//! notification, and `trailhound scan s3://…` (moto's server on
+//! 127.0.0.1). Each reads every event once and names what it cannot use,
+//! with the reason.
 
 use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use trailhound_e2e::cluster::{
-    MotoServer, NatsServer, Service, connect, dead_letters, free_port, http_request, stream_events,
-    wait_for_events, wait_for_port,
+    MotoServer, NatsServer, Service, binary, connect, dead_letters, free_port, http_request,
+    stream_events, wait_for_events, wait_for_port,
 };
+use trailhound_e2e::{shared, write_delivery};
 use trailhound_synth::{HISTORY_START_MS, stolen_credentials_episode};
 
 /// A CloudTrail log file as CloudTrail writes it (gzip'd `Records`), and
@@ -244,4 +248,122 @@ async fn s3_objects_announced_on_sqs_are_ingested_once() {
     }
     assert_eq!(stream_events(&js, "TH_RAW").await, events);
     assert!(ingest.stop().success());
+}
+
+/// Every file under `dir`, as (path relative to `dir` with `/`, content).
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_str().unwrap();
+                files.push((rel.replace('\\', "/"), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `trailhound scan s3://bucket/AWSLogs/`: the logs under the prefix are
+/// copied locally and scanned, finding exactly what a scan of the same
+/// files on disk finds; digests are not copied; a second scan downloads
+/// nothing; a log that cannot be copied is named, the others are scanned,
+/// and the command fails once it has printed its findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
+    let moto = MotoServer::start();
+    let (s3, _) = aws_clients(&moto).await;
+    let bucket = "org-trail";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let logs = local.path().join("logs");
+    write_delivery(&logs, &stolen_credentials_episode(3, HISTORY_START_MS, 45));
+    let files = files_under(&logs);
+    let put = |key: &str, body: Vec<u8>| {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+    };
+    for (key, body) in &files {
+        put(key, body.clone()).await.unwrap();
+    }
+    let digest = "AWSLogs/210987654321/CloudTrail-Digest/us-east-1/2024/04/15/210987654321_CloudTrail-Digest_us-east-1_trail_us-east-1_20240415T000000Z.json.gz";
+    put(digest, b"{}".to_vec()).await.unwrap();
+    // Outside the prefix: not listed.
+    put("elsewhere/f.json", b"not even JSON".to_vec())
+        .await
+        .unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let scan = |input: &str| -> Output {
+        Command::new(binary("trailhound"))
+            .args(["scan", input, "--format", "json", "--s3-force-path-style"])
+            .arg("--s3-cache")
+            .arg(cache.path())
+            .arg("--geoip-city")
+            .arg(shared("geoip/dbip-city-lite-2023-04.mmdb.gz"))
+            .arg("--geoip-asn")
+            .arg(shared("geoip/routeviews-dbip-asn-lite-2026-06.mmdb.gz"))
+            .envs(moto.aws_env())
+            .output()
+            .unwrap()
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let on_disk = scan(logs.to_str().unwrap());
+    assert!(on_disk.status.success(), "{}", text(&on_disk.stderr));
+    assert!(!on_disk.stdout.is_empty(), "the episode raises findings");
+
+    let address = format!("s3://{bucket}/AWSLogs/");
+    let first = scan(&address);
+    let stderr = text(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    let n = files.len();
+    assert!(
+        stderr.contains(&format!("{address}: {n} log(s) in "))
+            && stderr.contains(&format!(": {n} downloaded ("))
+            && stderr.contains("0 already there; 1 not logs"),
+        "{stderr}"
+    );
+    assert_eq!(text(&first.stdout), text(&on_disk.stdout));
+    for (key, body) in &files {
+        let copy = cache.path().join(bucket).join(key);
+        assert_eq!(&std::fs::read(&copy).unwrap(), body, "{key}");
+    }
+
+    let again = scan(&address);
+    let stderr = text(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(": 0 downloaded (0.0 MiB), {n} already there")),
+        "{stderr}"
+    );
+    assert_eq!(text(&again.stdout), text(&on_disk.stdout));
+
+    // A copy that cannot be written (a folder stands in its place): named,
+    // the other logs scanned, and the command fails after its output.
+    let (blocked, _) = &files[0];
+    let blocked_copy = cache.path().join(bucket).join(blocked);
+    std::fs::remove_file(&blocked_copy).unwrap();
+    std::fs::create_dir(&blocked_copy).unwrap();
+    let partial = scan(&address);
+    let stderr = text(&partial.stderr);
+    assert!(!partial.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("could not copy s3://{bucket}/{blocked}: "))
+            && stderr.contains(&format!("{} already there", n - 1))
+            && stderr.contains("1 log(s) in S3 could not be copied"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("scanned {} file(s)", n - 1)),
+        "{stderr}"
+    );
+    assert!(!partial.stdout.is_empty());
 }

@@ -10,7 +10,6 @@ use async_nats::jetstream;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_sqs::types::Message;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use trailhound_pipeline::nats::{IngestReport, ingest_document, publish_dead_letter};
@@ -145,20 +144,11 @@ impl Queue {
         force_path_style: bool,
         metrics: HopMetrics,
     ) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .load()
-            .await;
-        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(force_path_style)
-            .build();
+        let shared = trailhound_s3::sdk_config().await;
         Self {
             js,
             sqs: aws_sdk_sqs::Client::new(&shared),
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            s3: trailhound_s3::s3_client(&shared, force_path_style),
             url,
             metrics,
         }

@@ -15,6 +15,7 @@ use trailhound_proto::{CloudTrailEvent, EnrichedEvent};
 use trailhound_query::investigation::{Investigator, Subject, TravelLimits};
 
 use crate::query::{parse_time, print_investigation, report_format};
+use crate::s3::{S3Args, local_inputs};
 use crate::{Format, PipelineArgs, output, run_pipeline};
 
 /// Who and when to investigate, and how much of it the table shows.
@@ -54,13 +55,16 @@ impl ScopeArgs {
 
 #[derive(clap::Args)]
 pub struct InvestigateArgs {
-    /// Files or directories with the scope and the 45 days before it.
+    /// Files, directories or `s3://bucket/prefix` with the scope and the 45
+    /// days before it.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     #[command(flatten)]
     scope: ScopeArgs,
     #[command(flatten)]
     pipeline: PipelineArgs,
+    #[command(flatten)]
+    s3: S3Args,
     /// `table` (default on a terminal) or `json` (the whole report).
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -85,17 +89,19 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<()> {
         min_km: config.detection.impossible_travel_min_km,
     };
     let mut investigator = Investigator::new(subject, travel);
+    let inputs = local_inputs(&args.paths, &args.s3)?;
 
     // Unusable records are the scan's to report, below.
-    visit_enriched(&args.paths, &config, "investigate", false, |enriched| {
+    visit_enriched(&inputs.paths, &config, "investigate", false, |enriched| {
         investigator.add_event(&enriched);
     })?;
-    let report = run_pipeline(&args.paths, &config)?;
+    let report = run_pipeline(&inputs.paths, &config)?;
     for finding in report.findings.iter() {
         investigator.add_finding(&finding?);
     }
     let investigation = investigator.report();
-    print_investigation(&investigation, format, args.scope.events)
+    print_investigation(&investigation, format, args.scope.events)?;
+    inputs.check_complete()
 }
 
 /// Every usable record of the logs under `paths`, enriched, to `visit`,

@@ -5,6 +5,7 @@ mod investigate;
 mod output;
 mod profile;
 mod query;
+mod s3;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -89,11 +90,14 @@ struct ScanArgs {
     /// Files or directories (searched recursively); `-` reads stdin. S3
     /// delivery files (plain or .gz), JSON arrays, JSON lines, EventBridge,
     /// Event history (`aws cloudtrail lookup-events`), CloudWatch Logs
-    /// (`aws logs filter-log-events`, subscription payloads).
+    /// (`aws logs filter-log-events`, subscription payloads); or
+    /// `s3://bucket/prefix`: the logs under it, copied locally first.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     #[command(flatten)]
     pipeline: PipelineArgs,
+    #[command(flatten)]
+    s3: s3::S3Args,
     /// Output format; json lines by default when stdout is not a terminal.
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -379,7 +383,8 @@ pub(crate) fn run_pipeline(paths: &[PathBuf], config: &ScanConfig) -> anyhow::Re
 
 fn scan(args: ScanArgs) -> anyhow::Result<()> {
     let config = args.pipeline.config()?;
-    let report = run_pipeline(&args.paths, &config)?;
+    let inputs = s3::local_inputs(&args.paths, &args.s3)?;
+    let report = run_pipeline(&inputs.paths, &config)?;
     let format = args.format.unwrap_or_else(default_format);
     let shown = (report.findings.summaries().iter())
         .filter(|f| args.min_severity.admits(f.severity))
@@ -390,7 +395,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
     if !report.file_errors.is_empty() && report.files_read == 0 {
         anyhow::bail!("no input could be read");
     }
-    Ok(())
+    inputs.check_complete()
 }
 
 /// Send the scan's findings to the configured sinks; a sink that still

@@ -12,6 +12,7 @@ use trailhound_query::profile::{Profiler, requested_values, requested_window, to
 
 use crate::investigate::{visit_enriched, visit_records};
 use crate::query::{parse_time, report_format};
+use crate::s3::{S3Args, local_inputs};
 use crate::{Format, PipelineArgs, output};
 
 /// Whose profile, over which window, and how much of it.
@@ -50,13 +51,15 @@ impl ProfileArgs {
 
 #[derive(clap::Args)]
 pub struct ProfileLogsArgs {
-    /// Files or directories with the principal's calls.
+    /// Files, directories or `s3://bucket/prefix` with the principal's calls.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     #[command(flatten)]
     profile: ProfileArgs,
     #[command(flatten)]
     pipeline: PipelineArgs,
+    #[command(flatten)]
+    s3: S3Args,
     /// `table` (default on a terminal) or `json`.
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -71,11 +74,12 @@ pub fn run(args: ProfileLogsArgs) -> anyhow::Result<()> {
         start_ms: i64::MIN,
         end_ms: i64::MAX,
     };
+    let inputs = local_inputs(&args.paths, &args.s3)?;
     // The window ends after the last call unless --until says: a first
     // pass finds it, so that no call need be kept.
     let until_ms = match args.profile.until {
         Some(until_ms) => until_ms,
-        None => match last_call(&args.paths, &principal, config.partitions)? {
+        None => match last_call(&inputs.paths, &principal, config.partitions)? {
             Some(last_ms) => last_ms + 1,
             None => anyhow::bail!("no calls of {} in the logs", principal.principal),
         },
@@ -83,10 +87,11 @@ pub fn run(args: ProfileLogsArgs) -> anyhow::Result<()> {
     let request = args.profile.request(Some(until_ms));
     let window = requested_window(&request, 0).map_err(anyhow::Error::msg)?;
     let mut profiler = Profiler::new(window);
-    visit_enriched(&args.paths, &config, "profile", true, |enriched| {
+    visit_enriched(&inputs.paths, &config, "profile", true, |enriched| {
         profiler.add_event(&enriched);
     })?;
-    print_profile(&profiler.profile(requested_values(&request)), format)
+    print_profile(&profiler.profile(requested_values(&request)), format)?;
+    inputs.check_complete()
 }
 
 /// The time of the principal's last call in the logs under `paths`.

@@ -1,0 +1,293 @@
+//! CloudTrail in S3: the AWS SDK's clients, configured as the AWS CLI is,
+//! and a local copy of the logs under a bucket's prefix, brought up to date
+//! before `trailhound scan s3://…` reads it.
+//!
+//! S3 delivery writes each log file once and never changes it, so an
+//! object whose copy is already there (the same key and size) is not
+//! downloaded again: a daily scan of a trail's bucket downloads the day's
+//! new files only, and with a state directory parses only those.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+/// The SDK's shared configuration from the usual chain: environment,
+/// profile, SSO, web identity, container and instance credentials; the
+/// region and `AWS_ENDPOINT_URL` (an S3-compatible store) as the AWS CLI
+/// reads them. TLS by rustls with ring, as the rest of the workspace.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .load()
+        .await
+}
+
+/// An S3 client; `force_path_style` for stores that do not serve buckets
+/// as host names (MinIO, moto, most on-premises stores).
+pub fn s3_client(shared: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(shared)
+        .force_path_style(force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// `s3://bucket/prefix`: every object whose key starts with the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Url {
+    /// `None` for a text that is not an `s3://` address (a local path).
+    pub fn parse(text: &str) -> Option<Result<Self, String>> {
+        let rest = text.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Some(Err(format!("{text}: no bucket named (s3://bucket/prefix)")));
+        }
+        Some(Ok(Self {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        }))
+    }
+
+    fn object(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+impl std::fmt::Display for S3Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{url}: listing the objects failed: {message}")]
+    List { url: String, message: String },
+}
+
+/// What bringing a copy up to date did.
+#[derive(Debug, Default)]
+pub struct Copied {
+    /// The local copy of every log under the prefix, in key order.
+    pub files: Vec<PathBuf>,
+    pub downloaded: usize,
+    pub downloaded_bytes: u64,
+    /// Logs whose copy was there already.
+    pub present: usize,
+    /// Objects under the prefix that are not CloudTrail logs by their place
+    /// (digest and Insights files, other services' logs): not copied.
+    pub not_logs: usize,
+    /// Logs that could not be copied, as `s3://bucket/key: reason`.
+    pub failed: Vec<String>,
+}
+
+/// Bring the copy of the logs under `url` in `root` (`root/bucket/key`) up
+/// to date, downloading up to `downloads` objects at a time. Listing
+/// failures end it; an object that cannot be downloaded is named in
+/// [`Copied::failed`] and the others are still copied.
+pub async fn copy_logs(
+    client: &aws_sdk_s3::Client,
+    url: &S3Url,
+    root: &Path,
+    downloads: usize,
+) -> Result<Copied, CopyError> {
+    let mut copied = Copied::default();
+    let mut wanted = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(&url.bucket)
+        .prefix(&url.prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| CopyError::List {
+            url: url.to_string(),
+            message: describe(&e),
+        })?;
+        for object in page.contents() {
+            let (Some(key), size) = (object.key(), object.size().unwrap_or(0)) else {
+                continue;
+            };
+            if key.ends_with('/') {
+                continue; // a folder, as consoles make them
+            }
+            if trailhound_cloudtrail::not_cloudtrail_logs(key) {
+                copied.not_logs += 1;
+                continue;
+            }
+            match local_path(root, &url.bucket, key) {
+                Ok(local) => {
+                    wanted.push((key.to_string(), u64::try_from(size).unwrap_or(0), local))
+                }
+                Err(reason) => copied.failed.push(format!("{}: {reason}", url.object(key))),
+            }
+        }
+    }
+    let results: Vec<_> = futures_util::stream::iter(wanted)
+        .map(|(key, size, local)| async move {
+            let present = tokio::fs::metadata(&local)
+                .await
+                .is_ok_and(|m| m.is_file() && m.len() == size);
+            let outcome = if present {
+                Ok(None)
+            } else {
+                download(client, &url.bucket, &key, size, &local)
+                    .await
+                    .map(Some)
+            };
+            (key, local, outcome)
+        })
+        .buffered(downloads.max(1))
+        .collect()
+        .await;
+    for (key, local, outcome) in results {
+        match outcome {
+            Ok(None) => copied.present += 1,
+            Ok(Some(bytes)) => {
+                copied.downloaded += 1;
+                copied.downloaded_bytes += bytes;
+            }
+            Err(reason) => {
+                copied
+                    .failed
+                    .push(format!("{}: {reason}", url.object(&key)));
+                continue;
+            }
+        }
+        copied.files.push(local);
+    }
+    Ok(copied)
+}
+
+/// Where an object's copy goes: `root/bucket/key`, each part of the key a
+/// folder or the file's name. A key with an empty, `.` or `..` part would
+/// land elsewhere, or nowhere, and is refused.
+pub fn local_path(root: &Path, bucket: &str, key: &str) -> Result<PathBuf, String> {
+    let mut path = root.join(bucket);
+    for part in key.split('/') {
+        if matches!(part, "" | "." | "..") || part.contains('\0') {
+            return Err(format!(
+                "the key has a part {part:?}, which cannot name a local file"
+            ));
+        }
+        path.push(part);
+    }
+    Ok(path)
+}
+
+/// Download an object into `local` through a hidden `.part` file beside
+/// it (a scan passes over hidden files), renamed once the whole object has
+/// arrived: an interrupted copy leaves no partial log. The bytes written.
+async fn download(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    size: u64,
+    local: &Path,
+) -> Result<u64, String> {
+    let (Some(dir), Some(name)) = (local.parent(), local.file_name()) else {
+        return Err(format!("{} is not a file's path", local.display()));
+    };
+    let part = dir.join(format!(".{}.part", name.to_string_lossy()));
+    let io = |path: &Path, e: std::io::Error| format!("{}: {e}", path.display());
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| io(dir, e))?;
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let written = async {
+        let mut file = tokio::fs::File::create(&part).await?;
+        let written = tokio::io::copy_buf(&mut object.body.into_async_read(), &mut file).await?;
+        file.flush().await?;
+        Ok::<_, std::io::Error>(written)
+    }
+    .await;
+    let outcome = match written {
+        Ok(written) if written == size => tokio::fs::rename(&part, local)
+            .await
+            .map(|()| written)
+            .map_err(|e| io(local, e)),
+        Ok(written) => Err(format!("{written} bytes arrived of the {size} listed")),
+        Err(e) => Err(io(&part, e)),
+    };
+    if outcome.is_err() {
+        let _ = tokio::fs::remove_file(&part).await;
+    }
+    outcome
+}
+
+/// S3's own code and message when it answered ("NoSuchBucket: The
+/// specified bucket does not exist"), else the error and its causes
+/// ("dispatch failure: io error: … Connection refused").
+fn describe(e: &(impl ProvideErrorMetadata + std::error::Error)) -> String {
+    if let Some(code) = e.code() {
+        return format!("{code}: {}", e.message().unwrap_or("(no message)"));
+    }
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_addresses_name_a_bucket_and_a_prefix() {
+        let url = |text: &str| S3Url::parse(text).map(|r| r.map(|u| (u.bucket, u.prefix)));
+        assert_eq!(
+            url("s3://trail/AWSLogs/o-1/"),
+            Some(Ok(("trail".into(), "AWSLogs/o-1/".into())))
+        );
+        assert_eq!(url("s3://trail"), Some(Ok(("trail".into(), "".into()))));
+        assert_eq!(url("s3://trail/"), Some(Ok(("trail".into(), "".into()))));
+        assert!(matches!(url("s3:///AWSLogs"), Some(Err(e)) if e.contains("no bucket")));
+        assert_eq!(url("logs/s3:/trail"), None);
+        assert_eq!(url("./s3://trail"), None);
+    }
+
+    #[test]
+    fn keys_become_paths_under_the_bucket_and_never_leave_it() {
+        let root = Path::new("/cache");
+        assert_eq!(
+            local_path(
+                root,
+                "trail",
+                "AWSLogs/1/CloudTrail/us-east-1/2024/04/15/f.json.gz"
+            ),
+            Ok(PathBuf::from(
+                "/cache/trail/AWSLogs/1/CloudTrail/us-east-1/2024/04/15/f.json.gz"
+            ))
+        );
+        for key in [
+            "../../etc/passwd",
+            "AWSLogs/../x",
+            "a//b",
+            "/abs",
+            "a/./b",
+            "a/",
+        ] {
+            assert!(local_path(root, "trail", key).is_err(), "{key}");
+        }
+    }
+}
