@@ -92,14 +92,16 @@ pub struct Copied {
 }
 
 /// Bring the copy of the logs under `url` in `root` (`root/bucket/key`) up
-/// to date, downloading up to `downloads` objects at a time. Listing
-/// failures end it; an object that cannot be downloaded is named in
+/// to date, downloading up to `downloads` objects at a time; `progress` is
+/// told how many logs are done of how many after each. Listing failures
+/// end it; an object that cannot be downloaded is named in
 /// [`Copied::failed`] and the others are still copied.
 pub async fn copy_logs(
     client: &aws_sdk_s3::Client,
     url: &S3Url,
     root: &Path,
     downloads: usize,
+    progress: &dyn Fn(usize, usize),
 ) -> Result<Copied, CopyError> {
     let mut copied = Copied::default();
     let mut wanted = Vec::new();
@@ -133,6 +135,7 @@ pub async fn copy_logs(
             }
         }
     }
+    let total = wanted.len();
     let results: Vec<_> = futures_util::stream::iter(wanted)
         .map(|(key, size, local)| async move {
             let present = tokio::fs::metadata(&local)
@@ -148,6 +151,11 @@ pub async fn copy_logs(
             (key, local, outcome)
         })
         .buffered(downloads.max(1))
+        .enumerate()
+        .map(|(done, result)| {
+            progress(done + 1, total);
+            result
+        })
         .collect()
         .await;
     for (key, local, outcome) in results {

@@ -366,7 +366,9 @@ impl PipelineArgs {
 
 /// Run the pipeline over `paths` with a progress bar on a terminal.
 pub(crate) fn run_pipeline(paths: &[PathBuf], config: &ScanConfig) -> anyhow::Result<ScanReport> {
-    let bar = std::io::stderr().is_terminal().then(output::progress_bar);
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| output::progress_bar("files"));
     let mut progress = |p: Progress| {
         if let Some(bar) = &bar {
             bar.set_length(p.files_total as u64);

@@ -425,12 +425,13 @@ pub fn summary(r: &ScanReport) -> std::io::Result<()> {
     )
 }
 
-pub fn progress_bar() -> indicatif::ProgressBar {
+/// A progress bar of `{pos}/{len} {unit}` and a message.
+pub fn progress_bar(unit: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{bar:30}] {pos}/{len} files, {msg} ({elapsed})",
-        )
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{bar:30}}] {{pos}}/{{len}} {unit}, {{msg}} ({{elapsed}})"
+        ))
         .expect("valid template")
         .progress_chars("=> "),
     );

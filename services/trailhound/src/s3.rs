@@ -1,10 +1,13 @@
 //! `s3://bucket/prefix` among a command's inputs: the logs under it are
 //! copied locally first (`trailhound_s3`), then read as files.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use trailhound_s3::S3Url;
+
+use crate::output;
 
 #[derive(clap::Args)]
 pub(crate) struct S3Args {
@@ -75,12 +78,28 @@ pub(crate) fn local_inputs(paths: &[PathBuf], args: &S3Args) -> anyhow::Result<L
             inputs.paths.push(path.clone());
             continue;
         };
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| output::progress_bar("logs copied"));
+        if let Some(bar) = &bar {
+            bar.set_message(url.to_string());
+        }
+        let progress = |done: usize, total: usize| {
+            if let Some(bar) = &bar {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+        };
         let copied = runtime.block_on(trailhound_s3::copy_logs(
             &client,
             &url,
             &cache,
             args.s3_downloads,
+            &progress,
         ))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
         eprintln!(
             "{url}: {} log(s) in {}: {} downloaded ({:.1} MiB), {} already there; {} not logs (digests, Insights, other services); {} could not be copied",
             copied.files.len(),
