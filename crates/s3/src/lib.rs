@@ -93,7 +93,8 @@ pub struct Copied {
 
 /// Bring the copy of the logs under `url` in `root` (`root/bucket/key`) up
 /// to date, downloading up to `downloads` objects at a time; `progress` is
-/// told how many logs are done of how many after each. Listing failures
+/// told how many logs are done of how many listed, after each page of the
+/// listing (none done yet) and after each log. Listing failures
 /// end it; an object that cannot be downloaded is named in
 /// [`Copied::failed`] and the others are still copied.
 pub async fn copy_logs(
@@ -134,6 +135,7 @@ pub async fn copy_logs(
                 Err(reason) => copied.failed.push(format!("{}: {reason}", url.object(key))),
             }
         }
+        progress(0, wanted.len());
     }
     let total = wanted.len();
     let results: Vec<_> = futures_util::stream::iter(wanted)
