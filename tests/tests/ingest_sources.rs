@@ -17,7 +17,7 @@ use trailhound_e2e::cluster::{
     stream_events, wait_for_events, wait_for_port,
 };
 use trailhound_e2e::{shared, write_delivery};
-use trailhound_synth::{HISTORY_START_MS, stolen_credentials_episode};
+use trailhound_synth::{HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
 /// A CloudTrail log file as CloudTrail writes it (gzip'd `Records`), and
 /// how many events it holds.
@@ -272,8 +272,9 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// `trailhound scan s3://bucket/AWSLogs/`: the logs under the prefix are
 /// copied locally and scanned, finding exactly what a scan of the same
 /// files on disk finds; digests are not copied; a second scan downloads
-/// nothing; a log that cannot be copied is named, the others are scanned,
-/// and the command fails once it has printed its findings.
+/// nothing; `--s3-since` copies the logs of the days since only; a log
+/// that cannot be copied is named, the others are scanned, and the command
+/// fails once it has printed its findings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
     let moto = MotoServer::start();
@@ -282,7 +283,9 @@ async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
     s3.create_bucket().bucket(bucket).send().await.unwrap();
     let local = tempfile::tempdir().unwrap();
     let logs = local.path().join("logs");
-    write_delivery(&logs, &stolen_credentials_episode(3, HISTORY_START_MS, 45));
+    let mut records = benign_history(3, HISTORY_START_MS, 45);
+    records.extend(stolen_credentials_episode(3, HISTORY_START_MS, 45));
+    write_delivery(&logs, &records);
     let files = files_under(&logs);
     let put = |key: &str, body: Vec<u8>| {
         s3.put_object()
@@ -302,11 +305,12 @@ async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
         .unwrap();
 
     let cache = tempfile::tempdir().unwrap();
-    let scan = |input: &str| -> Output {
+    let scan_into = |input: &str, cache: &Path, flags: &[&str]| -> Output {
         Command::new(binary("trailhound"))
             .args(["scan", input, "--format", "json", "--s3-force-path-style"])
+            .args(flags)
             .arg("--s3-cache")
-            .arg(cache.path())
+            .arg(cache)
             .arg("--geoip-city")
             .arg(shared("geoip/dbip-city-lite-2023-04.mmdb.gz"))
             .arg("--geoip-asn")
@@ -315,6 +319,7 @@ async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
             .output()
             .unwrap()
     };
+    let scan = |input: &str| scan_into(input, cache.path(), &[]);
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let on_disk = scan(logs.to_str().unwrap());
     assert!(on_disk.status.success(), "{}", text(&on_disk.stderr));
@@ -345,6 +350,30 @@ async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
         "{stderr}"
     );
     assert_eq!(text(&again.stdout), text(&on_disk.stdout));
+
+    // From a day on: the date folders before it are not listed, and only
+    // the logs delivered since are copied and scanned.
+    let day = |key: &str| key.split('/').skip(4).take(3).collect::<Vec<_>>().join("/");
+    let recent: Vec<&String> = (files.iter().map(|(key, _)| key))
+        .filter(|key| day(key).as_str() >= "2024/04/10")
+        .collect();
+    assert!(!recent.is_empty() && recent.len() < n, "{recent:?}");
+    let recent_cache = tempfile::tempdir().unwrap();
+    let since = scan_into(&address, recent_cache.path(), &["--s3-since", "2024-04-10"]);
+    let stderr = text(&since.stderr);
+    assert!(since.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{address}: {} log(s) in ", recent.len()))
+            && stderr.contains(&format!(": {} downloaded (", recent.len()))
+            // The digest's folder was not even listed.
+            && stderr.contains("; 0 not logs"),
+        "{stderr}"
+    );
+    let copied: Vec<String> = files_under(&recent_cache.path().join(bucket))
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(copied.iter().collect::<Vec<_>>(), recent);
 
     // A copy that cannot be written (a folder stands in its place): named,
     // the other logs scanned, and the command fails after its output.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use chrono::{Datelike, NaiveDate};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -84,58 +85,99 @@ pub struct Copied {
     pub downloaded_bytes: u64,
     /// Logs whose copy was there already.
     pub present: usize,
-    /// Objects under the prefix that are not CloudTrail logs by their place
-    /// (digest and Insights files, other services' logs): not copied.
+    /// Objects listed under the prefix that are not CloudTrail logs by their
+    /// place (digest and Insights files, other services' logs): not copied.
+    /// (With a day to start from, their folders are not even listed.)
     pub not_logs: usize,
     /// Logs that could not be copied, as `s3://bucket/key: reason`.
     pub failed: Vec<String>,
 }
 
 /// Bring the copy of the logs under `url` in `root` (`root/bucket/key`) up
-/// to date, downloading up to `downloads` objects at a time; `progress` is
-/// told how many logs are done of how many listed, after each page of the
-/// listing (none done yet) and after each log. Listing failures
-/// end it; an object that cannot be downloaded is named in
-/// [`Copied::failed`] and the others are still copied.
+/// to date, downloading up to `downloads` objects at a time. With `since`,
+/// only logs delivered on or after that day (UTC): the key's folders are
+/// listed one by one and date folders wholly before it are passed over,
+/// so a scan of a trail's last days does not list its years. `progress` is
+/// told how many logs are done of how many listed, as the listing goes
+/// (none done yet) and after each log. Listing failures end it; an object
+/// that cannot be downloaded is named in [`Copied::failed`] and the others
+/// are still copied.
 pub async fn copy_logs(
     client: &aws_sdk_s3::Client,
     url: &S3Url,
     root: &Path,
     downloads: usize,
+    since: Option<NaiveDate>,
     progress: &dyn Fn(usize, usize),
 ) -> Result<Copied, CopyError> {
+    let downloads = downloads.max(1);
+    let list_error = |message| CopyError::List {
+        url: url.to_string(),
+        message,
+    };
+    let mut objects = Vec::new();
+    match since {
+        None => {
+            list(client, &url.bucket, &url.prefix, None, &mut |found, _| {
+                objects.extend(found);
+                progress(0, objects.len());
+            })
+            .await
+            .map_err(list_error)?;
+        }
+        Some(since) => {
+            let mut folders = vec![url.prefix.clone()];
+            let mut listing = futures_util::stream::FuturesUnordered::new();
+            loop {
+                while listing.len() < downloads
+                    && let Some(folder) = folders.pop()
+                {
+                    listing.push(async move {
+                        let mut level = (Vec::new(), Vec::new());
+                        list(
+                            client,
+                            &url.bucket,
+                            &folder,
+                            Some("/"),
+                            &mut |found, below| {
+                                level.0.extend(found);
+                                level.1.extend(below);
+                            },
+                        )
+                        .await
+                        .map(|()| level)
+                    });
+                }
+                let Some(level) = listing.next().await else {
+                    break;
+                };
+                let (found, below) = level.map_err(list_error)?;
+                objects.extend(found);
+                // Digest and other services' folders are not listed either.
+                folders.extend(below.into_iter().filter(|f| {
+                    !trailhound_cloudtrail::not_cloudtrail_logs(f) && may_hold_since(f, since)
+                }));
+                progress(0, objects.len());
+            }
+            objects.sort_unstable();
+        }
+    }
     let mut copied = Copied::default();
     let mut wanted = Vec::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&url.bucket)
-        .prefix(&url.prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| CopyError::List {
-            url: url.to_string(),
-            message: describe(&e),
-        })?;
-        for object in page.contents() {
-            let (Some(key), size) = (object.key(), object.size().unwrap_or(0)) else {
-                continue;
-            };
-            if key.ends_with('/') {
-                continue; // a folder, as consoles make them
-            }
-            if trailhound_cloudtrail::not_cloudtrail_logs(key) {
-                copied.not_logs += 1;
-                continue;
-            }
-            match local_path(root, &url.bucket, key) {
-                Ok(local) => {
-                    wanted.push((key.to_string(), u64::try_from(size).unwrap_or(0), local))
-                }
-                Err(reason) => copied.failed.push(format!("{}: {reason}", url.object(key))),
-            }
+    for (key, size) in objects {
+        if key.ends_with('/') {
+            continue; // a folder, as consoles make them
         }
-        progress(0, wanted.len());
+        if trailhound_cloudtrail::not_cloudtrail_logs(&key) {
+            copied.not_logs += 1;
+            continue;
+        }
+        match local_path(root, &url.bucket, &key) {
+            Ok(local) => wanted.push((key, size, local)),
+            Err(reason) => copied
+                .failed
+                .push(format!("{}: {reason}", url.object(&key))),
+        }
     }
     let total = wanted.len();
     let results: Vec<_> = futures_util::stream::iter(wanted)
@@ -152,7 +194,7 @@ pub async fn copy_logs(
             };
             (key, local, outcome)
         })
-        .buffered(downloads.max(1))
+        .buffered(downloads)
         .enumerate()
         .map(|(done, result)| {
             progress(done + 1, total);
@@ -177,6 +219,65 @@ pub async fn copy_logs(
         copied.files.push(local);
     }
     Ok(copied)
+}
+
+/// List the objects under `prefix`, page by page, to `page`: (key, size)
+/// of each object, and with a `delimiter` the folders below (S3's common
+/// prefixes) rather than their objects.
+async fn list(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    page: &mut dyn FnMut(Vec<(String, u64)>, Vec<String>),
+) -> Result<(), String> {
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .set_delimiter(delimiter.map(str::to_string))
+        .into_paginator()
+        .send();
+    while let Some(listed) = pages.next().await {
+        let listed = listed.map_err(|e| describe(&e))?;
+        let objects = listed.contents().iter().filter_map(|o| {
+            let size = u64::try_from(o.size().unwrap_or(0)).unwrap_or(0);
+            Some((o.key()?.to_string(), size))
+        });
+        let folders = listed.common_prefixes().iter();
+        page(
+            objects.collect(),
+            folders
+                .filter_map(|f| f.prefix().map(str::to_string))
+                .collect(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether a folder may hold logs delivered on or after `since`: false
+/// only for a trail's date folder wholly before it (`…/CloudTrail/{region}/`
+/// then `YYYY/`, `YYYY/MM/` or `YYYY/MM/DD/`, as S3 delivery names them).
+pub fn may_hold_since(folder: &str, since: NaiveDate) -> bool {
+    let parts: Vec<&str> = folder.trim_end_matches('/').split('/').collect();
+    let Some(trail) = parts.iter().rposition(|part| *part == "CloudTrail") else {
+        return true;
+    };
+    let date = parts.get(trail + 2..).unwrap_or_default();
+    let Ok(date) = date
+        .iter()
+        .map(|part| part.parse::<u32>())
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return true;
+    };
+    let (year, month, day) = (since.year() as u32, since.month(), since.day());
+    match date[..] {
+        [y] => y >= year,
+        [y, m] => (y, m) >= (year, month),
+        [y, m, d] => (y, m, d) >= (year, month, day),
+        _ => true,
+    }
 }
 
 /// Where an object's copy goes: `root/bucket/key`, each part of the key a
@@ -274,6 +375,35 @@ mod tests {
         assert!(matches!(url("s3:///AWSLogs"), Some(Err(e)) if e.contains("no bucket")));
         assert_eq!(url("logs/s3:/trail"), None);
         assert_eq!(url("./s3://trail"), None);
+    }
+
+    #[test]
+    fn date_folders_wholly_before_the_day_are_passed_over() {
+        let since = NaiveDate::from_ymd_opt(2024, 4, 14).unwrap();
+        let region = "AWSLogs/o-1/111122223333/CloudTrail/us-east-1/";
+        for (below, kept) in [
+            ("", true),
+            ("2023/", false),
+            ("2024/", true),
+            ("2025/", true),
+            ("2024/03/", false),
+            ("2024/04/", true),
+            ("2024/04/13/", false),
+            ("2024/04/14/", true),
+            ("2024/05/01/", true),
+        ] {
+            let folder = format!("{region}{below}");
+            assert_eq!(may_hold_since(&folder, since), kept, "{folder}");
+        }
+        for other in [
+            "AWSLogs/",
+            "AWSLogs/111122223333/",
+            "AWSLogs/111122223333/CloudTrail/",
+            "AWSLogs/111122223333/vpcflowlogs/us-east-1/2023/",
+            "AWSLogs/111122223333/CloudTrail/us-east-1/latest/",
+        ] {
+            assert!(may_hold_since(other, since), "{other}");
+        }
     }
 
     #[test]

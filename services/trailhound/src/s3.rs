@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use chrono::NaiveDate;
 use trailhound_s3::S3Url;
 
 use crate::output;
@@ -20,9 +21,24 @@ pub(crate) struct S3Args {
     /// for MinIO and other S3-compatible stores.
     #[arg(long)]
     s3_force_path_style: bool,
-    /// S3 objects downloaded at a time.
+    /// S3 objects downloaded (and folders listed) at a time.
     #[arg(long, default_value_t = 32)]
     s3_downloads: usize,
+    /// Only logs delivered since this day (UTC) from `s3://` inputs: a date
+    /// (2024-04-01), an RFC 3339 time or a time ago (60d). The trail's date
+    /// folders before it are not listed.
+    #[arg(long, value_parser = parse_day)]
+    s3_since: Option<NaiveDate>,
+}
+
+fn parse_day(text: &str) -> Result<NaiveDate, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day);
+    }
+    let ms = crate::query::parse_time(text)?;
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.date_naive())
+        .ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 /// A command's inputs as local paths.
@@ -95,6 +111,7 @@ pub(crate) fn local_inputs(paths: &[PathBuf], args: &S3Args) -> anyhow::Result<L
             &url,
             &cache,
             args.s3_downloads,
+            args.s3_since,
             &progress,
         ))?;
         if let Some(bar) = bar {
