@@ -396,3 +396,74 @@ async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
     );
     assert!(!partial.stdout.is_empty());
 }
+
+/// The ingest service backfilling from `s3://bucket/AWSLogs/` with
+/// `--s3-since`: every event of the logs delivered since that day once,
+/// none of the days before, an object that is not CloudTrail dead-lettered
+/// by name; then the service ends by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_backfills_the_logs_under_an_s3_prefix_since_a_day() {
+    let moto = MotoServer::start();
+    let nats = NatsServer::start();
+    let (s3, _) = aws_clients(&moto).await;
+    let bucket = "org-trail";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut records = benign_history(4, HISTORY_START_MS, 45);
+    records.extend(stolen_credentials_episode(4, HISTORY_START_MS, 45));
+    write_delivery(local.path(), &records);
+    for (key, body) in files_under(local.path()) {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+    }
+    let broken = "AWSLogs/210987654321/CloudTrail/us-east-1/2024/04/14/210987654321_CloudTrail_us-east-1_20240414T2355Z_broken.json.gz";
+    s3.put_object()
+        .bucket(bucket)
+        .key(broken)
+        .body(ByteStream::from(b"not CloudTrail".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    // Delivery files are per day of event time here.
+    let since = (records.iter())
+        .filter(|r| r["eventTime"].as_str().unwrap() >= "2024-04-10")
+        .count() as u64;
+    assert!(since > 0 && since < records.len() as u64);
+
+    let args = [
+        "--nats-url",
+        &nats.url(),
+        &format!("s3://{bucket}/AWSLogs/"),
+        "--s3-force-path-style",
+        "--s3-since",
+        "2024-04-10",
+    ];
+    let mut ingest = Service::start_with_env(
+        "ingest",
+        args.iter().map(|a| a.to_string()).collect(),
+        moto.aws_env(),
+    );
+    let js = connect(&nats.url()).await;
+    wait_for_events(&js, "TH_RAW", since, Duration::from_secs(120)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = ingest.exited() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the backfill never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(stream_events(&js, "TH_RAW").await, since);
+    let dead = dead_letters(&js).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].1.contains(&format!("s3://{bucket}/{broken}")),
+        "{dead:?}"
+    );
+}

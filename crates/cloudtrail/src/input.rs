@@ -184,7 +184,7 @@ pub fn not_cloudtrail_logs(path: &str) -> bool {
 /// The delivery time in a CloudTrail file name
 /// (`{account}_CloudTrail_{region}_{YYYYMMDDTHHMMZ}_{unique}.json.gz`);
 /// the name's text sorts chronologically.
-fn delivery_time(path: &Path) -> Option<[u8; 14]> {
+pub fn delivery_time(path: &Path) -> Option<[u8; 14]> {
     let name = path.file_name()?.to_str()?;
     let (_, after) = name.split_once("_CloudTrail_")?;
     after.split('_').find_map(|part| {

@@ -16,7 +16,7 @@ pub mod time;
 
 pub use input::{
     Discovered, Fingerprint, Hashed, Identified, InputError, Parsed, Probed, ReadSoFar,
-    RecordOrder, Rejected, Source, decompress, discover, not_cloudtrail_logs, parse_document,
-    sort_by_event_time,
+    RecordOrder, Rejected, Source, decompress, delivery_time, discover, not_cloudtrail_logs,
+    parse_document, sort_by_event_time,
 };
 pub use principal::{normalise, normalise_into, partition_of};

@@ -38,6 +38,26 @@ pub fn s3_client(shared: &aws_config::SdkConfig, force_path_style: bool) -> aws_
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// The day a `--s3-since` names: a date (`2024-04-01`), an RFC 3339 time,
+/// or a time ago (`60d`).
+pub fn parse_since(text: &str) -> Result<NaiveDate, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day);
+    }
+    let ms = match trailhound_cloudtrail::time::parse_event_time(text) {
+        Some(ms) => ms,
+        None => {
+            let ago = humantime::parse_duration(text).map_err(|_| {
+                format!("{text:?} is neither a date, an RFC 3339 time nor a time ago (60d)")
+            })?;
+            chrono::Utc::now().timestamp_millis() - ago.as_millis() as i64
+        }
+    };
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.date_naive())
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
 /// `s3://bucket/prefix`: every object whose key starts with the prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Url {
@@ -59,7 +79,8 @@ impl S3Url {
         }))
     }
 
-    fn object(&self, key: &str) -> String {
+    /// `s3://bucket/key` of one of its objects.
+    pub fn object(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
 }
@@ -71,9 +92,32 @@ impl std::fmt::Display for S3Url {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CopyError {
-    #[error("{url}: listing the objects failed: {message}")]
-    List { url: String, message: String },
+#[error("{url}: listing the objects failed: {message}")]
+pub struct ListError {
+    url: String,
+    message: String,
+}
+
+/// The logs under an `s3://` address.
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// Key and size of each log, in key order.
+    pub logs: Vec<(String, u64)>,
+    /// Objects listed that are not CloudTrail logs by their place (digest
+    /// and Insights files, other services' logs). (With a day to start
+    /// from, their folders are not even listed.)
+    pub not_logs: usize,
+}
+
+impl Listed {
+    /// The logs in the order CloudTrail delivered them (by the time in
+    /// their names), as a scan reads files: the calls of every account and
+    /// region interleave in time, instead of one's months after another's.
+    pub fn in_delivery_order(mut self) -> Vec<(String, u64)> {
+        self.logs
+            .sort_by_cached_key(|(key, _)| trailhound_cloudtrail::delivery_time(Path::new(key)));
+        self.logs
+    }
 }
 
 /// What bringing a copy up to date did.
@@ -85,33 +129,26 @@ pub struct Copied {
     pub downloaded_bytes: u64,
     /// Logs whose copy was there already.
     pub present: usize,
-    /// Objects listed under the prefix that are not CloudTrail logs by their
-    /// place (digest and Insights files, other services' logs): not copied.
-    /// (With a day to start from, their folders are not even listed.)
+    /// As [`Listed::not_logs`]: not copied.
     pub not_logs: usize,
     /// Logs that could not be copied, as `s3://bucket/key: reason`.
     pub failed: Vec<String>,
 }
 
-/// Bring the copy of the logs under `url` in `root` (`root/bucket/key`) up
-/// to date, downloading up to `downloads` objects at a time. With `since`,
-/// only logs delivered on or after that day (UTC): the key's folders are
-/// listed one by one and date folders wholly before it are passed over,
-/// so a scan of a trail's last days does not list its years. `progress` is
-/// told how many logs are done of how many listed, as the listing goes
-/// (none done yet) and after each log. Listing failures end it; an object
-/// that cannot be downloaded is named in [`Copied::failed`] and the others
-/// are still copied.
-pub async fn copy_logs(
+/// List the logs under `url`, up to `listings` requests at a time. With
+/// `since`, only logs delivered on or after that day (UTC): the key's
+/// folders are listed one by one, and the trail's date folders wholly
+/// before it (and digest and other services' folders) are passed over, so
+/// the last weeks of a trail that has logged for years do not list its
+/// years. `progress` is told how many logs are listed so far.
+pub async fn list_logs(
     client: &aws_sdk_s3::Client,
     url: &S3Url,
-    root: &Path,
-    downloads: usize,
     since: Option<NaiveDate>,
-    progress: &dyn Fn(usize, usize),
-) -> Result<Copied, CopyError> {
-    let downloads = downloads.max(1);
-    let list_error = |message| CopyError::List {
+    listings: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Listed, ListError> {
+    let list_error = |message| ListError {
         url: url.to_string(),
         message,
     };
@@ -120,7 +157,7 @@ pub async fn copy_logs(
         None => {
             list(client, &url.bucket, &url.prefix, None, &mut |found, _| {
                 objects.extend(found);
-                progress(0, objects.len());
+                progress(objects.len());
             })
             .await
             .map_err(list_error)?;
@@ -129,7 +166,7 @@ pub async fn copy_logs(
             let mut folders = vec![url.prefix.clone()];
             let mut listing = futures_util::stream::FuturesUnordered::new();
             loop {
-                while listing.len() < downloads
+                while listing.len() < listings.max(1)
                     && let Some(folder) = folders.pop()
                 {
                     listing.push(async move {
@@ -153,25 +190,50 @@ pub async fn copy_logs(
                 };
                 let (found, below) = level.map_err(list_error)?;
                 objects.extend(found);
-                // Digest and other services' folders are not listed either.
                 folders.extend(below.into_iter().filter(|f| {
                     !trailhound_cloudtrail::not_cloudtrail_logs(f) && may_hold_since(f, since)
                 }));
-                progress(0, objects.len());
+                progress(objects.len());
             }
             objects.sort_unstable();
         }
     }
-    let mut copied = Copied::default();
-    let mut wanted = Vec::new();
+    let mut listed = Listed::default();
     for (key, size) in objects {
         if key.ends_with('/') {
             continue; // a folder, as consoles make them
         }
         if trailhound_cloudtrail::not_cloudtrail_logs(&key) {
-            copied.not_logs += 1;
-            continue;
+            listed.not_logs += 1;
+        } else {
+            listed.logs.push((key, size));
         }
+    }
+    Ok(listed)
+}
+
+/// Bring the copy of the logs under `url` in `root` (`root/bucket/key`) up
+/// to date, downloading up to `downloads` objects at a time; `since` as for
+/// [`list_logs`]. `progress` is told how many logs are done of how many
+/// listed, as the listing goes (none done yet) and after each log. Listing
+/// failures end it; an object that cannot be downloaded is named in
+/// [`Copied::failed`] and the others are still copied.
+pub async fn copy_logs(
+    client: &aws_sdk_s3::Client,
+    url: &S3Url,
+    root: &Path,
+    downloads: usize,
+    since: Option<NaiveDate>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Copied, ListError> {
+    let downloads = downloads.max(1);
+    let listed = list_logs(client, url, since, downloads, &|n| progress(0, n)).await?;
+    let mut copied = Copied {
+        not_logs: listed.not_logs,
+        ..Copied::default()
+    };
+    let mut wanted = Vec::new();
+    for (key, size) in listed.logs {
         match local_path(root, &url.bucket, &key) {
             Ok(local) => wanted.push((key, size, local)),
             Err(reason) => copied
@@ -229,7 +291,7 @@ async fn list(
     bucket: &str,
     prefix: &str,
     delimiter: Option<&str>,
-    page: &mut dyn FnMut(Vec<(String, u64)>, Vec<String>),
+    page: &mut (dyn FnMut(Vec<(String, u64)>, Vec<String>) + Send),
 ) -> Result<(), String> {
     let mut pages = client
         .list_objects_v2()
@@ -375,6 +437,21 @@ mod tests {
         assert!(matches!(url("s3:///AWSLogs"), Some(Err(e)) if e.contains("no bucket")));
         assert_eq!(url("logs/s3:/trail"), None);
         assert_eq!(url("./s3://trail"), None);
+    }
+
+    #[test]
+    fn a_day_to_start_from_is_a_date_a_time_or_a_time_ago() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(parse_since("2024-04-10"), Ok(day(2024, 4, 10)));
+        assert_eq!(parse_since("2024-04-10T23:59:00Z"), Ok(day(2024, 4, 10)));
+        let today = chrono::Utc::now().date_naive();
+        assert_eq!(parse_since("0d"), Ok(today));
+        assert_eq!(parse_since("2d"), Ok(today - chrono::Days::new(2)));
+        assert!(
+            parse_since("last week")
+                .unwrap_err()
+                .contains("neither a date")
+        );
     }
 
     #[test]

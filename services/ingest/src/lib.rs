@@ -1,7 +1,8 @@
 //! The ingest service: CloudTrail onto `th.raw`, each event once (its
 //! `Nats-Msg-Id` is account and event id, so JetStream drops an event it
 //! already holds). Sources, any of them together: files and directories
-//! (once, or watched), HTTP POSTs, and S3 objects announced on an SQS queue.
+//! (once, or watched), HTTP POSTs, S3 objects announced on an SQS queue, and
+//! the logs under an `s3://` prefix (once: a backfill).
 
 mod files;
 mod http;
@@ -11,15 +12,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 use trailhound_pipeline::nats::IngestReport;
+use trailhound_s3::S3Url;
 use trailhound_service::ServiceConfig;
 use trailhound_telemetry::HopMetrics;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestArgs {
     /// Files or directories of CloudTrail logs (gzip or plain; arrays,
-    /// `Records`, JSON lines, EventBridge).
+    /// `Records`, JSON lines, EventBridge), or `s3://bucket/prefix`: the
+    /// logs under it read once from S3, in delivery order (a backfill).
     #[arg(required_unless_present_any = ["listen", "sqs_queue_url"])]
     pub paths: Vec<PathBuf>,
     /// Keep watching the paths, ingesting new or changed files at this
@@ -47,6 +51,11 @@ pub struct IngestArgs {
     /// Path-style S3 URLs (MinIO and most S3-compatible servers need them).
     #[arg(long, env = "TRAILHOUND_S3_FORCE_PATH_STYLE")]
     pub s3_force_path_style: bool,
+    /// Backfill from `s3://` paths only the logs delivered since this day
+    /// (UTC): a date (2024-04-01), an RFC 3339 time or a time ago (45d).
+    /// The trail's date folders before it are not listed.
+    #[arg(long, env = "TRAILHOUND_S3_SINCE", value_parser = trailhound_s3::parse_since)]
+    pub s3_since: Option<NaiveDate>,
 }
 
 pub async fn run(
@@ -60,10 +69,27 @@ pub async fn run(
     ready.mark_ready();
 
     let mut sources = tokio::task::JoinSet::new();
-    if !args.paths.is_empty() {
+    let mut paths = Vec::new();
+    for path in args.paths {
+        match path.to_str().and_then(S3Url::parse) {
+            Some(url) => {
+                let backfill = s3::backfill(
+                    js.clone(),
+                    url.map_err(anyhow::Error::msg)?,
+                    args.s3_since,
+                    args.s3_force_path_style,
+                    metrics.clone(),
+                    shutdown.clone(),
+                );
+                sources.spawn(backfill);
+            }
+            None => paths.push(path),
+        }
+    }
+    if !paths.is_empty() {
         let files = files::run(
             js.clone(),
-            args.paths,
+            paths,
             args.watch,
             metrics.clone(),
             shutdown.clone(),

@@ -10,9 +10,12 @@ use async_nats::jetstream;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_sqs::types::Message;
+use chrono::NaiveDate;
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use trailhound_pipeline::nats::{IngestReport, ingest_document, publish_dead_letter};
+use trailhound_s3::S3Url;
 use trailhound_telemetry::HopMetrics;
 
 /// How long to wait before trying again after S3, SQS or NATS failed.
@@ -118,16 +121,21 @@ fn url_decoded_key(key: &str) -> Result<String, String> {
         .map_err(|e| format!("object key {key:?} is not URL-encoded UTF-8: {e}"))
 }
 
-/// The queue, the S3 client that reads what it announces, and the bus.
-pub struct Queue {
+/// S3 objects onto the bus: those a queue announces, and a backfill's.
+struct Objects {
     js: jetstream::Context,
-    sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
-    url: String,
     metrics: HopMetrics,
 }
 
-/// What became of one message.
+/// The queue, and what reads the objects it announces.
+pub struct Queue {
+    objects: Objects,
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+/// What became of one message, or one object.
 enum Outcome {
     /// Every object ingested or dead-lettered: delete the message.
     Done,
@@ -146,11 +154,13 @@ impl Queue {
     ) -> Self {
         let shared = trailhound_s3::sdk_config().await;
         Self {
-            js,
+            objects: Objects {
+                js,
+                s3: trailhound_s3::s3_client(&shared, force_path_style),
+                metrics,
+            },
             sqs: aws_sdk_sqs::Client::new(&shared),
-            s3: trailhound_s3::s3_client(&shared, force_path_style),
             url,
-            metrics,
         }
     }
 
@@ -195,80 +205,17 @@ impl Queue {
             Err(reason) => {
                 let reason = format!("SQS message {id}: {reason}");
                 return self
+                    .objects
                     .dead_letter(&format!("sqs:{id}"), &reason, body.as_bytes().to_vec())
                     .await;
             }
         };
         for object in objects {
-            if let Outcome::Retry = self.ingest(&object).await {
+            if let Outcome::Retry = self.objects.ingest(&object).await {
                 return Outcome::Retry;
             }
         }
         Outcome::Done
-    }
-
-    async fn ingest(&self, object: &S3Object) -> Outcome {
-        let name = object.to_string();
-        let fetched = self
-            .s3
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .send()
-            .await;
-        let output = match fetched {
-            Ok(output) => output,
-            Err(e) => {
-                let detail = DisplayErrorContext(&e).to_string();
-                return match e.as_service_error() {
-                    Some(service) if is_permanent(service) => {
-                        let code = service.code().unwrap_or("error");
-                        let reason = format!("{name}: cannot be read ({code}): {detail}");
-                        self.dead_letter(&name, &reason, name.clone().into_bytes())
-                            .await
-                    }
-                    _ => {
-                        tracing::warn!(object = %name, error = %detail, "reading from S3, will retry");
-                        Outcome::Retry
-                    }
-                };
-            }
-        };
-        let bytes = match output.body.collect().await {
-            Ok(data) => data.into_bytes().to_vec(),
-            Err(e) => {
-                tracing::warn!(object = %name, error = %e, "reading from S3, will retry");
-                return Outcome::Retry;
-            }
-        };
-        let mut report = IngestReport::default();
-        if let Err(e) = ingest_document(&self.js, &name, bytes, &mut report).await {
-            tracing::warn!(object = %name, error = %e, "publishing, will retry");
-            return Outcome::Retry;
-        }
-        super::record("s3", &report, &self.metrics);
-        if report.file_errors.is_empty() {
-            return Outcome::Done;
-        }
-        // The records before the break are in; the object goes to the dead
-        // letters with the reason, by name (the bytes are still in S3).
-        let reason = report.file_errors.join("; ");
-        self.dead_letter(&name, &reason, name.clone().into_bytes())
-            .await
-    }
-
-    async fn dead_letter(&self, origin: &str, reason: &str, payload: Vec<u8>) -> Outcome {
-        tracing::warn!(%origin, %reason, "dead-lettered");
-        match publish_dead_letter(&self.js, origin, reason, payload).await {
-            Ok(()) => {
-                self.metrics.dead_lettered.inc();
-                Outcome::Done
-            }
-            Err(e) => {
-                tracing::warn!(%origin, error = %e, "publishing a dead letter, will retry");
-                Outcome::Retry
-            }
-        }
     }
 
     async fn delete(&self, message: &Message) {
@@ -287,6 +234,156 @@ impl Queue {
             tracing::warn!(queue = %self.url, error = %DisplayErrorContext(&e), "deleting a message");
         }
     }
+}
+
+impl Objects {
+    async fn ingest(&self, object: &S3Object) -> Outcome {
+        match self.fetch(object).await {
+            Ok(bytes) => self.publish(&object.to_string(), bytes).await,
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// The object's bytes; else `Done` once an object that cannot be read
+    /// for good is dead-lettered, or `Retry` after a passing failure.
+    async fn fetch(&self, object: &S3Object) -> Result<Vec<u8>, Outcome> {
+        let name = object.to_string();
+        let fetched = self
+            .s3
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await;
+        let output = match fetched {
+            Ok(output) => output,
+            Err(e) => {
+                let detail = DisplayErrorContext(&e).to_string();
+                return Err(match e.as_service_error() {
+                    Some(service) if is_permanent(service) => {
+                        let code = service.code().unwrap_or("error");
+                        let reason = format!("{name}: cannot be read ({code}): {detail}");
+                        self.dead_letter(&name, &reason, name.clone().into_bytes())
+                            .await
+                    }
+                    _ => {
+                        tracing::warn!(object = %name, error = %detail, "reading from S3, will retry");
+                        Outcome::Retry
+                    }
+                });
+            }
+        };
+        match output.body.collect().await {
+            Ok(data) => Ok(data.into_bytes().to_vec()),
+            Err(e) => {
+                tracing::warn!(object = %name, error = %e, "reading from S3, will retry");
+                Err(Outcome::Retry)
+            }
+        }
+    }
+
+    /// Publish an object's events (`name` is its `s3://` address); one
+    /// that is not CloudTrail, or broken, goes to the dead letters.
+    async fn publish(&self, name: &str, bytes: Vec<u8>) -> Outcome {
+        let mut report = IngestReport::default();
+        if let Err(e) = ingest_document(&self.js, name, bytes, &mut report).await {
+            tracing::warn!(object = %name, error = %e, "publishing, will retry");
+            return Outcome::Retry;
+        }
+        super::record("s3", &report, &self.metrics);
+        if report.file_errors.is_empty() {
+            return Outcome::Done;
+        }
+        // The records before the break are in; the object goes to the dead
+        // letters with the reason, by name (the bytes are still in S3).
+        let reason = report.file_errors.join("; ");
+        self.dead_letter(name, &reason, name.as_bytes().to_vec())
+            .await
+    }
+
+    async fn dead_letter(&self, origin: &str, reason: &str, payload: Vec<u8>) -> Outcome {
+        tracing::warn!(%origin, %reason, "dead-lettered");
+        match publish_dead_letter(&self.js, origin, reason, payload).await {
+            Ok(()) => {
+                self.metrics.dead_lettered.inc();
+                Outcome::Done
+            }
+            Err(e) => {
+                tracing::warn!(%origin, error = %e, "publishing a dead letter, will retry");
+                Outcome::Retry
+            }
+        }
+    }
+}
+
+/// Objects fetched ahead of the one being published during a backfill
+/// (and folders listed at a time): S3 answers each request in tens of
+/// milliseconds, and a trail writes a file per account, region and 5
+/// minutes.
+const BACKFILL_AHEAD: usize = 32;
+
+/// Ingest every log under `url` once (with `since`, those delivered since
+/// that day), in the order CloudTrail delivered them, as a scan reads
+/// files: a new deployment's baselines learn from the trail's history.
+/// An object that cannot be read for good is dead-lettered; after a
+/// passing failure (S3 or NATS unreachable) the object is tried again
+/// until it passes or the service stops.
+pub async fn backfill(
+    js: jetstream::Context,
+    url: S3Url,
+    since: Option<NaiveDate>,
+    force_path_style: bool,
+    metrics: HopMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let shared = trailhound_s3::sdk_config().await;
+    let objects = Objects {
+        js,
+        s3: trailhound_s3::s3_client(&shared, force_path_style),
+        metrics,
+    };
+    let listed = trailhound_s3::list_logs(&objects.s3, &url, since, BACKFILL_AHEAD, &|_| {});
+    let logs = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        listed = listed => listed?.in_delivery_order(),
+    };
+    tracing::info!(%url, logs = logs.len(), "backfilling");
+    let total = logs.len();
+    let mut fetched = futures_util::stream::iter(logs)
+        .map(|(key, _)| {
+            let object = S3Object {
+                bucket: url.bucket.clone(),
+                key,
+            };
+            let objects = &objects;
+            async move {
+                let fetched = objects.fetch(&object).await;
+                (object, fetched)
+            }
+        })
+        .buffered(BACKFILL_AHEAD);
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = fetched.next() => next,
+        };
+        let Some((object, fetched)) = next else {
+            break;
+        };
+        let mut outcome = match fetched {
+            Ok(bytes) => objects.publish(&object.to_string(), bytes).await,
+            Err(outcome) => outcome,
+        };
+        while let Outcome::Retry = outcome {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(RETRY_AFTER) => {}
+            }
+            outcome = objects.ingest(&object).await;
+        }
+    }
+    tracing::info!(%url, logs = total, "backfilled");
+    Ok(())
 }
 
 /// Missing objects and denied access do not mend by retrying.

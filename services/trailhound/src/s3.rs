@@ -27,18 +27,8 @@ pub(crate) struct S3Args {
     /// Only logs delivered since this day (UTC) from `s3://` inputs: a date
     /// (2024-04-01), an RFC 3339 time or a time ago (60d). The trail's date
     /// folders before it are not listed.
-    #[arg(long, value_parser = parse_day)]
+    #[arg(long, value_parser = trailhound_s3::parse_since)]
     s3_since: Option<NaiveDate>,
-}
-
-fn parse_day(text: &str) -> Result<NaiveDate, String> {
-    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(day);
-    }
-    let ms = crate::query::parse_time(text)?;
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.date_naive())
-        .ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 /// A command's inputs as local paths.
