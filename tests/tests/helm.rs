@@ -117,6 +117,17 @@ fn template(sets: &[&str]) -> std::process::Output {
     Command::new("helm").args(&args).output().unwrap()
 }
 
+/// The chart rendered with `sets`, which it must accept.
+fn rendered(sets: &[&str]) -> String {
+    let out = template(sets);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn ingest_needs_a_source() {
     let out = template(&["ingest.enabled=true"]);
@@ -127,18 +138,12 @@ fn ingest_needs_a_source() {
 
 #[test]
 fn ingest_renders_its_http_and_sqs_sources() {
-    let out = template(&[
+    let rendered = rendered(&[
         "ingest.enabled=true",
         "ingest.http.enabled=true",
         "ingest.http.tokenSecret=ingest-token",
         "ingest.sqs.queueUrl=https://sqs.us-east-1.amazonaws.com/111122223333/trail",
     ]);
-    let rendered = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     for expected in [
         "- \"--listen=0.0.0.0:8080\"",
         "- \"--sqs-queue-url=https://sqs.us-east-1.amazonaws.com/111122223333/trail\"",
@@ -148,4 +153,34 @@ fn ingest_renders_its_http_and_sqs_sources() {
         assert!(rendered.contains(expected), "{expected} not in\n{rendered}");
     }
     assert!(!rendered.contains("--watch"), "{rendered}");
+}
+
+#[test]
+fn a_backfill_is_a_job_of_its_own() {
+    assert!(!rendered(&[]).contains("kind: Job"));
+    let rendered = rendered(&[
+        "ingest.backfill.url=s3://org-trail/AWSLogs/o-abc123/",
+        "ingest.backfill.region=eu-west-1",
+        "ingest.serviceAccountName=trailhound-reader",
+    ]);
+    let job = rendered
+        .split("---")
+        .find(|doc| doc.contains("kind: Job"))
+        .unwrap_or_else(|| panic!("no Job in\n{rendered}"));
+    for expected in [
+        "name: th-trailhound-backfill",
+        "restartPolicy: OnFailure",
+        "serviceAccountName: trailhound-reader",
+        "command: [\"trailhound-ingest\"]",
+        "- \"s3://org-trail/AWSLogs/o-abc123/\"",
+        "- \"--s3-since=45d\"",
+        "value: \"eu-west-1\"",
+    ] {
+        assert!(job.contains(expected), "{expected} not in\n{job}");
+    }
+    // No ingest Deployment comes with it.
+    assert!(
+        !rendered.contains("name: th-trailhound-ingest"),
+        "{rendered}"
+    );
 }

@@ -269,6 +269,37 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// The bucket of these tests.
+const BUCKET: &str = "org-trail";
+
+/// Put an object into [`BUCKET`].
+async fn put(s3: &aws_sdk_s3::Client, key: &str, body: Vec<u8>) {
+    (s3.put_object().bucket(BUCKET).key(key))
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// [`BUCKET`] made, holding 45 days of the example organisation's delivery
+/// files and its stolen-credentials episode (`seed`), also written under
+/// `dir`: the records, and each file's key and content.
+async fn bucket_with_history(
+    s3: &aws_sdk_s3::Client,
+    dir: &Path,
+    seed: u64,
+) -> (Vec<serde_json::Value>, Vec<(String, Vec<u8>)>) {
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut records = benign_history(seed, HISTORY_START_MS, 45);
+    records.extend(stolen_credentials_episode(seed, HISTORY_START_MS, 45));
+    write_delivery(dir, &records);
+    let files = files_under(dir);
+    for (key, body) in &files {
+        put(s3, key, body.clone()).await;
+    }
+    (records, files)
+}
+
 /// `trailhound scan s3://bucket/AWSLogs/`: the logs under the prefix are
 /// copied locally and scanned, finding exactly what a scan of the same
 /// files on disk finds; digests are not copied; a second scan downloads
@@ -279,30 +310,14 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 async fn scan_reads_the_logs_under_an_s3_prefix_downloading_each_once() {
     let moto = MotoServer::start();
     let (s3, _) = aws_clients(&moto).await;
-    let bucket = "org-trail";
-    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let bucket = BUCKET;
     let local = tempfile::tempdir().unwrap();
     let logs = local.path().join("logs");
-    let mut records = benign_history(3, HISTORY_START_MS, 45);
-    records.extend(stolen_credentials_episode(3, HISTORY_START_MS, 45));
-    write_delivery(&logs, &records);
-    let files = files_under(&logs);
-    let put = |key: &str, body: Vec<u8>| {
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .send()
-    };
-    for (key, body) in &files {
-        put(key, body.clone()).await.unwrap();
-    }
+    let (_, files) = bucket_with_history(&s3, &logs, 3).await;
     let digest = "AWSLogs/210987654321/CloudTrail-Digest/us-east-1/2024/04/15/210987654321_CloudTrail-Digest_us-east-1_trail_us-east-1_20240415T000000Z.json.gz";
-    put(digest, b"{}".to_vec()).await.unwrap();
+    put(&s3, digest, b"{}".to_vec()).await;
     // Outside the prefix: not listed.
-    put("elsewhere/f.json", b"not even JSON".to_vec())
-        .await
-        .unwrap();
+    put(&s3, "elsewhere/f.json", b"not even JSON".to_vec()).await;
 
     let cache = tempfile::tempdir().unwrap();
     let scan_into = |input: &str, cache: &Path, flags: &[&str]| -> Output {
@@ -406,29 +421,11 @@ async fn ingest_backfills_the_logs_under_an_s3_prefix_since_a_day() {
     let moto = MotoServer::start();
     let nats = NatsServer::start();
     let (s3, _) = aws_clients(&moto).await;
-    let bucket = "org-trail";
-    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let bucket = BUCKET;
     let local = tempfile::tempdir().unwrap();
-    let mut records = benign_history(4, HISTORY_START_MS, 45);
-    records.extend(stolen_credentials_episode(4, HISTORY_START_MS, 45));
-    write_delivery(local.path(), &records);
-    for (key, body) in files_under(local.path()) {
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap();
-    }
+    let (records, _) = bucket_with_history(&s3, local.path(), 4).await;
     let broken = "AWSLogs/210987654321/CloudTrail/us-east-1/2024/04/14/210987654321_CloudTrail_us-east-1_20240414T2355Z_broken.json.gz";
-    s3.put_object()
-        .bucket(bucket)
-        .key(broken)
-        .body(ByteStream::from(b"not CloudTrail".to_vec()))
-        .send()
-        .await
-        .unwrap();
+    put(&s3, broken, b"not CloudTrail".to_vec()).await;
     // Delivery files are per day of event time here.
     let since = (records.iter())
         .filter(|r| r["eventTime"].as_str().unwrap() >= "2024-04-10")
