@@ -17,6 +17,7 @@ use trailhound_e2e::cluster::{
     stream_events, wait_for_events, wait_for_port,
 };
 use trailhound_e2e::{shared, write_delivery};
+use trailhound_pipeline::nats::frames;
 use trailhound_synth::{HISTORY_START_MS, benign_history, stolen_credentials_episode};
 
 /// A CloudTrail log file as CloudTrail writes it (gzip'd `Records`), and
@@ -269,6 +270,24 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// The events on `th.raw`, in the stream's order.
+async fn raw_events(js: &async_nats::jetstream::Context) -> Vec<trailhound_proto::CloudTrailEvent> {
+    use futures_util::StreamExt;
+    let stream = js.get_stream("TH_RAW").await.unwrap();
+    let total = stream.get_info().await.unwrap().state.messages;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut events = Vec::new();
+    for _ in 0..total {
+        let message = messages.next().await.unwrap().unwrap();
+        events.extend(frames::decode_all(&message.payload).unwrap());
+    }
+    events
+}
+
 /// The bucket of these tests.
 const BUCKET: &str = "org-trail";
 
@@ -457,6 +476,14 @@ async fn ingest_backfills_the_logs_under_an_s3_prefix_since_a_day() {
     };
     assert!(status.success(), "{status}");
     assert_eq!(stream_events(&js, "TH_RAW").await, since);
+    // In delivery order: every account's and region's files of a day before
+    // any of the next day's (in key order one account's weeks would come
+    // before another's).
+    let days: Vec<i64> = (raw_events(&js).await.iter())
+        .map(|e| e.event_time_ms / 86_400_000)
+        .collect();
+    assert_eq!(days.len() as u64, since);
+    assert!(days.is_sorted(), "{days:?}");
     let dead = dead_letters(&js).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
