@@ -1,6 +1,8 @@
-//! CloudTrail in S3: the AWS SDK's clients, configured as the AWS CLI is,
-//! and a local copy of the logs under a bucket's prefix, brought up to date
-//! before `trailhound scan s3://…` reads it.
+//! CloudTrail in S3: the AWS SDK's clients, configured as the AWS CLI is;
+//! the listing of the logs under a bucket's prefix, passing over the date
+//! folders before a day (the ingest service's backfill publishes them in
+//! delivery order); and a local copy of them, brought up to date before
+//! `trailhound scan s3://…` reads it.
 //!
 //! S3 delivery writes each log file once and never changes it, so an
 //! object whose copy is already there (the same key and size) is not
