@@ -127,7 +127,7 @@ async fn s3_objects_announced_on_sqs_are_ingested_once() {
     let (s3, sqs) = aws_clients(&moto).await;
 
     // The usual setup: the trail's bucket notifies a queue of new objects.
-    let bucket = "org-trail";
+    let bucket = BUCKET;
     s3.create_bucket().bucket(bucket).send().await.unwrap();
     let queue = sqs
         .create_queue()
@@ -176,29 +176,14 @@ async fn s3_objects_announced_on_sqs_are_ingested_once() {
     let prefix = "AWSLogs/210987654321/CloudTrail/us-east-1/2024/04/15";
     let (file, events) = cloudtrail_file(9);
     let truncated = file[..file.len() / 2].to_vec();
-    let put = |key: String, body: Vec<u8>| {
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .send()
-    };
-    put(
-        format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0200Z_a.json.gz"),
-        file.clone(),
-    )
-    .await
-    .unwrap();
+    let a = format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0200Z_a.json.gz");
+    put(&s3, &a, file.clone()).await;
     // The same events delivered twice (under another name) count once.
-    put(
-        format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0200Z_b.json.gz"),
-        file.clone(),
-    )
-    .await
-    .unwrap();
+    let b = format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0200Z_b.json.gz");
+    put(&s3, &b, file.clone()).await;
     // A truncated object: dead-lettered by name with the reason.
     let broken = format!("{prefix}/210987654321_CloudTrail_us-east-1_20240415T0205Z_c.json.gz");
-    put(broken.clone(), truncated).await.unwrap();
+    put(&s3, &broken, truncated).await;
 
     let js = connect(&nats.url()).await;
     wait_for_events(&js, "TH_RAW", events, Duration::from_secs(120)).await;

@@ -238,7 +238,17 @@ impl Queue {
 
 impl Objects {
     async fn ingest(&self, object: &S3Object) -> Outcome {
-        match self.fetch(object).await {
+        self.publish_fetched(object, self.fetch(object).await).await
+    }
+
+    /// Publish what [`Objects::fetch`] gave for `object`, or say what
+    /// became of it.
+    async fn publish_fetched(
+        &self,
+        object: &S3Object,
+        fetched: Result<Vec<u8>, Outcome>,
+    ) -> Outcome {
+        match fetched {
             Ok(bytes) => self.publish(&object.to_string(), bytes).await,
             Err(outcome) => outcome,
         }
@@ -370,10 +380,7 @@ pub async fn backfill(
         let Some((object, fetched)) = next else {
             break;
         };
-        let mut outcome = match fetched {
-            Ok(bytes) => objects.publish(&object.to_string(), bytes).await,
-            Err(outcome) => outcome,
-        };
+        let mut outcome = objects.publish_fetched(&object, fetched).await;
         while let Outcome::Retry = outcome {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
